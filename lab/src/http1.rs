@@ -1,0 +1,247 @@
+//! A connection-level HTTP/1.1 client: one request at a time on a socket the
+//! caller owns, so tests and the load generator decide exactly when a
+//! connection is reused, and every failure is classified the way an SRE
+//! reads it (reset, EOF, timeout, connect error with errno).
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How a request failed, as the client saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "errno")]
+pub enum ErrorKind {
+    /// The peer reset the connection (ECONNRESET / EPIPE).
+    Reset,
+    /// The connection closed before a whole response arrived.
+    Eof,
+    /// No response within the read timeout.
+    Timeout,
+    /// connect() failed with this errno.
+    Connect(i32),
+    /// Anything else (a malformed response).
+    Protocol,
+}
+
+impl ErrorKind {
+    fn from_io(err: &io::Error) -> Self {
+        match err.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => ErrorKind::Reset,
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ErrorKind::Timeout,
+            io::ErrorKind::UnexpectedEof => ErrorKind::Eof,
+            _ => ErrorKind::Protocol,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    /// Header names lower-cased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ErrorKind> {
+        let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
+            e.raw_os_error()
+                .map_or_else(|| ErrorKind::from_io(&e), ErrorKind::Connect)
+        })?;
+        let _ = stream.set_nodelay(true);
+        Ok(Conn {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.stream.local_addr().ok()
+    }
+
+    /// `None` waits forever (the half-open scenario's broken client).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) {
+        let _ = self.stream.set_read_timeout(timeout);
+    }
+
+    /// Sends `GET path` and reads the whole response.
+    pub fn get(&mut self, path: &str) -> Result<Response, ErrorKind> {
+        let request = format!("GET {path} HTTP/1.1\r\nhost: connlab\r\n\r\n");
+        self.send_raw(request.as_bytes())?;
+        self.read_response()
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ErrorKind> {
+        self.stream
+            .write_all(bytes)
+            .map_err(|e| ErrorKind::from_io(&e))
+    }
+
+    pub fn read_response(&mut self) -> Result<Response, ErrorKind> {
+        let head_end = loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                break end + 4;
+            }
+            self.fill()?;
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .ok_or(ErrorKind::Protocol)?;
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        self.buf.drain(..head_end);
+        let chunked = headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+        let body = if chunked {
+            self.read_chunked()?
+        } else {
+            let len = headers
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .and_then(|(_, v)| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            self.take(len)?
+        };
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// The next `len` bytes of the stream.
+    fn take(&mut self, len: usize) -> Result<Vec<u8>, ErrorKind> {
+        while self.buf.len() < len {
+            self.fill()?;
+        }
+        Ok(self.buf.drain(..len).collect())
+    }
+
+    fn take_line(&mut self) -> Result<String, ErrorKind> {
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n") {
+                let line = self.take(end + 2)?;
+                return Ok(String::from_utf8_lossy(&line[..end]).into_owned());
+            }
+            self.fill()?;
+        }
+    }
+
+    /// A chunked body (Envoy's admin API sends these); trailers are skipped.
+    fn read_chunked(&mut self) -> Result<Vec<u8>, ErrorKind> {
+        let mut body = Vec::new();
+        loop {
+            let size_line = self.take_line()?;
+            let size_hex = size_line.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size_hex, 16).map_err(|_| ErrorKind::Protocol)?;
+            if size == 0 {
+                while !self.take_line()?.is_empty() {}
+                return Ok(body);
+            }
+            body.extend(self.take(size)?);
+            self.take_line()?;
+        }
+    }
+
+    fn fill(&mut self) -> Result<(), ErrorKind> {
+        let mut chunk = [0u8; 8192];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => Err(ErrorKind::Eof),
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+            Err(e) => Err(ErrorKind::from_io(&e)),
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{self, Behaviour};
+
+    fn local() -> SocketAddr {
+        "127.0.0.1:0".parse().unwrap()
+    }
+
+    #[test]
+    fn keep_alive_then_close_after_n() {
+        let server = backend::spawn(
+            local(),
+            Behaviour {
+                close_after: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut conn = Conn::connect(server.addr(), Duration::from_secs(2)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let first = conn.get("/").unwrap();
+        assert_eq!(first.header("connection"), Some("keep-alive"));
+        let second = conn.get("/").unwrap();
+        assert_eq!(second.header("x-backend-nth"), Some("2"));
+        assert_eq!(second.header("connection"), Some("close"));
+        let after_close = conn.get("/").unwrap_err();
+        assert!(
+            matches!(after_close, ErrorKind::Eof | ErrorKind::Reset),
+            "{after_close:?}"
+        );
+    }
+
+    #[test]
+    fn closed_port_is_connect_refused() {
+        let port = std::net::TcpListener::bind(local())
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert_eq!(
+            Conn::connect(port, Duration::from_secs(1)).err(),
+            Some(ErrorKind::Connect(111))
+        );
+    }
+
+    #[test]
+    fn rst_close_is_seen_as_reset() {
+        let b = Behaviour {
+            close_after: Some(1),
+            close_with_rst: true,
+            ..Default::default()
+        };
+        let server = backend::spawn(local(), b).unwrap();
+        let mut conn = Conn::connect(server.addr(), Duration::from_secs(2)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(2)));
+        assert_eq!(conn.get("/").unwrap().status, 200);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(conn.get("/").err(), Some(ErrorKind::Reset));
+    }
+}
