@@ -86,12 +86,7 @@ fn filter_logs_one_event_per_request_and_tracks_upstream_reuse() {
         events.len(),
         5,
         "one event per request: {events:#?}\n{}",
-        envoy
-            .log()
-            .lines()
-            .filter(|l| !l.contains("server.cc:467"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        envoy.log_tail()
     );
     for event in &events {
         assert_eq!(event["v"], 1);
