@@ -36,17 +36,9 @@ fn filter_logs_one_event_per_request_and_tracks_upstream_reuse() {
         &[HttpListener {
             name: "main".into(),
             bind: any_local_port(),
-            routes: vec![
-                Route {
-                    prefix: "/dead".into(),
-                    cluster: "dead".into(),
-                },
-                Route {
-                    prefix: "/".into(),
-                    cluster: "backend".into(),
-                },
-            ],
+            routes: vec![Route::new("/dead", "dead"), Route::new("/", "backend")],
             filter: Some(WasmFilter::http(filter_wasm())),
+            access_log: false,
         }],
         &[
             Cluster::new("backend", vec![server.addr()]),

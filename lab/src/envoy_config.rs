@@ -46,10 +46,55 @@ impl WasmFilter {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Route {
     pub prefix: String,
     pub cluster: String,
+    /// Route timeout; `None` keeps Envoy's default (15 s).
+    pub timeout_ms: Option<u64>,
+    pub retry: Option<Retry>,
+}
+
+impl Route {
+    pub fn new(prefix: &str, cluster: &str) -> Self {
+        Route { prefix: prefix.into(), cluster: cluster.into(), ..Default::default() }
+    }
+
+    fn to_json(&self) -> Value {
+        let mut route = json!({"cluster": self.cluster});
+        if let Some(ms) = self.timeout_ms {
+            route["timeout"] = json!(duration_ms(ms));
+        }
+        if let Some(retry) = &self.retry {
+            route["retry_policy"] = json!({
+                "retry_on": retry.retry_on,
+                "num_retries": retry.num_retries,
+                "retriable_status_codes": retry.retriable_status_codes,
+            });
+        }
+        json!({"match": {"prefix": self.prefix}, "route": route})
+    }
+}
+
+/// A route retry policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    pub retry_on: String,
+    pub num_retries: u32,
+    pub retriable_status_codes: Vec<u16>,
+}
+
+impl Retry {
+    /// What Istio configures on every route unless told otherwise
+    /// (pilot's default retry policy): 2 retries on connection failures and
+    /// on a 503 from upstream.
+    pub fn istio_default() -> Self {
+        Retry {
+            retry_on: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes".into(),
+            num_retries: 2,
+            retriable_status_codes: vec![503],
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +103,9 @@ pub struct HttpListener {
     pub bind: SocketAddr,
     pub routes: Vec<Route>,
     pub filter: Option<WasmFilter>,
+    /// Envoy's own access log, one JSON object per request on stdout: the
+    /// proxy's view, independent of the filter's.
+    pub access_log: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +113,9 @@ pub struct Cluster {
     pub name: String,
     pub endpoints: Vec<SocketAddr>,
     pub connect_timeout_ms: u64,
+    /// Upstream connection idle timeout (Istio: DestinationRule
+    /// `connectionPool.http.idleTimeout`); `None` keeps Envoy's 1 h.
+    pub idle_timeout_ms: Option<u64>,
 }
 
 impl Cluster {
@@ -73,6 +124,7 @@ impl Cluster {
             name: name.into(),
             endpoints,
             connect_timeout_ms: 1000,
+            idle_timeout_ms: None,
         }
     }
 }
@@ -87,11 +139,7 @@ fn duration_ms(ms: u64) -> String {
 
 impl HttpListener {
     fn to_json(&self) -> Value {
-        let routes: Vec<Value> = self
-            .routes
-            .iter()
-            .map(|r| json!({"match": {"prefix": r.prefix}, "route": {"cluster": r.cluster}}))
-            .collect();
+        let routes: Vec<Value> = self.routes.iter().map(Route::to_json).collect();
         let mut http_filters = Vec::new();
         if let Some(filter) = &self.filter {
             http_filters.push(json!({
@@ -106,17 +154,27 @@ impl HttpListener {
             "name": "envoy.filters.http.router",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
         }));
+        let mut manager = json!({
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": self.name,
+            "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
+            "http_filters": http_filters,
+        });
+        if self.access_log {
+            manager["access_log"] = json!([{
+                "name": "envoy.access_loggers.stdout",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                    "log_format": {"json_format": ACCESS_LOG_FIELDS.clone()},
+                },
+            }]);
+        }
         json!({
             "name": self.name,
             "address": socket_address(self.bind),
             "filter_chains": [{"filters": [{
                 "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                    "stat_prefix": self.name,
-                    "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
-                    "http_filters": http_filters,
-                },
+                "typed_config": manager,
             }]}],
         })
     }
@@ -129,14 +187,36 @@ impl Cluster {
             .iter()
             .map(|a| json!({"endpoint": {"address": socket_address(*a)}}))
             .collect();
-        json!({
+        let mut cluster = json!({
             "name": self.name,
             "type": "STATIC",
             "connect_timeout": duration_ms(self.connect_timeout_ms),
             "load_assignment": {"cluster_name": self.name, "endpoints": [{"lb_endpoints": endpoints}]},
-        })
+        });
+        if let Some(ms) = self.idle_timeout_ms {
+            cluster["typed_extension_protocol_options"] = json!({
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "common_http_protocol_options": {"idle_timeout": duration_ms(ms)},
+                    "explicit_http_config": {"http_protocol_options": {}},
+                },
+            });
+        }
+        cluster
     }
 }
+
+/// Fields of Envoy's access log (`HttpListener::access_log`).
+static ACCESS_LOG_FIELDS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+    json!({
+        "code": "%RESPONSE_CODE%",
+        "flags": "%RESPONSE_FLAGS%",
+        "details": "%RESPONSE_CODE_DETAILS%",
+        "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
+        "upstream_local": "%UPSTREAM_LOCAL_ADDRESS%",
+        "failure": "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+    })
+});
 
 /// A whole bootstrap: listeners, clusters and the admin endpoint.
 pub fn bootstrap(listeners: &[HttpListener], clusters: &[Cluster], admin: SocketAddr) -> Value {

@@ -14,9 +14,25 @@ pub fn filter_events(log: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Envoy's `/stats` text (`name: value` lines) as numbers; histograms and
+/// other non-numeric lines are skipped.
+pub fn parse_stats(text: &str) -> std::collections::BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|line| line.split_once(": "))
+        .filter_map(|(name, value)| Some((name.to_string(), value.trim().parse().ok()?)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats_keep_numbers_only() {
+        let stats = parse_stats("cluster.backend.upstream_cx_total: 3\ncluster.backend.upstream_rq_time: P0(nan,1)\n");
+        assert_eq!(stats.len(), 1);
+        assert_eq!(stats["cluster.backend.upstream_cx_total"], 3);
+    }
 
     #[test]
     fn picks_only_filter_json_lines() {

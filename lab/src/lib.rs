@@ -3,8 +3,18 @@
 //! saw into an `Outcome`.
 
 pub mod backend;
+pub mod check;
+pub mod client;
 pub mod envoy_config;
 pub mod envoy_process;
 pub mod evidence;
+pub mod faults;
 pub mod http1;
+pub mod image;
+pub mod outcome;
 pub mod paths;
+pub mod report;
+pub mod roles;
+pub mod run;
+pub mod runtime;
+pub mod scenario;

@@ -1,0 +1,45 @@
+//! Human output, in a fixed grammar a person scans at a glance (nextest's):
+//! verdict right-aligned in a fixed width, wall time in brackets, the name,
+//! the counts; the filter's explanation on an indented continuation line.
+
+use crate::outcome::{Counts, Outcome};
+
+fn counts(counts: &Counts) -> String {
+    counts.iter().map(|(class, n)| format!("{class}×{n}")).collect::<Vec<_>>().join(" ")
+}
+
+/// One line per variant, plus continuation lines.
+pub fn line(outcome: &Outcome) -> String {
+    let mut diagnoses: Vec<String> = Vec::new();
+    for (role, found) in &outcome.diagnoses {
+        if !found.is_empty() {
+            diagnoses.push(format!("{role}: {}", counts(found)));
+        }
+    }
+    let mut text = format!(
+        "{:>11} [{:>6.1}s] {}/{}  client {}",
+        outcome.verdict.word(),
+        outcome.wall_ms as f64 / 1000.0,
+        outcome.scenario,
+        outcome.variant,
+        counts(&outcome.client),
+    );
+    if !diagnoses.is_empty() {
+        text.push_str(&format!("  filter {}", diagnoses.join("; ")));
+    }
+    if !outcome.as_expected() {
+        text.push_str(&format!("\n{:>11}   expected {}", "", outcome.expected.word().to_lowercase()));
+    }
+    if let Some(explain) = &outcome.explain {
+        text.push_str(&format!("\n{:>11}   {explain}", ""));
+    }
+    text
+}
+
+/// The closing line: `N passed, N failed` counts variants whose verdict was
+/// the expected one.
+pub fn summary(outcomes: &[Outcome], errors: usize) -> String {
+    let passed = outcomes.iter().filter(|o| o.as_expected()).count();
+    let failed = outcomes.len() - passed + errors;
+    format!("{passed} passed, {failed} failed")
+}

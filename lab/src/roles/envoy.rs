@@ -1,0 +1,122 @@
+//! Envoy with connlab's filter, its config generated from the scenario.
+//! Logs go to the container's stderr (the filter's events among them), the
+//! access log to stdout; stats come from the admin API inside the container.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::envoy_config::{bootstrap, Cluster, HttpListener, Retry, Route, WasmFilter};
+use crate::runtime::{ContainerSpec, Lab, LabError, SHARED_DIR};
+use crate::{evidence, paths};
+
+/// Every Envoy listens here for its clients.
+pub const LISTEN_PORT: u16 = 10000;
+const ADMIN: &str = "127.0.0.1:9901";
+const WASM_NAME: &str = "connlab_filter.wasm";
+
+/// A scenario's `[variants.envoy]` / `[variants.caller]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvoySettings {
+    /// Upstream connection idle timeout (Envoy default: 1 h).
+    pub idle_timeout_ms: Option<u64>,
+    /// Route timeout (Envoy default: 15 s).
+    pub route_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryPolicy {
+    #[default]
+    None,
+    /// Istio's default: 2 retries on connect-failure, refused-stream,
+    /// unavailable, cancelled and a 503 from upstream.
+    IstioDefault,
+}
+
+/// Starts an Envoy named `role` that forwards everything to `upstream`
+/// (the cluster is named after `upstream_role`, so its stats read
+/// `cluster.<upstream_role>.*`).
+pub async fn start(
+    lab: &mut Lab,
+    role: &str,
+    settings: &EnvoySettings,
+    upstream_role: &str,
+    upstream: SocketAddr,
+) -> Result<(), LabError> {
+    let wasm = lab.dir().join(WASM_NAME);
+    if !wasm.exists() {
+        let built = paths::filter_wasm();
+        std::fs::copy(&built, &wasm)
+            .map_err(|e| LabError::role(role, format!("{}: {e} (run `make filter`)", built.display())))?;
+    }
+    let mut filter = WasmFilter::http(format!("{SHARED_DIR}/{WASM_NAME}").into());
+    // The lab wants every request's event, not only the failures.
+    filter.config = Some(json!({"events": "all"}));
+    let mut route = Route::new("/", upstream_role);
+    route.timeout_ms = settings.route_timeout_ms;
+    route.retry = match settings.retry {
+        RetryPolicy::None => None,
+        RetryPolicy::IstioDefault => Some(Retry::istio_default()),
+    };
+    let mut cluster = Cluster::new(upstream_role, vec![upstream]);
+    cluster.idle_timeout_ms = settings.idle_timeout_ms;
+    let listener = HttpListener {
+        name: "main".into(),
+        bind: SocketAddr::from(([0, 0, 0, 0], LISTEN_PORT)),
+        routes: vec![route],
+        filter: Some(filter),
+        access_log: true,
+    };
+    let admin: SocketAddr = ADMIN.parse().map_err(|_| LabError::role(role, "admin address"))?;
+    let config = bootstrap(&[listener], &[cluster], admin);
+    let config_name = format!("{role}.json");
+    std::fs::write(lab.dir().join(&config_name), serde_json::to_vec_pretty(&config).unwrap_or_default())?;
+    let cmd = [
+        "envoy",
+        "-c",
+        &format!("{SHARED_DIR}/{config_name}"),
+        // One worker: one connection pool and one wasm VM see every request,
+        // as in a sidecar under light load.
+        "--concurrency",
+        "1",
+        "--disable-hot-restart",
+        "-l",
+        "info",
+    ];
+    lab.start(ContainerSpec {
+        role: role.into(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        net_admin: true,
+        ..Default::default()
+    })
+    .await?;
+    lab.wait_until(role, &format!("curl -sf http://{ADMIN}/ready"), Duration::from_secs(30)).await
+}
+
+/// What one Envoy saw.
+#[derive(Debug, Clone, Default)]
+pub struct EnvoyEvidence {
+    /// The filter's events.
+    pub events: Vec<serde_json::Value>,
+    /// Envoy's own access log entries.
+    pub access_log: Vec<serde_json::Value>,
+    /// Every counter and gauge.
+    pub stats: BTreeMap<String, u64>,
+}
+
+pub async fn collect(lab: &Lab, role: &str) -> Result<EnvoyEvidence, LabError> {
+    let stats_text = lab.exec_ok(role, &["curl", "-sf", &format!("http://{ADMIN}/stats")]).await?;
+    let (stdout, stderr) = lab.logs(role).await;
+    Ok(EnvoyEvidence {
+        events: evidence::filter_events(&stderr),
+        access_log: stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect(),
+        stats: evidence::parse_stats(&stats_text),
+    })
+}

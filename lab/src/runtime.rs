@@ -1,0 +1,379 @@
+//! Docker, through testcontainers (containers) and its re-exported bollard
+//! client (networks, detached exec, sweeping). Every container and network a
+//! run creates carries the `connlab` label plus its run id and the owning
+//! process id, so a run removes exactly what it made — when it passes, fails,
+//! panics or is interrupted — and the next run sweeps what a killed process
+//! left behind.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use testcontainers::bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use testcontainers::bollard::models::NetworkCreateRequest;
+use testcontainers::bollard::query_parameters::{
+    InspectContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use testcontainers::bollard::Docker;
+use testcontainers::core::{Mount, WaitFor};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+use futures::StreamExt;
+
+/// Label on everything connlab creates.
+pub const LABEL: &str = "connlab";
+const LABEL_RUN: &str = "connlab.run";
+const LABEL_PID: &str = "connlab.pid";
+/// Where a run's files (Envoy configs, the filter module) appear in containers.
+pub const SHARED_DIR: &str = "/connlab";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("no Docker engine: {0} (start dockerd, or set DOCKER_HOST)")]
+    NoDocker(String),
+    #[error("lab image unavailable: {0}")]
+    NoImage(String),
+    #[error("docker: {0}")]
+    Docker(#[from] testcontainers::bollard::errors::Error),
+    #[error("container {role}: {source}")]
+    Container { role: String, source: testcontainers::TestcontainersError },
+    #[error("{role}: {what}")]
+    Role { role: String, what: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl LabError {
+    pub fn role(role: &str, what: impl Into<String>) -> Self {
+        LabError::Role { role: role.into(), what: what.into() }
+    }
+}
+
+/// Connects to the engine and checks it answers.
+pub async fn docker() -> Result<Docker, LabError> {
+    let docker = Docker::connect_with_local_defaults().map_err(|e| LabError::NoDocker(e.to_string()))?;
+    docker.ping().await.map_err(|e| LabError::NoDocker(e.to_string()))?;
+    Ok(docker)
+}
+
+/// What one container runs.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    /// The role's name; also the container's hostname.
+    pub role: String,
+    pub cmd: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// NET_ADMIN, for iptables and NFQUEUE faults inside the container.
+    pub net_admin: bool,
+    /// net.* sysctls set in the container's network namespace.
+    pub sysctls: HashMap<String, String>,
+}
+
+/// One run's containers, network and files. Dropping it removes them all.
+pub struct Lab {
+    docker: Docker,
+    image: (String, String),
+    pub run_id: String,
+    network: String,
+    dir: tempfile::TempDir,
+    containers: Vec<(String, ContainerAsync<GenericImage>)>,
+    torn_down: bool,
+}
+
+impl Lab {
+    /// Sweeps leftovers of dead runs, then creates this run's network.
+    /// `image` is `name:tag`.
+    pub async fn new(image: &str) -> Result<Lab, LabError> {
+        let docker = docker().await?;
+        sweep_dead_runs(&docker).await;
+        let (name, tag) = image.split_once(':').unwrap_or((image, "latest"));
+        let run_id = format!("{:x}{:04x}", std::process::id(), rand_u16());
+        let network = format!("connlab-{run_id}");
+        docker
+            .create_network(NetworkCreateRequest {
+                name: network.clone(),
+                labels: Some(labels(&run_id)),
+                ..Default::default()
+            })
+            .await?;
+        let dir = tempfile::Builder::new().prefix("connlab-run-").tempdir()?;
+        Ok(Lab {
+            docker,
+            image: (name.into(), tag.into()),
+            run_id,
+            network,
+            dir,
+            containers: Vec::new(),
+            torn_down: false,
+        })
+    }
+
+    /// The run's shared directory on the host (mounted at `SHARED_DIR`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub async fn start(&mut self, spec: ContainerSpec) -> Result<(), LabError> {
+        let name = format!("connlab-{}-{}", self.run_id, spec.role);
+        let mut request = GenericImage::new(self.image.0.clone(), self.image.1.clone())
+            .with_wait_for(WaitFor::Nothing)
+            .with_cmd(spec.cmd.clone())
+            .with_network(self.network.clone())
+            .with_container_name(name)
+            .with_hostname(spec.role.clone())
+            .with_labels(labels(&self.run_id))
+            .with_mount(Mount::bind_mount(self.dir.path().to_string_lossy().into_owned(), SHARED_DIR))
+            .with_startup_timeout(Duration::from_secs(60));
+        for (key, value) in &spec.env {
+            request = request.with_env_var(key.clone(), value.clone());
+        }
+        if spec.net_admin {
+            request = request.with_cap_add("NET_ADMIN");
+        }
+        if !spec.sysctls.is_empty() {
+            let sysctls = spec.sysctls.clone();
+            request = request.with_host_config_modifier(move |host| host.sysctls = Some(sysctls.clone()));
+        }
+        let container =
+            request.start().await.map_err(|source| LabError::Container { role: spec.role.clone(), source })?;
+        self.containers.push((spec.role, container));
+        Ok(())
+    }
+
+    fn container(&self, role: &str) -> Result<&ContainerAsync<GenericImage>, LabError> {
+        self.containers
+            .iter()
+            .find(|(r, _)| r == role)
+            .map(|(_, c)| c)
+            .ok_or_else(|| LabError::role(role, "no such container in this run"))
+    }
+
+    /// The role's address on the run's network.
+    pub async fn ip(&self, role: &str) -> Result<IpAddr, LabError> {
+        let id = self.container(role)?.id().to_string();
+        let inspect = self.docker.inspect_container(&id, None::<InspectContainerOptions>).await?;
+        inspect
+            .network_settings
+            .and_then(|s| s.networks)
+            .and_then(|n| n.get(&self.network).and_then(|e| e.ip_address.clone()))
+            .and_then(|ip| ip.parse().ok())
+            .ok_or_else(|| LabError::role(role, "no address on the run's network"))
+    }
+
+    /// Runs `cmd` in the role's container to completion: (exit code, stdout, stderr).
+    pub async fn exec(&self, role: &str, cmd: &[&str]) -> Result<(i64, String, String), LabError> {
+        let id = self.container(role)?.id().to_string();
+        let exec = self
+            .docker
+            .create_exec(
+                &id,
+                CreateExecOptions {
+                    cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        if let StartExecResults::Attached { mut output, .. } = self.docker.start_exec(&exec.id, None).await? {
+            while let Some(Ok(chunk)) = output.next().await {
+                use testcontainers::bollard::container::LogOutput;
+                match chunk {
+                    LogOutput::StdOut { message } => stdout.push_str(&String::from_utf8_lossy(&message)),
+                    LogOutput::StdErr { message } => stderr.push_str(&String::from_utf8_lossy(&message)),
+                    _ => {}
+                }
+            }
+        }
+        let code = self.docker.inspect_exec(&exec.id).await?.exit_code.unwrap_or(-1);
+        Ok((code, stdout, stderr))
+    }
+
+    /// Like `exec`, but fails with the command's output when it exits non-zero.
+    pub async fn exec_ok(&self, role: &str, cmd: &[&str]) -> Result<String, LabError> {
+        let (code, stdout, stderr) = self.exec(role, cmd).await?;
+        if code != 0 {
+            return Err(LabError::role(role, format!("`{}` exited {code}: {}{}", cmd.join(" "), stdout, stderr)));
+        }
+        Ok(stdout)
+    }
+
+    /// Starts `cmd` in the role's container and returns at once (a packet
+    /// delayer, say); it dies with the container.
+    pub async fn exec_detached(&self, role: &str, cmd: &[&str]) -> Result<(), LabError> {
+        let id = self.container(role)?.id().to_string();
+        let exec = self
+            .docker
+            .create_exec(
+                &id,
+                CreateExecOptions { cmd: Some(cmd.iter().map(|s| s.to_string()).collect()), ..Default::default() },
+            )
+            .await?;
+        self.docker.start_exec(&exec.id, Some(StartExecOptions { detach: true, ..Default::default() })).await?;
+        Ok(())
+    }
+
+    /// Waits until `probe` (a shell snippet) succeeds in the role's container.
+    pub async fn wait_until(&self, role: &str, probe: &str, limit: Duration) -> Result<(), LabError> {
+        let start = Instant::now();
+        loop {
+            if self.exec(role, &["sh", "-c", probe]).await?.0 == 0 {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                let (out, err) = self.logs(role).await;
+                return Err(LabError::role(role, format!("not ready after {limit:?} ({probe})\n{out}{err}")));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits for the role's main process to exit; its exit code.
+    pub async fn wait_exit(&self, role: &str, limit: Duration) -> Result<i64, LabError> {
+        let container = self.container(role)?;
+        let start = Instant::now();
+        loop {
+            let running = container
+                .is_running()
+                .await
+                .map_err(|source| LabError::Container { role: role.into(), source })?;
+            if !running {
+                let code = container.exit_code().await.map_err(|source| LabError::Container {
+                    role: role.into(),
+                    source,
+                })?;
+                return Ok(code.unwrap_or(-1));
+            }
+            if start.elapsed() > limit {
+                return Err(LabError::role(role, format!("still running after {limit:?}")));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The role's stdout and stderr so far.
+    pub async fn logs(&self, role: &str) -> (String, String) {
+        let Ok(container) = self.container(role) else { return Default::default() };
+        let stdout = container.stdout_to_vec().await.unwrap_or_default();
+        let stderr = container.stderr_to_vec().await.unwrap_or_default();
+        (String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+    }
+
+    /// Freezes a container's processes.
+    pub async fn pause(&self, role: &str) -> Result<(), LabError> {
+        self.container(role)?.pause().await.map_err(|source| LabError::Container { role: role.into(), source })
+    }
+
+    /// Stops a container abruptly (a node that loses power).
+    pub async fn kill(&self, role: &str) -> Result<(), LabError> {
+        let id = self.container(role)?.id().to_string();
+        self.docker.kill_container(&id, None).await?;
+        Ok(())
+    }
+
+    /// Removes every container and the network, and waits for it.
+    pub async fn teardown(mut self) {
+        self.torn_down = true;
+        remove_run(&self.docker, &self.run_id).await;
+        // The handles now point at removed containers; forget them so their
+        // drop does not try again.
+        for (_, container) in self.containers.drain(..) {
+            std::mem::forget(container);
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        // Not torn down: a failure, a panic or a cancelled (Ctrl-C) run. Drop
+        // cannot await, so remove everything from a thread of its own and
+        // wait for it.
+        let run_id = self.run_id.clone();
+        let docker = self.docker.clone();
+        let containers: Vec<_> = self.containers.drain(..).collect();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(remove_run(&docker, &run_id));
+            // Removed above; the handles must not be dropped outside a runtime.
+            for (_, container) in containers {
+                std::mem::forget(container);
+            }
+        })
+        .join();
+    }
+}
+
+fn labels(run_id: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL.to_string(), "1".to_string()),
+        (LABEL_RUN.to_string(), run_id.to_string()),
+        (LABEL_PID.to_string(), std::process::id().to_string()),
+    ])
+}
+
+fn rand_u16() -> u16 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos());
+    (nanos.unwrap_or(0) >> 8) as u16
+}
+
+fn filter(key: &str, value: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), vec![format!("{key}={value}")])])
+}
+
+/// Removes a run's containers, then its network.
+async fn remove_run(docker: &Docker, run_id: &str) {
+    let containers = docker
+        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filter(LABEL_RUN, run_id)).build()))
+        .await
+        .unwrap_or_default();
+    for container in containers {
+        if let Some(id) = container.id {
+            let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+            let _ = docker.remove_container(&id, Some(options)).await;
+        }
+    }
+    let networks = docker
+        .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filter(LABEL_RUN, run_id)).build()))
+        .await
+        .unwrap_or_default();
+    for network in networks {
+        if let Some(id) = network.id {
+            let _ = docker.remove_network(&id).await;
+        }
+    }
+}
+
+/// Removes what runs whose process is gone left behind (a SIGKILLed test,
+/// a crashed CLI). Runs of live processes — parallel tests — are left alone.
+pub async fn sweep_dead_runs(docker: &Docker) {
+    let mut dead_runs = std::collections::BTreeSet::new();
+    let all = HashMap::from([("label".to_string(), vec![LABEL.to_string()])]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&all).build()))
+        .await
+        .unwrap_or_default();
+    let container_labels = containers.into_iter().filter_map(|c| c.labels);
+    let networks = docker
+        .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&all).build()))
+        .await
+        .unwrap_or_default();
+    let network_labels = networks.into_iter().filter_map(|n| n.labels);
+    for labels in container_labels.chain(network_labels) {
+        let alive = labels
+            .get(LABEL_PID)
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if let (false, Some(run)) = (alive, labels.get(LABEL_RUN)) {
+            dead_runs.insert(run.clone());
+        }
+    }
+    for run in dead_runs {
+        remove_run(docker, &run).await;
+    }
+}
