@@ -3,9 +3,10 @@
 //! connection is reused, and every failure is classified the way an SRE
 //! reads it (reset, EOF, timeout, connect error with errno).
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,10 @@ pub enum ErrorKind {
     Connect(i32),
     /// Anything else (a malformed response).
     Protocol,
+    /// The load generator's run ended (its duration bound) while this
+    /// request was still waiting. `Conn` never returns it; the client records
+    /// it so a request that would have hung forever is still a row.
+    Unfinished,
 }
 
 impl ErrorKind {
@@ -55,21 +60,70 @@ impl Response {
     }
 }
 
+/// Socket options for [`Conn::connect_with`]; `Default` is a plain connect.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// Bind this local address before connecting, with SO_REUSEADDR (a
+    /// pinned source port; a 4-tuple still in use fails with `Connect(99)`).
+    pub bind: Option<SocketAddr>,
+    /// TCP_USER_TIMEOUT: give up on unacknowledged data after this long.
+    pub tcp_user_timeout: Option<Duration>,
+    /// SO_KEEPALIVE with these probe timings.
+    pub keepalive: Option<socket2::TcpKeepalive>,
+}
+
 pub struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
+    read_timeout: Cell<Option<Duration>>,
+    deadline: Cell<Option<Instant>>,
 }
 
 impl Conn {
     pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ErrorKind> {
-        let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
-            e.raw_os_error()
-                .map_or_else(|| ErrorKind::from_io(&e), ErrorKind::Connect)
-        })?;
+        Conn::connect_with(addr, timeout, &ConnectOptions::default())
+    }
+
+    /// Connects with socket options set before `connect()`. A connect that
+    /// runs out of time is `Connect(110)` (ETIMEDOUT), like the kernel's own.
+    pub fn connect_with(
+        addr: SocketAddr,
+        timeout: Duration,
+        options: &ConnectOptions,
+    ) -> Result<Conn, ErrorKind> {
+        let connect_error = |e: io::Error| match e.raw_os_error() {
+            Some(errno) => ErrorKind::Connect(errno),
+            None if e.kind() == io::ErrorKind::TimedOut => ErrorKind::Connect(libc::ETIMEDOUT),
+            None => ErrorKind::from_io(&e),
+        };
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .map_err(connect_error)?;
+        if let Some(bind) = options.bind {
+            socket.set_reuse_address(true).map_err(connect_error)?;
+            socket.bind(&bind.into()).map_err(connect_error)?;
+        }
+        if let Some(user_timeout) = options.tcp_user_timeout {
+            socket
+                .set_tcp_user_timeout(Some(user_timeout))
+                .map_err(connect_error)?;
+        }
+        if let Some(keepalive) = &options.keepalive {
+            socket.set_tcp_keepalive(keepalive).map_err(connect_error)?;
+        }
+        socket
+            .connect_timeout(&addr.into(), timeout)
+            .map_err(connect_error)?;
+        let stream = TcpStream::from(socket);
         let _ = stream.set_nodelay(true);
         Ok(Conn {
             stream,
             buf: Vec::new(),
+            read_timeout: Cell::new(None),
+            deadline: Cell::new(None),
         })
     }
 
@@ -77,9 +131,36 @@ impl Conn {
         self.stream.local_addr().ok()
     }
 
-    /// `None` waits forever (the half-open scenario's broken client).
+    /// `None` waits forever (the half-open scenario's broken client). It
+    /// bounds each `read()`, not a whole response; see [`Conn::set_deadline`].
     pub fn set_read_timeout(&self, timeout: Option<Duration>) {
+        self.read_timeout.set(timeout);
         let _ = self.stream.set_read_timeout(timeout);
+    }
+
+    /// Reads and writes give up with `Timeout` at this instant, however the
+    /// bytes trickle in. `None` removes the deadline.
+    pub fn set_deadline(&self, deadline: Option<Instant>) {
+        self.deadline.set(deadline);
+        if deadline.is_none() {
+            let _ = self.stream.set_read_timeout(self.read_timeout.get());
+            let _ = self.stream.set_write_timeout(None);
+        }
+    }
+
+    /// Applies the deadline to the socket before a blocking call.
+    fn arm_deadline(&self) -> Result<(), ErrorKind> {
+        let Some(deadline) = self.deadline.get() else {
+            return Ok(());
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ErrorKind::Timeout);
+        }
+        let read = self.read_timeout.get().map_or(left, |t| t.min(left));
+        let _ = self.stream.set_read_timeout(Some(read));
+        let _ = self.stream.set_write_timeout(Some(left));
+        Ok(())
     }
 
     /// Sends `GET path` and reads the whole response.
@@ -90,6 +171,7 @@ impl Conn {
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ErrorKind> {
+        self.arm_deadline()?;
         self.stream
             .write_all(bytes)
             .map_err(|e| ErrorKind::from_io(&e))
@@ -169,6 +251,7 @@ impl Conn {
     }
 
     fn fill(&mut self) -> Result<(), ErrorKind> {
+        self.arm_deadline()?;
         let mut chunk = [0u8; 8192];
         match self.stream.read(&mut chunk) {
             Ok(0) => Err(ErrorKind::Eof),
