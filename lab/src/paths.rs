@@ -6,7 +6,10 @@ use std::path::PathBuf;
 pub fn root() -> PathBuf {
     std::env::var_os("CONNLAB_ROOT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")))
+        .unwrap_or_else(|| {
+            let lab = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            lab.parent().map(PathBuf::from).unwrap_or(lab)
+        })
 }
 
 /// The filter module `make filter` builds: `$CONNLAB_FILTER_WASM`, else its

@@ -2,6 +2,8 @@
 
 use std::net::{SocketAddr, TcpListener};
 
+pub mod lab;
+
 pub use connlab::{backend, envoy_config, envoy_process, http1, paths};
 
 /// Loopback with a kernel-picked port.

@@ -49,10 +49,15 @@ impl Backend {
                 cmd
             }
         };
-        let env = self
-            .keepalive_ms
-            .map(|ms| vec![("KEEPALIVE_MS".to_string(), ms.to_string())])
-            .unwrap_or_default();
+        // Each server's own knob, set by compose/backends/*.
+        let env = match (self.server, self.keepalive_ms) {
+            (_, None) | (Server::Tunable, _) => vec![],
+            (Server::Node, Some(ms)) => vec![("CONNLAB_NODE_KEEPALIVE_MS".into(), ms.to_string())],
+            (Server::Tomcat, Some(ms)) => vec![("CONNLAB_TOMCAT_KEEPALIVE_MS".into(), ms.to_string())],
+            (Server::Cherrypy, Some(ms)) => {
+                vec![("CONNLAB_CHERRYPY_SOCKET_TIMEOUT_S".into(), format!("{}", ms as f64 / 1000.0))]
+            }
+        };
         // NET_ADMIN: faults (packet delay, drops) run inside the backend's
         // own network namespace.
         ContainerSpec { role: ROLE.into(), cmd, env, net_admin: true, ..Default::default() }
