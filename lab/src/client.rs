@@ -882,6 +882,25 @@ mod tests {
     }
 
     #[test]
+    fn config_reads_from_a_scenario_toml_table() {
+        #[derive(Deserialize)]
+        struct Variant {
+            client: ClientConfig,
+        }
+        let variant: Variant = toml::from_str(
+            "client = { target = \"envoy:10000\", requests = 6, gaps_ms = [0, 5900], rate = 2 }",
+        )
+        .unwrap();
+        assert_eq!(variant.client.gaps_ms, [0, 5900]);
+        assert_eq!(variant.client.rate, Some(2.0));
+        let typo = toml::from_str::<Variant>("client = { target = \"a:1\", request = 6 }")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(typo.contains("unknown field `request`"), "{typo}");
+    }
+
+    #[test]
     fn to_args_round_trips_through_the_cli() {
         let mut config = ClientConfig::new("envoy:10000");
         assert_eq!(ClientConfig::from_args(config.to_args()).unwrap(), config);
