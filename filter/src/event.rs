@@ -14,6 +14,11 @@ pub struct Upstream {
     pub local: Option<String>,
     /// `upstream.address`.
     pub peer: Option<String>,
+    /// 1 = the first request on that upstream connection.
+    pub nth: Option<u64>,
+    /// How long the connection sat idle before this request; null on nth 1.
+    pub idle_ms: Option<u64>,
+    pub age_ms: Option<u64>,
 }
 
 /// `"event":"http"`, logged when a request ends.
@@ -21,8 +26,43 @@ pub struct Upstream {
 pub struct HttpEvent {
     pub conn: Option<u64>,
     pub upstream: Upstream,
+    /// `upstream.request_attempt_count`.
+    pub attempts: Option<u64>,
     pub code: Option<i64>,
     pub flags: String,
+    /// `response.code_details`.
+    pub details: Option<String>,
+    /// `upstream.transport_failure_reason`.
+    pub failure: Option<String>,
+    pub diagnosis: Option<&'static str>,
+    pub explain: Option<String>,
+}
+
+/// `"event":"conn"`, logged when a downstream connection closes (network
+/// filter).
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct ConnEvent {
+    pub conn: Option<u64>,
+    /// ms from accept to the first byte; null when none arrived.
+    pub first_byte_ms: Option<u64>,
+    /// `tls` | `http1` | `http2` | `other` | `none`.
+    pub class: &'static str,
+    pub sni: Option<String>,
+    pub alpn: Vec<String>,
+    /// The request method, for `http1`.
+    pub method: Option<String>,
+    /// `xds.filter_chain_name`.
+    pub chain: Option<String>,
+    /// `connection.transport_failure_reason`.
+    pub tls_failure: Option<String>,
+    pub diagnosis: Option<&'static str>,
+    pub explain: Option<String>,
+}
+
+impl ConnEvent {
+    pub fn to_json(&self) -> String {
+        to_json("conn", self)
+    }
 }
 
 #[derive(Serialize)]
@@ -62,13 +102,43 @@ mod tests {
             upstream: Upstream {
                 local: Some("127.0.0.1:40000".into()),
                 peer: None,
+                nth: Some(2),
+                idle_ms: Some(5900),
+                age_ms: Some(6000),
             },
+            attempts: Some(1),
             code: Some(503),
             flags: "UC".into(),
+            details: Some("upstream_reset_before_response_started{connection_termination}".into()),
+            failure: None,
+            diagnosis: Some("keepalive_race"),
+            explain: Some("x".into()),
         };
         assert_eq!(
             event.to_json(),
-            r#"{"v":1,"event":"http","conn":7,"upstream":{"local":"127.0.0.1:40000","peer":null},"code":503,"flags":"UC"}"#
+            concat!(
+                r#"{"v":1,"event":"http","conn":7,"upstream":{"local":"127.0.0.1:40000","peer":null,"#,
+                r#""nth":2,"idle_ms":5900,"age_ms":6000},"attempts":1,"code":503,"flags":"UC","#,
+                r#""details":"upstream_reset_before_response_started{connection_termination}","#,
+                r#""failure":null,"diagnosis":"keepalive_race","explain":"x"}"#
+            )
+        );
+    }
+
+    #[test]
+    fn conn_event_shape() {
+        let event = ConnEvent {
+            conn: Some(3),
+            first_byte_ms: None,
+            class: "none",
+            ..Default::default()
+        };
+        assert_eq!(
+            event.to_json(),
+            concat!(
+                r#"{"v":1,"event":"conn","conn":3,"first_byte_ms":null,"class":"none","sni":null,"#,
+                r#""alpn":[],"method":null,"chain":null,"tls_failure":null,"diagnosis":null,"explain":null}"#
+            )
         );
     }
 }

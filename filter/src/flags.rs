@@ -8,6 +8,14 @@ const SHORT_NAMES: [&str; 29] = [
     "URX", "SI", "IH", "DPE", "UMSDR", "RFCF", "NFCF", "DT", "UPE", "NC", "OM", "DF", "DO", "DR",
 ];
 
+/// The bits the diagnosis rules read (verified against Envoy 1.40 by the
+/// real-Envoy tests, which compare with `%RESPONSE_FLAGS%`).
+pub const UT: u64 = 0x4;
+pub const UR: u64 = 0x10;
+pub const UF: u64 = 0x20;
+pub const UC: u64 = 0x40;
+pub const URX: u64 = 0x8000;
+
 /// Short names of the set bits, comma-joined ("" when none). A bit this table
 /// does not know (a newer Envoy) is printed as its hex value, not dropped.
 pub fn short_names(mask: u64) -> String {

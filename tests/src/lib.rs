@@ -2,7 +2,10 @@
 
 use std::net::{SocketAddr, TcpListener};
 
+pub mod certs;
+pub mod filter_configs;
 pub mod lab;
+pub mod raw_servers;
 
 pub use connlab::{backend, envoy_config, envoy_process, http1, paths};
 

@@ -1,56 +1,156 @@
-//! The one file that talks to the proxy-wasm host. It reads Envoy
-//! attributes, hands them to the pure modules and logs what they return.
+//! The proxy-wasm host adapter: the only code that calls Envoy. It reads
+//! attributes, hands them to the pure modules (config, reuse, sniff,
+//! diagnose, event) and logs, counts and stores what they return.
+//!
+//! One module, three plugin `root_id`s: `connlab_http` (HTTP filter),
+//! `connlab_net` (network filter) and `connlab_noop` (does nothing: the floor
+//! every proxy-wasm filter costs, for measuring connlab's own share in your
+//! Envoy).
+
+mod http;
+mod metrics;
+mod net;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
-use crate::event::{HttpEvent, Upstream};
-use crate::{flags, property};
+use crate::config::{self, Config};
+use crate::property;
+use crate::reuse::ReuseTable;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
-struct Root;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Kind {
+    #[default]
+    Http,
+    Net,
+    Noop,
+}
+
+/// What every request or connection context of one plugin shares.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub table: RefCell<ReuseTable>,
+    pub metrics: metrics::Metrics,
+}
+
+#[derive(Default)]
+struct Root {
+    kind: Kind,
+    shared: Option<Rc<Shared>>,
+}
 
 impl Context for Root {}
 
 impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let root_id = read_string(&["plugin_root_id"]).unwrap_or_default();
+        self.kind = match root_id.as_str() {
+            "connlab_http" | "" => Kind::Http,
+            "connlab_net" => Kind::Net,
+            "connlab_noop" => Kind::Noop,
+            other => {
+                log_error(&format!(
+                    "connlab: unknown root_id `{other}`: use connlab_http, connlab_net or connlab_noop"
+                ));
+                return false;
+            }
+        };
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        let config = match config::parse(&bytes) {
+            Ok(config) => config,
+            Err(e) => {
+                log_error(&e.to_string());
+                return false;
+            }
+        };
+        let table = RefCell::new(ReuseTable::new(config.reuse_table_cap));
+        let metrics = if self.kind == Kind::Noop {
+            metrics::Metrics::default()
+        } else {
+            metrics::Metrics::define()
+        };
+        self.shared = Some(Rc::new(Shared {
+            config,
+            table,
+            metrics,
+        }));
+        true
+    }
+
     fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        Some(match self.kind {
+            Kind::Net => ContextType::StreamContext,
+            Kind::Http | Kind::Noop => ContextType::HttpContext,
+        })
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request))
+        // The SDK aborts the VM on None, so always return a context.
+        match (&self.shared, self.kind) {
+            (Some(shared), Kind::Http) => Some(Box::new(http::Request::new(Rc::clone(shared)))),
+            _ => Some(Box::new(Noop)),
+        }
+    }
+
+    fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        match &self.shared {
+            Some(shared) => Some(Box::new(net::Connection::new(Rc::clone(shared)))),
+            None => Some(Box::new(Noop)),
+        }
     }
 }
 
-struct Request;
-
-impl Context for Request {}
-
-impl HttpContext for Request {
-    fn on_log(&mut self) {
-        let event = HttpEvent {
-            conn: read(&["connection", "id"]).and_then(|b| property::uint(&b)),
-            upstream: Upstream {
-                local: read(&["upstream", "local_address"]).and_then(|b| property::string(&b)),
-                peer: read(&["upstream", "address"]).and_then(|b| property::string(&b)),
-            },
-            code: read(&["response", "code"]).and_then(|b| property::int(&b)),
-            flags: read(&["response", "flags"])
-                .and_then(|b| property::uint(&b))
-                .map(flags::short_names)
-                .unwrap_or_default(),
-        };
-        // A failed log call has nowhere better to be reported; ignore it.
-        let _ = hostcalls::log(LogLevel::Info, &event.to_json());
-    }
-}
+/// The `connlab_noop` filter, and the fallback that keeps the VM alive.
+struct Noop;
+impl Context for Noop {}
+impl HttpContext for Noop {}
+impl StreamContext for Noop {}
 
 /// A property's bytes; `None` when it is absent or the host refused.
-fn read(path: &[&str]) -> Option<Vec<u8>> {
+pub(crate) fn read(path: &[&str]) -> Option<Vec<u8>> {
     hostcalls::get_property(path.to_vec()).ok().flatten()
+}
+
+pub(crate) fn read_string(path: &[&str]) -> Option<String> {
+    read(path).and_then(|b| property::string(&b))
+}
+
+pub(crate) fn read_uint(path: &[&str]) -> Option<u64> {
+    read(path).and_then(|b| property::uint(&b))
+}
+
+pub(crate) fn read_int(path: &[&str]) -> Option<i64> {
+    read(path).and_then(|b| property::int(&b))
+}
+
+/// The host's clock, ns since the epoch (0 if unavailable).
+pub(crate) fn now_ns() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+pub(crate) fn log_info(message: &str) {
+    // A failed log call has nowhere better to be reported; ignore it.
+    let _ = hostcalls::log(LogLevel::Info, message);
+}
+
+fn log_error(message: &str) {
+    let _ = hostcalls::log(LogLevel::Error, message);
+}
+
+/// Stores the diagnosis as filter state, `%FILTER_STATE(wasm.connlab.diagnosis:PLAIN)%`.
+pub(crate) fn set_diagnosis_state(code: &str) {
+    let _ = hostcalls::set_property(vec!["connlab.diagnosis"], Some(code.as_bytes()));
 }

@@ -1,0 +1,162 @@
+//! The HTTP filter (`connlab_http`): one context per request, which reads
+//! the request's upstream outcome when it ends.
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+use super::{log_info, now_ns, read_int, read_string, read_uint, set_diagnosis_state, Shared};
+use crate::config::Events;
+use crate::diagnose::{self, HttpFacts};
+use crate::event::{HttpEvent, Upstream};
+use crate::flags::{self, UF};
+use crate::reuse::Reuse;
+
+pub(crate) struct Request {
+    shared: Rc<Shared>,
+}
+
+impl Request {
+    pub fn new(shared: Rc<Shared>) -> Self {
+        Request { shared }
+    }
+}
+
+/// The attributes every request reads; the rest only when needed.
+struct Outcome {
+    local: Option<String>,
+    start_ns: u64,
+    end_ns: u64,
+    flags: u64,
+    attempts: Option<u64>,
+    code: Option<i64>,
+}
+
+impl Outcome {
+    fn read() -> Self {
+        let end_ns = now_ns();
+        Outcome {
+            local: read_string(&["upstream", "local_address"]),
+            start_ns: read_uint(&["request", "time"]).unwrap_or(end_ns),
+            end_ns,
+            flags: read_uint(&["response", "flags"]).unwrap_or(0),
+            attempts: read_uint(&["upstream", "request_attempt_count"]),
+            code: read_int(&["response", "code"]),
+        }
+    }
+
+    /// Nothing went wrong at the proxy level: no flags, one attempt.
+    fn looks_healthy(&self) -> bool {
+        self.flags == 0 && self.attempts.unwrap_or(1) <= 1
+    }
+}
+
+impl Request {
+    fn diagnose(
+        &self,
+        outcome: &Outcome,
+        reuse: Reuse,
+    ) -> (Option<diagnose::Diagnosis>, Option<String>, Option<String>) {
+        if outcome.looks_healthy() {
+            return (None, None, None);
+        }
+        let details = read_string(&["response", "code_details"]);
+        let failure = read_string(&["upstream", "transport_failure_reason"]);
+        let facts = HttpFacts {
+            code: outcome.code,
+            flags: outcome.flags,
+            details: details.as_deref(),
+            failure: failure.as_deref(),
+            attempts: outcome.attempts,
+            reuse,
+        };
+        (
+            diagnose::http(&facts, &self.shared.config),
+            details,
+            failure,
+        )
+    }
+}
+
+impl Context for Request {}
+
+impl HttpContext for Request {
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let Some(header) = &self.shared.config.response_header else {
+            return Action::Continue;
+        };
+        let outcome = Outcome::read();
+        let reuse = match &outcome.local {
+            Some(local) => self
+                .shared
+                .table
+                .borrow()
+                .peek(local, outcome.start_ns, outcome.end_ns),
+            None => Reuse::default(),
+        };
+        if let (Some(d), _, _) = self.diagnose(&outcome, reuse) {
+            self.set_http_response_header(header, Some(d.code));
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let outcome = Outcome::read();
+        let connected = outcome.flags & UF == 0;
+        let reuse = match &outcome.local {
+            Some(local) if connected => {
+                self.shared
+                    .table
+                    .borrow_mut()
+                    .record(local, outcome.start_ns, outcome.end_ns)
+            }
+            _ => Reuse::default(),
+        };
+        let (diagnosis, details, failure) = self.diagnose(&outcome, reuse);
+        if let (Some(local), Some(d)) = (&outcome.local, &diagnosis) {
+            if connected && matches!(d.code, "keepalive_race" | "upstream_reset") {
+                // That connection is gone; a new one may get the same port.
+                self.shared.table.borrow_mut().forget(local);
+            }
+        }
+        let code = diagnosis.as_ref().map(|d| d.code);
+        let (nth, idle_ms) = if reuse.nth > 0 {
+            (Some(reuse.nth), reuse.idle_ms)
+        } else {
+            (None, None)
+        };
+        self.shared.metrics.request(code, nth, idle_ms);
+        if let Some(code) = code {
+            set_diagnosis_state(code);
+        }
+        if code.is_none() && self.shared.config.events != Events::All {
+            return;
+        }
+        let (details, failure) = match (details, failure) {
+            (None, None) => (
+                read_string(&["response", "code_details"]),
+                read_string(&["upstream", "transport_failure_reason"]),
+            ),
+            found => found,
+        };
+        let event = HttpEvent {
+            conn: read_uint(&["connection", "id"]),
+            upstream: Upstream {
+                local: outcome.local,
+                peer: read_string(&["upstream", "address"]),
+                nth,
+                idle_ms,
+                age_ms: nth.map(|_| reuse.age_ms),
+            },
+            attempts: outcome.attempts,
+            code: outcome.code,
+            flags: flags::short_names(outcome.flags),
+            details,
+            failure,
+            diagnosis: code,
+            explain: diagnosis.map(|d| d.explain),
+        };
+        log_info(&event.to_json());
+    }
+}

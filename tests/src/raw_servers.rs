@@ -1,0 +1,148 @@
+//! Tiny purpose-built upstreams for the filter's diagnosis tests, each
+//! causing one failure for real on loopback sockets. They serve on a
+//! background thread until dropped.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: keep-alive\r\n\r\nok\n";
+
+/// A server thread that stops when dropped.
+pub struct Server {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+/// Closes `stream` with an RST (SO_LINGER 0).
+pub fn reset(stream: TcpStream) {
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    drop(stream);
+}
+
+/// Reads one request head; false when the peer closed first.
+fn read_head(stream: &mut TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return false,
+        }
+        if head.len() > 16 * 1024 {
+            return false;
+        }
+    }
+    true
+}
+
+/// Serves with `handle(connection number from 1, stream)` per connection.
+fn serve(handle: impl Fn(usize, TcpStream) + Send + Sync + 'static) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("local address");
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let handle = Arc::new(handle);
+    let count = AtomicUsize::new(0);
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            if flag.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(stream) = stream else { continue };
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            let handle = Arc::clone(&handle);
+            thread::spawn(move || handle(n, stream));
+        }
+    });
+    Server { addr, stop }
+}
+
+/// Resets the first connection as soon as its request arrives; answers
+/// every request on later connections.
+pub fn reset_first_connection() -> Server {
+    serve(|n, mut stream| {
+        if n == 1 {
+            read_head(&mut stream);
+            return reset(stream);
+        }
+        while read_head(&mut stream) {
+            if stream.write_all(OK).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Answers the first request on each connection and keeps it alive, then
+/// resets the connection when the next request arrives on it: what a
+/// backend that closed an idle keep-alive connection does to a request
+/// already on the wire.
+pub fn reset_reused_connection() -> Server {
+    serve(|_, mut stream| {
+        if read_head(&mut stream) && stream.write_all(OK).is_ok() && read_head(&mut stream) {
+            reset(stream);
+        }
+    })
+}
+
+/// Resets every connection once its request arrives.
+pub fn reset_every_request() -> Server {
+    serve(|_, mut stream| {
+        read_head(&mut stream);
+        reset(stream);
+    })
+}
+
+/// A listening socket that never accepts and whose accept queue is already
+/// full, so a new connection's SYN is dropped and connect() times out. The
+/// filler connections are kept open with it.
+pub struct FullBacklog {
+    pub addr: SocketAddr,
+    _listener: Socket,
+    _fillers: Vec<TcpStream>,
+}
+
+pub fn full_backlog() -> FullBacklog {
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let bind: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    listener.bind(&bind.into()).expect("bind");
+    listener.listen(0).expect("listen");
+    let addr = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("local address");
+    // With backlog 0 the kernel queues one connection; fill it (and any
+    // slack) until a connect attempt times out.
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => fillers.push(s),
+            Err(_) => break,
+        }
+    }
+    FullBacklog {
+        addr,
+        _listener: listener,
+        _fillers: fillers,
+    }
+}
