@@ -64,7 +64,8 @@ pub struct ClientConfig {
     #[arg(long, value_delimiter = ',')]
     #[serde(default)]
     pub gaps_ms: Vec<u64>,
-    /// Requests per second per worker, on a fixed schedule (instead of gaps).
+    /// Requests per second per worker, on a fixed schedule (instead of gaps);
+    /// a slot missed while a request is still running is skipped.
     #[arg(long)]
     #[serde(default)]
     pub rate: Option<f64>,
@@ -598,11 +599,15 @@ impl Plan {
     fn work(&self, worker: u32, records: &Sender<Record>) {
         let mut conn: Option<Conn> = None;
         let mut previous_end = self.started;
+        let mut next_slot = 0;
         for seq in 0.. {
             if self.config.requests.is_some_and(|n| seq >= n) {
                 return;
             }
-            let due = self.due(seq, previous_end);
+            let due = match self.config.rate {
+                Some(rate) => self.slot(rate, &mut next_slot, previous_end),
+                None => self.after_gap(seq, previous_end),
+            };
             if due >= self.deadline {
                 return;
             }
@@ -615,17 +620,25 @@ impl Plan {
         }
     }
 
-    /// When request `seq` may start.
-    fn due(&self, seq: u64, previous_end: Instant) -> Instant {
+    /// With `rate`, requests start on a fixed schedule of slots 1/rate apart;
+    /// a slot that passed while the previous request was still running is
+    /// skipped, not made up with a burst.
+    fn slot(&self, rate: f64, next_slot: &mut u64, previous_end: Instant) -> Instant {
+        let elapsed = previous_end.saturating_duration_since(self.started);
+        let first_free = (elapsed.as_secs_f64() * rate).ceil() as u64;
+        let slot = (*next_slot).max(first_free);
+        *next_slot = slot + 1;
+        self.started + Duration::from_secs_f64(slot as f64 / rate)
+    }
+
+    /// Otherwise request `seq` starts its gap after the previous one ended.
+    fn after_gap(&self, seq: u64, previous_end: Instant) -> Instant {
         let gaps = &self.config.gaps_ms;
-        if let Some(rate) = self.config.rate {
-            self.started + Duration::from_secs_f64(seq as f64 / rate)
-        } else if gaps.is_empty() {
-            previous_end
-        } else {
-            let gap = gaps[(seq % gaps.len() as u64) as usize];
-            previous_end + Duration::from_millis(gap)
-        }
+        let gap = match gaps.len() {
+            0 => 0,
+            n => gaps[(seq % n as u64) as usize],
+        };
+        previous_end + Duration::from_millis(gap)
     }
 
     fn left(&self) -> Duration {

@@ -302,6 +302,56 @@ mod tests {
     }
 
     #[test]
+    fn connect_with_sets_socket_options() {
+        let server = backend::spawn(local(), Behaviour::default()).unwrap();
+        let port = std::net::TcpListener::bind(local())
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let options = ConnectOptions {
+            bind: Some(SocketAddr::new(local().ip(), port)),
+            tcp_user_timeout: Some(Duration::from_millis(1500)),
+            keepalive: Some(
+                socket2::TcpKeepalive::new()
+                    .with_time(Duration::from_secs(7))
+                    .with_interval(Duration::from_secs(2))
+                    .with_retries(3),
+            ),
+        };
+        let mut conn = Conn::connect_with(server.addr(), Duration::from_secs(2), &options).unwrap();
+        let socket = socket2::SockRef::from(&conn.stream);
+        assert_eq!(conn.local_addr().map(|a| a.port()), Some(port));
+        assert!(socket.reuse_address().unwrap());
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_millis(1500))
+        );
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.keepalive_time().unwrap(), Duration::from_secs(7));
+        assert_eq!(socket.keepalive_interval().unwrap(), Duration::from_secs(2));
+        assert_eq!(socket.keepalive_retries().unwrap(), 3);
+        conn.set_read_timeout(Some(Duration::from_secs(2)));
+        assert_eq!(conn.get("/").unwrap().status, 200);
+    }
+
+    #[test]
+    fn deadline_bounds_a_whole_response() {
+        let b = Behaviour {
+            response_delay: Duration::from_millis(1500),
+            ..Default::default()
+        };
+        let server = backend::spawn(local(), b).unwrap();
+        let mut conn = Conn::connect(server.addr(), Duration::from_secs(2)).unwrap();
+        let started = Instant::now();
+        conn.set_deadline(Some(started + Duration::from_millis(200)));
+        assert_eq!(conn.get("/").err(), Some(ErrorKind::Timeout));
+        assert!(started.elapsed() < Duration::from_millis(1500));
+        // A passed deadline fails at once, before any syscall blocks.
+        assert_eq!(conn.send_raw(b"x").err(), Some(ErrorKind::Timeout));
+    }
+
+    #[test]
     fn closed_port_is_connect_refused() {
         let port = std::net::TcpListener::bind(local())
             .unwrap()

@@ -196,11 +196,59 @@ fn rate_schedules_requests_per_second() {
     config.duration_ms = Some(500);
     config.rate = Some(10.0);
     let records = run(&config);
-    // Starts at 0, 100, ..., 400 ms: at most 5 fit in 500 ms.
+    // Request i starts no earlier than slot i (i * 100 ms); at most 5 fit.
     assert!((1..=5).contains(&records.len()), "{}", records.len());
-    for pair in records.windows(2) {
-        assert!(pair[1].start_ms - pair[0].start_ms >= 90.0, "{pair:?}");
+    for (i, record) in records.iter().enumerate() {
+        assert!(record.start_ms >= i as f64 * 100.0, "{record:?}");
     }
+}
+
+#[test]
+fn rate_skips_slots_missed_by_a_slow_response() {
+    let server = serve(Behaviour {
+        response_delay: Duration::from_millis(150),
+        ..Default::default()
+    });
+    let mut config = config(server.addr(), 3);
+    config.rate = Some(10.0);
+    let records = run(&config);
+    assert_eq!(classes(&records), ["200"; 3]);
+    // No catch-up burst: each request waits for the first slot (a multiple
+    // of 100 ms) after the previous one ended.
+    for pair in records.windows(2) {
+        let next_slot = (pair[0].end_ms / 100.0).ceil() * 100.0;
+        assert!(pair[1].start_ms >= next_slot - 0.01, "{pair:?}");
+    }
+}
+
+/// A listener whose accept queue is full, so a new SYN goes unanswered.
+fn unanswering_listener() -> (socket2::Socket, Vec<std::net::TcpStream>, SocketAddr) {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    listener.bind(&local().into()).unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let held = (0..3)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+        })
+        .collect();
+    (listener, held, addr)
+}
+
+#[test]
+fn unanswered_connect_is_errno_110_or_unfinished_when_the_run_ends() {
+    let (_listener, _held, addr) = unanswering_listener();
+    let mut config = config(addr, 1);
+    config.connect_timeout_ms = 200;
+    let records = run(&config);
+    assert_eq!(classes(&records), ["connect_110"]);
+    // poll()'s ms rounding may end the wait a little early.
+    assert!(records[0].latency_ms() >= 150.0, "{:?}", records[0]);
+
+    config.connect_timeout_ms = 5_000;
+    config.duration_ms = Some(200);
+    assert_eq!(classes(&run(&config)), ["unfinished"]);
 }
 
 #[test]
