@@ -13,18 +13,22 @@ export CARGO_TERM_COLOR ?= never
 # snapshot is a failure (accept with `cargo insta review`).
 export INSTA_UPDATE ?= no
 
-.PHONY: help filter envoy test lab-run
+.PHONY: help filter envoy image test lab-run
 
 help:
 	@echo "make lab-run   replay every scenario (installs what is missing)"
 	@echo "make test      run every test (installs what is missing)"
 	@echo "make filter    build $(WASM)"
 	@echo "make envoy     install Envoy $(ENVOY_VERSION) into $(VENV)"
+	@echo "make image     build the lab image (no registry needed), tag in target/lab-image.tag"
 
 filter:
 	@scripts/build-filter.sh
 
 envoy: $(ENVOY_STAMP)
+
+image: envoy
+	@compose/lab-image/build.sh
 
 $(ENVOY_STAMP):
 	python3 -m venv $(VENV)
