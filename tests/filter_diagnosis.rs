@@ -89,9 +89,6 @@ fn the_route() -> Value {
     route("/", "upstream")
 }
 
-fn all_events() -> Value {
-    json!({"events": "all"})
-}
 
 /// Asserts one failed request's event and access log line, returns the event.
 fn assert_diagnosis(proxy: &Proxy, code: &str, status: u16, flags: &str) -> Value {

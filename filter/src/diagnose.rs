@@ -199,7 +199,15 @@ pub struct ConnFacts<'a> {
 
 /// The diagnosis of a closed downstream connection; `None` when healthy.
 pub fn conn(facts: &ConnFacts<'_>, config: &Config) -> Option<Diagnosis> {
-    let tls_failure = normalized(facts.tls_failure);
+    // A TLS failure only counts when no bytes reached the filter: a TLS
+    // transport that failed its handshake passes nothing on. On a plaintext
+    // chain behind `tls_inspector`, Envoy 1.40 records the inspector's own
+    // parse error (HTTP_REQUEST for plain HTTP) as the connection's
+    // transport failure reason although nothing failed.
+    let tls_failure = match facts.class {
+        Class::None => normalized(facts.tls_failure),
+        _ => String::new(),
+    };
     let shown = facts.tls_failure.unwrap_or_default();
     if tls_failure.contains("http request") {
         return diagnosis(

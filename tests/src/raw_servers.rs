@@ -146,3 +146,22 @@ pub fn full_backlog() -> FullBacklog {
         _fillers: fillers,
     }
 }
+
+/// Reads and discards everything each connection sends until the peer
+/// closes; counts the bytes so a test can wait until its data got through.
+pub struct Sink {
+    pub server: Server,
+    pub received: Arc<AtomicUsize>,
+}
+
+pub fn sink() -> Sink {
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&received);
+    let server = serve(move |_, mut stream| {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            counter.fetch_add(n, Ordering::SeqCst);
+        }
+    });
+    Sink { server, received }
+}

@@ -258,6 +258,17 @@ fn connection_rules() {
         conn_code(None, &Class::None, Some("TLS_error:|268435646:SSL routines:OPENSSL_internal:PEER_DID_NOT_RETURN_A_CERTIFICATE:TLS_error_end")),
         Some("tls_handshake_failed")
     );
+    // tls_inspector's parse error on a plaintext chain is not a failure.
+    assert_eq!(
+        conn_code(
+            Some(5),
+            &get,
+            Some(
+                "TLS_error|error:1000009c:SSL routines:OPENSSL_internal:HTTP_REQUEST:TLS_error_end"
+            )
+        ),
+        None
+    );
     for code in [Some("sniff_fallthrough"), Some("plaintext_on_tls")] {
         assert!(CONN_CODES.contains(&code.unwrap()));
     }
