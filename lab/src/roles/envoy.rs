@@ -19,15 +19,35 @@ const ADMIN: &str = "127.0.0.1:9901";
 const WASM_NAME: &str = "connlab_filter.wasm";
 
 /// A scenario's `[variants.envoy]` / `[variants.caller]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvoySettings {
+    /// Upstream connect timeout; the lab's default (5 s) leaves room for the
+    /// packet delays scenarios inject (Envoy's own default is 5 s too;
+    /// Istio's is 10 s).
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
     /// Upstream connection idle timeout (Envoy default: 1 h).
     pub idle_timeout_ms: Option<u64>,
     /// Route timeout (Envoy default: 15 s).
     pub route_timeout_ms: Option<u64>,
     #[serde(default)]
     pub retry: RetryPolicy,
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    5000
+}
+
+impl Default for EnvoySettings {
+    fn default() -> Self {
+        EnvoySettings {
+            connect_timeout_ms: default_connect_timeout_ms(),
+            idle_timeout_ms: None,
+            route_timeout_ms: None,
+            retry: RetryPolicy::None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -67,6 +87,7 @@ pub async fn start(
     };
     let mut cluster = Cluster::new(upstream_role, vec![upstream]);
     cluster.idle_timeout_ms = settings.idle_timeout_ms;
+    cluster.connect_timeout_ms = settings.connect_timeout_ms;
     let listener = HttpListener {
         name: "main".into(),
         bind: SocketAddr::from(([0, 0, 0, 0], LISTEN_PORT)),
@@ -89,6 +110,10 @@ pub async fn start(
         "--disable-hot-restart",
         "-l",
         "info",
+        // The access log is flushed on this timer (default 10 s); the
+        // evidence is read as soon as the workload ends.
+        "--file-flush-interval-msec",
+        "100",
     ];
     lab.start(ContainerSpec {
         role: role.into(),
