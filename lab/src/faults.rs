@@ -72,11 +72,25 @@ impl Fault {
 
     pub async fn inject(&self, lab: &Lab) -> Result<(), LabError> {
         match self {
-            Fault::Delay { target, sport, delay_ms, loss_percent, .. } => {
+            Fault::Delay {
+                target,
+                sport,
+                delay_ms,
+                loss_percent,
+                ..
+            } => {
                 let (delay, loss) = (delay_ms.to_string(), loss_percent.to_string());
                 lab.exec_detached(
                     target,
-                    &["connlab-delay", "--queue", QUEUE, "--delay-ms", &delay, "--loss-percent", &loss],
+                    &[
+                        "connlab-delay",
+                        "--queue",
+                        QUEUE,
+                        "--delay-ms",
+                        &delay,
+                        "--loss-percent",
+                        &loss,
+                    ],
                 )
                 .await?;
                 // The delayer binds the queue before the rule sends packets
@@ -90,14 +104,30 @@ impl Fault {
                 let sport = sport.to_string();
                 lab.exec_ok(
                     target,
-                    &["iptables", "-A", "OUTPUT", "-p", "tcp", "--sport", &sport, "-j", "NFQUEUE", "--queue-num", QUEUE],
+                    &[
+                        "iptables",
+                        "-A",
+                        "OUTPUT",
+                        "-p",
+                        "tcp",
+                        "--sport",
+                        &sport,
+                        "-j",
+                        "NFQUEUE",
+                        "--queue-num",
+                        QUEUE,
+                    ],
                 )
                 .await?;
             }
             Fault::Blackhole { target, .. } => {
                 for chain in ["INPUT", "OUTPUT"] {
                     let iface = if chain == "INPUT" { "-i" } else { "-o" };
-                    lab.exec_ok(target, &["iptables", "-A", chain, "!", iface, "lo", "-j", "DROP"]).await?;
+                    lab.exec_ok(
+                        target,
+                        &["iptables", "-A", chain, "!", iface, "lo", "-j", "DROP"],
+                    )
+                    .await?;
                 }
             }
             Fault::Pause { target, .. } => lab.pause(target).await?,

@@ -9,7 +9,16 @@ use crate::runtime::LabError;
 
 /// The image to run: `$CONNLAB_IMAGE`, else the one build.sh makes (or
 /// finds) for the current inputs.
+/// Asked once per process: parallel tests share the answer.
 pub fn ensure() -> Result<String, LabError> {
+    static IMAGE: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    IMAGE
+        .get_or_init(|| find_or_build().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(LabError::NoImage)
+}
+
+fn find_or_build() -> Result<String, LabError> {
     if let Ok(image) = std::env::var("CONNLAB_IMAGE") {
         return Ok(image);
     }
@@ -22,7 +31,10 @@ pub fn ensure() -> Result<String, LabError> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let tag = stdout.lines().last().unwrap_or_default().trim().to_string();
     if !out.status.success() || tag.is_empty() {
-        return Err(LabError::NoImage(format!("{} failed (run `make image` to see why)", script.display())));
+        return Err(LabError::NoImage(format!(
+            "{} failed (run `make image` to see why)",
+            script.display()
+        )));
     }
     Ok(tag)
 }

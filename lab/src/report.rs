@@ -5,7 +5,11 @@
 use crate::outcome::{Counts, Outcome};
 
 fn counts(counts: &Counts) -> String {
-    counts.iter().map(|(class, n)| format!("{class}×{n}")).collect::<Vec<_>>().join(" ")
+    counts
+        .iter()
+        .map(|(class, n)| format!("{class}×{n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One line per variant, plus continuation lines.
@@ -28,7 +32,11 @@ pub fn line(outcome: &Outcome) -> String {
         text.push_str(&format!("  filter {}", diagnoses.join("; ")));
     }
     if !outcome.as_expected() {
-        text.push_str(&format!("\n{:>11}   expected {}", "", outcome.expected.word().to_lowercase()));
+        text.push_str(&format!(
+            "\n{:>11}   expected {}",
+            "",
+            outcome.expected.word().to_lowercase()
+        ));
     }
     if let Some(explain) = &outcome.explain {
         text.push_str(&format!("\n{:>11}   {explain}", ""));

@@ -12,12 +12,21 @@ use crate::roles::{backend, client, envoy};
 use crate::runtime::{Lab, LabError};
 use crate::scenario::{Scenario, Variant};
 
-pub async fn run_variant(scenario: &Scenario, variant: &Variant, image: &str) -> Result<Outcome, LabError> {
+pub async fn run_variant(
+    scenario: &Scenario,
+    variant: &Variant,
+    image: &str,
+) -> Result<Outcome, LabError> {
     let started = Instant::now();
     let mut lab = Lab::new(image).await?;
     let evidence = drive(&mut lab, variant).await;
     lab.teardown().await;
-    Ok(check::outcome(scenario, variant, &evidence?, started.elapsed()))
+    Ok(check::outcome(
+        scenario,
+        variant,
+        &evidence?,
+        started.elapsed(),
+    ))
 }
 
 async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
@@ -39,7 +48,10 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
     client::start(lab, &variant.client).await?;
     let limit = Duration::from_secs(variant.timeout_s);
     let lab_ref: &Lab = lab;
-    let (output, scheduled) = tokio::join!(client::finish(lab_ref, limit), faults::run_schedule(lab_ref, &later));
+    let (output, scheduled) = tokio::join!(
+        client::finish(lab_ref, limit),
+        faults::run_schedule(lab_ref, &later)
+    );
     scheduled?;
     let output = output?;
     // Envoy flushes its access log on a timer; let the last lines land.
@@ -48,5 +60,8 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
     for role in envoys {
         seen.insert(role.to_string(), envoy::collect(lab, role).await?);
     }
-    Ok(Evidence { client: output, envoys: seen })
+    Ok(Evidence {
+        client: output,
+        envoys: seen,
+    })
 }

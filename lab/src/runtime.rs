@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use testcontainers::bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use testcontainers::bollard::models::NetworkCreateRequest;
 use testcontainers::bollard::query_parameters::{
-    InspectContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
+    InspectContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    RemoveContainerOptionsBuilder,
 };
 use testcontainers::bollard::Docker;
 use testcontainers::core::{Mount, WaitFor};
@@ -38,7 +39,10 @@ pub enum LabError {
     #[error("docker: {0}")]
     Docker(#[from] testcontainers::bollard::errors::Error),
     #[error("container {role}: {source}")]
-    Container { role: String, source: testcontainers::TestcontainersError },
+    Container {
+        role: String,
+        source: testcontainers::TestcontainersError,
+    },
     #[error("{role}: {what}")]
     Role { role: String, what: String },
     #[error("{0}")]
@@ -47,14 +51,21 @@ pub enum LabError {
 
 impl LabError {
     pub fn role(role: &str, what: impl Into<String>) -> Self {
-        LabError::Role { role: role.into(), what: what.into() }
+        LabError::Role {
+            role: role.into(),
+            what: what.into(),
+        }
     }
 }
 
 /// Connects to the engine and checks it answers.
 pub async fn docker() -> Result<Docker, LabError> {
-    let docker = Docker::connect_with_local_defaults().map_err(|e| LabError::NoDocker(e.to_string()))?;
-    docker.ping().await.map_err(|e| LabError::NoDocker(e.to_string()))?;
+    let docker =
+        Docker::connect_with_local_defaults().map_err(|e| LabError::NoDocker(e.to_string()))?;
+    docker
+        .ping()
+        .await
+        .map_err(|e| LabError::NoDocker(e.to_string()))?;
     Ok(docker)
 }
 
@@ -124,7 +135,10 @@ impl Lab {
             .with_container_name(name)
             .with_hostname(spec.role.clone())
             .with_labels(labels(&self.run_id))
-            .with_mount(Mount::bind_mount(self.dir.path().to_string_lossy().into_owned(), SHARED_DIR))
+            .with_mount(Mount::bind_mount(
+                self.dir.path().to_string_lossy().into_owned(),
+                SHARED_DIR,
+            ))
             .with_startup_timeout(Duration::from_secs(60));
         for (key, value) in &spec.env {
             request = request.with_env_var(key.clone(), value.clone());
@@ -134,10 +148,16 @@ impl Lab {
         }
         if !spec.sysctls.is_empty() {
             let sysctls = spec.sysctls.clone();
-            request = request.with_host_config_modifier(move |host| host.sysctls = Some(sysctls.clone()));
+            request =
+                request.with_host_config_modifier(move |host| host.sysctls = Some(sysctls.clone()));
         }
-        let container =
-            request.start().await.map_err(|source| LabError::Container { role: spec.role.clone(), source })?;
+        let container = request
+            .start()
+            .await
+            .map_err(|source| LabError::Container {
+                role: spec.role.clone(),
+                source,
+            })?;
         self.containers.push((spec.role, container));
         Ok(())
     }
@@ -153,7 +173,10 @@ impl Lab {
     /// The role's address on the run's network.
     pub async fn ip(&self, role: &str) -> Result<IpAddr, LabError> {
         let id = self.container(role)?.id().to_string();
-        let inspect = self.docker.inspect_container(&id, None::<InspectContainerOptions>).await?;
+        let inspect = self
+            .docker
+            .inspect_container(&id, None::<InspectContainerOptions>)
+            .await?;
         inspect
             .network_settings
             .and_then(|s| s.networks)
@@ -178,17 +201,28 @@ impl Lab {
             )
             .await?;
         let (mut stdout, mut stderr) = (String::new(), String::new());
-        if let StartExecResults::Attached { mut output, .. } = self.docker.start_exec(&exec.id, None).await? {
+        if let StartExecResults::Attached { mut output, .. } =
+            self.docker.start_exec(&exec.id, None).await?
+        {
             while let Some(Ok(chunk)) = output.next().await {
                 use testcontainers::bollard::container::LogOutput;
                 match chunk {
-                    LogOutput::StdOut { message } => stdout.push_str(&String::from_utf8_lossy(&message)),
-                    LogOutput::StdErr { message } => stderr.push_str(&String::from_utf8_lossy(&message)),
+                    LogOutput::StdOut { message } => {
+                        stdout.push_str(&String::from_utf8_lossy(&message))
+                    }
+                    LogOutput::StdErr { message } => {
+                        stderr.push_str(&String::from_utf8_lossy(&message))
+                    }
                     _ => {}
                 }
             }
         }
-        let code = self.docker.inspect_exec(&exec.id).await?.exit_code.unwrap_or(-1);
+        let code = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await?
+            .exit_code
+            .unwrap_or(-1);
         Ok((code, stdout, stderr))
     }
 
@@ -196,7 +230,10 @@ impl Lab {
     pub async fn exec_ok(&self, role: &str, cmd: &[&str]) -> Result<String, LabError> {
         let (code, stdout, stderr) = self.exec(role, cmd).await?;
         if code != 0 {
-            return Err(LabError::role(role, format!("`{}` exited {code}: {}{}", cmd.join(" "), stdout, stderr)));
+            return Err(LabError::role(
+                role,
+                format!("`{}` exited {code}: {}{}", cmd.join(" "), stdout, stderr),
+            ));
         }
         Ok(stdout)
     }
@@ -209,15 +246,31 @@ impl Lab {
             .docker
             .create_exec(
                 &id,
-                CreateExecOptions { cmd: Some(cmd.iter().map(|s| s.to_string()).collect()), ..Default::default() },
+                CreateExecOptions {
+                    cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                    ..Default::default()
+                },
             )
             .await?;
-        self.docker.start_exec(&exec.id, Some(StartExecOptions { detach: true, ..Default::default() })).await?;
+        self.docker
+            .start_exec(
+                &exec.id,
+                Some(StartExecOptions {
+                    detach: true,
+                    ..Default::default()
+                }),
+            )
+            .await?;
         Ok(())
     }
 
     /// Waits until `probe` (a shell snippet) succeeds in the role's container.
-    pub async fn wait_until(&self, role: &str, probe: &str, limit: Duration) -> Result<(), LabError> {
+    pub async fn wait_until(
+        &self,
+        role: &str,
+        probe: &str,
+        limit: Duration,
+    ) -> Result<(), LabError> {
         let start = Instant::now();
         loop {
             if self.exec(role, &["sh", "-c", probe]).await?.0 == 0 {
@@ -225,7 +278,10 @@ impl Lab {
             }
             if start.elapsed() > limit {
                 let (out, err) = self.logs(role).await;
-                return Err(LabError::role(role, format!("not ready after {limit:?} ({probe})\n{out}{err}")));
+                return Err(LabError::role(
+                    role,
+                    format!("not ready after {limit:?} ({probe})\n{out}{err}"),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -239,16 +295,25 @@ impl Lab {
             let running = container
                 .is_running()
                 .await
-                .map_err(|source| LabError::Container { role: role.into(), source })?;
-            if !running {
-                let code = container.exit_code().await.map_err(|source| LabError::Container {
+                .map_err(|source| LabError::Container {
                     role: role.into(),
                     source,
                 })?;
+            if !running {
+                let code = container
+                    .exit_code()
+                    .await
+                    .map_err(|source| LabError::Container {
+                        role: role.into(),
+                        source,
+                    })?;
                 return Ok(code.unwrap_or(-1));
             }
             if start.elapsed() > limit {
-                return Err(LabError::role(role, format!("still running after {limit:?}")));
+                return Err(LabError::role(
+                    role,
+                    format!("still running after {limit:?}"),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -256,15 +321,26 @@ impl Lab {
 
     /// The role's stdout and stderr so far.
     pub async fn logs(&self, role: &str) -> (String, String) {
-        let Ok(container) = self.container(role) else { return Default::default() };
+        let Ok(container) = self.container(role) else {
+            return Default::default();
+        };
         let stdout = container.stdout_to_vec().await.unwrap_or_default();
         let stderr = container.stderr_to_vec().await.unwrap_or_default();
-        (String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+        (
+            String::from_utf8_lossy(&stdout).into_owned(),
+            String::from_utf8_lossy(&stderr).into_owned(),
+        )
     }
 
     /// Freezes a container's processes.
     pub async fn pause(&self, role: &str) -> Result<(), LabError> {
-        self.container(role)?.pause().await.map_err(|source| LabError::Container { role: role.into(), source })
+        self.container(role)?
+            .pause()
+            .await
+            .map_err(|source| LabError::Container {
+                role: role.into(),
+                source,
+            })
     }
 
     /// Stops a container abruptly (a node that loses power).
@@ -298,7 +374,12 @@ impl Drop for Lab {
         let docker = self.docker.clone();
         let containers: Vec<_> = self.containers.drain(..).collect();
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             rt.block_on(remove_run(&docker, &run_id));
             // Removed above; the handles must not be dropped outside a runtime.
             for (_, container) in containers {
@@ -318,7 +399,9 @@ fn labels(run_id: &str) -> HashMap<String, String> {
 }
 
 fn rand_u16() -> u16 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos());
     (nanos.unwrap_or(0) >> 8) as u16
 }
 
@@ -329,17 +412,29 @@ fn filter(key: &str, value: &str) -> HashMap<String, Vec<String>> {
 /// Removes a run's containers, then its network.
 async fn remove_run(docker: &Docker, run_id: &str) {
     let containers = docker
-        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filter(LABEL_RUN, run_id)).build()))
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filter(LABEL_RUN, run_id))
+                .build(),
+        ))
         .await
         .unwrap_or_default();
     for container in containers {
         if let Some(id) = container.id {
-            let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+            let options = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(true)
+                .build();
             let _ = docker.remove_container(&id, Some(options)).await;
         }
     }
     let networks = docker
-        .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filter(LABEL_RUN, run_id)).build()))
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default()
+                .filters(&filter(LABEL_RUN, run_id))
+                .build(),
+        ))
         .await
         .unwrap_or_default();
     for network in networks {
@@ -355,12 +450,19 @@ pub async fn sweep_dead_runs(docker: &Docker) {
     let mut dead_runs = std::collections::BTreeSet::new();
     let all = HashMap::from([("label".to_string(), vec![LABEL.to_string()])]);
     let containers = docker
-        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&all).build()))
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&all)
+                .build(),
+        ))
         .await
         .unwrap_or_default();
     let container_labels = containers.into_iter().filter_map(|c| c.labels);
     let networks = docker
-        .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&all).build()))
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default().filters(&all).build(),
+        ))
         .await
         .unwrap_or_default();
     let network_labels = networks.into_iter().filter_map(|n| n.labels);

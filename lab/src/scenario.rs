@@ -118,7 +118,13 @@ impl Scenario {
         scenario.validate().map_err(|(anchor, field, message)| {
             let offset = anchor.and_then(|a| text.find(&a)).unwrap_or(0);
             let (line, column) = line_column(text, offset);
-            ScenarioError { file: path.into(), line, column, field: Some(field), message }
+            ScenarioError {
+                file: path.into(),
+                line,
+                column,
+                field: Some(field),
+                message,
+            }
         })?;
         Ok(scenario)
     }
@@ -127,7 +133,11 @@ impl Scenario {
     /// variant refers to exists. Errors carry a text to find in the file.
     fn validate(&self) -> Result<(), (Option<String>, String, String)> {
         if self.variants.is_empty() {
-            return Err((None, "variants".into(), "a scenario needs at least one variant".into()));
+            return Err((
+                None,
+                "variants".into(),
+                "a scenario needs at least one variant".into(),
+            ));
         }
         for (i, variant) in self.variants.iter().enumerate() {
             let anchor = Some(format!("name = \"{}\"", variant.name));
@@ -135,32 +145,53 @@ impl Scenario {
                 (anchor.clone(), format!("variants[{i}].{field}"), message)
             };
             if self.variants[..i].iter().any(|v| v.name == variant.name) {
-                return Err(err("name", format!("`{}` is used by an earlier variant", variant.name)));
+                return Err(err(
+                    "name",
+                    format!("`{}` is used by an earlier variant", variant.name),
+                ));
             }
             let roles = variant.roles();
             let role_of = |target: &str| target.split(':').next().unwrap_or_default().to_string();
             let target = role_of(&variant.client.target);
-            if !["envoy", "caller"].contains(&target.as_str()) || !roles.contains(&target.as_str()) {
-                return Err(err("client.target", format!("`{target}` is not an Envoy of this variant (envoy or caller)")));
+            if !["envoy", "caller"].contains(&target.as_str()) || !roles.contains(&target.as_str())
+            {
+                return Err(err(
+                    "client.target",
+                    format!("`{target}` is not an Envoy of this variant (envoy or caller)"),
+                ));
             }
             if let Err(e) = variant.client.validate() {
                 return Err(err("client", e.to_string()));
             }
             for fault in &variant.faults {
                 if !roles.contains(&fault.target()) {
-                    return Err(err("faults.target", format!("no role `{}` (roles: {})", fault.target(), roles.join(", "))));
+                    return Err(err(
+                        "faults.target",
+                        format!("no role `{}` (roles: {})", fault.target(), roles.join(", ")),
+                    ));
                 }
             }
             if variant.timeout_s == 0 {
                 return Err(err("timeout_s", "must be above 0".into()));
             }
             if !roles.contains(&self.signature.envoy.as_str()) {
-                return Err((None, "signature.envoy".into(), format!("no role `{}` in variant `{}`", self.signature.envoy, variant.name)));
+                return Err((
+                    None,
+                    "signature.envoy".into(),
+                    format!(
+                        "no role `{}` in variant `{}`",
+                        self.signature.envoy, variant.name
+                    ),
+                ));
             }
         }
         for stat in &self.stats {
             if !stat.contains(':') {
-                return Err((Some(stat.clone()), "stats".into(), format!("`{stat}` is not role:stat.name")));
+                return Err((
+                    Some(stat.clone()),
+                    "stats".into(),
+                    format!("`{stat}` is not role:stat.name"),
+                ));
             }
         }
         Ok(())
@@ -174,12 +205,21 @@ impl Scenario {
 /// Every scenario in `dir`, sorted by name; the first bad file is an error.
 pub fn load_all(dir: &Path) -> Result<Vec<Scenario>, ScenarioError> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| ScenarioError { file: dir.into(), line: 0, column: 0, field: None, message: e.to_string() })?
+        .map_err(|e| ScenarioError {
+            file: dir.into(),
+            line: 0,
+            column: 0,
+            field: None,
+            message: e.to_string(),
+        })?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     paths.sort();
-    let mut scenarios = paths.iter().map(|p| Scenario::load(p)).collect::<Result<Vec<_>, _>>()?;
+    let mut scenarios = paths
+        .iter()
+        .map(|p| Scenario::load(p))
+        .collect::<Result<Vec<_>, _>>()?;
     scenarios.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(scenarios)
 }
@@ -194,7 +234,9 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 /// The key of the `key = value` line an offset falls on.
 fn field_at(text: &str, offset: usize) -> Option<String> {
-    let start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
     let line = text[start..].lines().next()?;
     let (key, _) = line.split_once('=')?;
     Some(key.trim().to_string()).filter(|k| !k.is_empty() && !k.starts_with('['))
@@ -239,13 +281,21 @@ faults = [{ action = "delay", target = "backend", sport = 8080, delay_ms = 200 }
         let text = GOOD.replace("timeout_s = 30", "timeout_s = 30\nretries = 2");
         let err = parse(&text).unwrap_err();
         assert_eq!(err.line, 16);
-        assert!(err.to_string().starts_with("scenarios/demo.toml:16:1: retries: unknown field `retries`"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("scenarios/demo.toml:16:1: retries: unknown field `retries`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_value_names_the_field() {
         let err = parse(&GOOD.replace("timeout_s = 30", "timeout_s = -1")).unwrap_err();
-        assert_eq!((err.line, err.field.as_deref()), (15, Some("timeout_s")), "{err}");
+        assert_eq!(
+            (err.line, err.field.as_deref()),
+            (15, Some("timeout_s")),
+            "{err}"
+        );
         let err = parse(&GOOD.replace("server = \"node\"", "server = \"nod\"")).unwrap_err();
         assert!(err.message.contains("unknown variant `nod`"), "{err}");
         assert_eq!(err.line, 16);
@@ -257,7 +307,11 @@ faults = [{ action = "delay", target = "backend", sport = 8080, delay_ms = 200 }
         assert_eq!(err.field.as_deref(), Some("variants[0].faults.target"));
         assert_eq!(err.line, 12, "{err}");
         let err = parse(&GOOD.replace("envoy:10000", "caller:10000")).unwrap_err();
-        assert_eq!(err.field.as_deref(), Some("variants[0].client.target"), "{err}");
+        assert_eq!(
+            err.field.as_deref(),
+            Some("variants[0].client.target"),
+            "{err}"
+        );
     }
 
     #[test]

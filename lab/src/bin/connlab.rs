@@ -49,34 +49,58 @@ fn main() -> ExitCode {
 
 fn real_main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    let dir = cli.scenarios.unwrap_or_else(|| paths::root().join("scenarios"));
+    let dir = cli
+        .scenarios
+        .unwrap_or_else(|| paths::root().join("scenarios"));
     let scenarios = scenario::load_all(&dir)?;
     match cli.command {
         Command::List => {
             for s in &scenarios {
                 println!("{}  ({})  {}", s.name, s.seed, s.summary);
                 for v in &s.variants {
-                    println!("    {:<24} expect {:<10} {}", v.name, v.expect.word().to_lowercase(), v.about);
+                    println!(
+                        "    {:<24} expect {:<10} {}",
+                        v.name,
+                        v.expect.word().to_lowercase(),
+                        v.about
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { scenario, variant, all, json } => {
+        Command::Run {
+            scenario,
+            variant,
+            all,
+            json,
+        } => {
             let selected: Vec<(&Scenario, Vec<&scenario::Variant>)> = if all {
-                scenarios.iter().map(|s| (s, s.variants.iter().collect())).collect()
+                scenarios
+                    .iter()
+                    .map(|s| (s, s.variants.iter().collect()))
+                    .collect()
             } else {
                 let name = scenario.context("name a scenario, or use --all")?;
                 let Some(s) = scenarios.iter().find(|s| s.name == name) else {
-                    bail!("no scenario `{name}` in {} (see `connlab list`)", dir.display());
+                    bail!(
+                        "no scenario `{name}` in {} (see `connlab list`)",
+                        dir.display()
+                    );
                 };
                 let variants: Vec<_> = match &variant {
-                    Some(v) => vec![s.variant(v).with_context(|| format!("no variant `{v}` in `{name}`"))?],
+                    Some(v) => vec![s
+                        .variant(v)
+                        .with_context(|| format!("no variant `{v}` in `{name}`"))?],
                     None => s.variants.iter().collect(),
                 };
                 vec![(s, variants)]
             };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            // Say plainly what is missing before building anything.
+            runtime.block_on(connlab::runtime::docker())?;
             let image = image::ensure()?;
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(run_selected(&selected, &image, json))
         }
     }
@@ -123,5 +147,9 @@ async fn run_selected(
         println!("{summary}");
     }
     let all_expected = errors == 0 && outcomes.iter().all(Outcome::as_expected);
-    Ok(if all_expected { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_expected {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

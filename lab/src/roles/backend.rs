@@ -44,7 +44,11 @@ impl Backend {
             Server::Cherrypy => vec!["python3".into(), format!("{dir}/cherrypy-server.py")],
             Server::Tomcat => vec![format!("{dir}/tomcat-start.sh")],
             Server::Tunable => {
-                let mut cmd = vec!["connlab-backend".to_string(), "--listen".into(), format!("0.0.0.0:{PORT}")];
+                let mut cmd = vec![
+                    "connlab-backend".to_string(),
+                    "--listen".into(),
+                    format!("0.0.0.0:{PORT}"),
+                ];
                 cmd.extend(self.args.iter().cloned());
                 cmd
             }
@@ -53,14 +57,25 @@ impl Backend {
         let env = match (self.server, self.keepalive_ms) {
             (_, None) | (Server::Tunable, _) => vec![],
             (Server::Node, Some(ms)) => vec![("CONNLAB_NODE_KEEPALIVE_MS".into(), ms.to_string())],
-            (Server::Tomcat, Some(ms)) => vec![("CONNLAB_TOMCAT_KEEPALIVE_MS".into(), ms.to_string())],
+            (Server::Tomcat, Some(ms)) => {
+                vec![("CONNLAB_TOMCAT_KEEPALIVE_MS".into(), ms.to_string())]
+            }
             (Server::Cherrypy, Some(ms)) => {
-                vec![("CONNLAB_CHERRYPY_SOCKET_TIMEOUT_S".into(), format!("{}", ms as f64 / 1000.0))]
+                vec![(
+                    "CONNLAB_CHERRYPY_SOCKET_TIMEOUT_S".into(),
+                    format!("{}", ms as f64 / 1000.0),
+                )]
             }
         };
         // NET_ADMIN: faults (packet delay, drops) run inside the backend's
         // own network namespace.
-        ContainerSpec { role: ROLE.into(), cmd, env, net_admin: true, ..Default::default() }
+        ContainerSpec {
+            role: ROLE.into(),
+            cmd,
+            env,
+            net_admin: true,
+            ..Default::default()
+        }
     }
 
     /// Starts the backend and waits until it accepts connections (Tomcat's

@@ -14,7 +14,12 @@ pub async fn start(lab: &mut Lab, config: &ClientConfig) -> Result<(), LabError>
     config.target = resolve(lab, &config.target).await?;
     let mut cmd = vec!["connlab-client".to_string()];
     cmd.extend(config.to_args());
-    lab.start(ContainerSpec { role: ROLE.into(), cmd, ..Default::default() }).await
+    lab.start(ContainerSpec {
+        role: ROLE.into(),
+        cmd,
+        ..Default::default()
+    })
+    .await
 }
 
 /// Waits for the workload to end and parses what the client recorded.
@@ -22,14 +27,18 @@ pub async fn finish(lab: &Lab, limit: Duration) -> Result<Output, LabError> {
     let code = lab.wait_exit(ROLE, limit).await?;
     let (stdout, stderr) = lab.logs(ROLE).await;
     if code != 0 {
-        return Err(LabError::role(ROLE, format!("connlab-client exited {code}: {stderr}")));
+        return Err(LabError::role(
+            ROLE,
+            format!("connlab-client exited {code}: {stderr}"),
+        ));
     }
     parse_output(&stdout).map_err(|e| LabError::role(ROLE, format!("unreadable output: {e}")))
 }
 
 /// `envoy:10000` → `<envoy's address>:10000`.
 async fn resolve(lab: &Lab, target: &str) -> Result<String, LabError> {
-    let (role, port) =
-        target.rsplit_once(':').ok_or_else(|| LabError::role(ROLE, format!("target `{target}` is not role:port")))?;
+    let (role, port) = target
+        .rsplit_once(':')
+        .ok_or_else(|| LabError::role(ROLE, format!("target `{target}` is not role:port")))?;
     Ok(format!("{}:{port}", lab.ip(role).await?))
 }

@@ -73,8 +73,12 @@ pub async fn start(
     let wasm = lab.dir().join(WASM_NAME);
     if !wasm.exists() {
         let built = paths::filter_wasm();
-        std::fs::copy(&built, &wasm)
-            .map_err(|e| LabError::role(role, format!("{}: {e} (run `make filter`)", built.display())))?;
+        std::fs::copy(&built, &wasm).map_err(|e| {
+            LabError::role(
+                role,
+                format!("{}: {e} (run `make filter`)", built.display()),
+            )
+        })?;
     }
     let mut filter = WasmFilter::http(format!("{SHARED_DIR}/{WASM_NAME}").into());
     // The lab wants every request's event, not only the failures.
@@ -95,10 +99,15 @@ pub async fn start(
         filter: Some(filter),
         access_log: true,
     };
-    let admin: SocketAddr = ADMIN.parse().map_err(|_| LabError::role(role, "admin address"))?;
+    let admin: SocketAddr = ADMIN
+        .parse()
+        .map_err(|_| LabError::role(role, "admin address"))?;
     let config = bootstrap(&[listener], &[cluster], admin);
     let config_name = format!("{role}.json");
-    std::fs::write(lab.dir().join(&config_name), serde_json::to_vec_pretty(&config).unwrap_or_default())?;
+    std::fs::write(
+        lab.dir().join(&config_name),
+        serde_json::to_vec_pretty(&config).unwrap_or_default(),
+    )?;
     let cmd = [
         "envoy",
         "-c",
@@ -122,7 +131,12 @@ pub async fn start(
         ..Default::default()
     })
     .await?;
-    lab.wait_until(role, &format!("curl -sf http://{ADMIN}/ready"), Duration::from_secs(30)).await
+    lab.wait_until(
+        role,
+        &format!("curl -sf http://{ADMIN}/ready"),
+        Duration::from_secs(30),
+    )
+    .await
 }
 
 /// What one Envoy saw.
@@ -137,11 +151,16 @@ pub struct EnvoyEvidence {
 }
 
 pub async fn collect(lab: &Lab, role: &str) -> Result<EnvoyEvidence, LabError> {
-    let stats_text = lab.exec_ok(role, &["curl", "-sf", &format!("http://{ADMIN}/stats")]).await?;
+    let stats_text = lab
+        .exec_ok(role, &["curl", "-sf", &format!("http://{ADMIN}/stats")])
+        .await?;
     let (stdout, stderr) = lab.logs(role).await;
     Ok(EnvoyEvidence {
         events: evidence::filter_events(&stderr),
-        access_log: stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect(),
+        access_log: stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect(),
         stats: evidence::parse_stats(&stats_text),
     })
 }
