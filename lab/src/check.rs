@@ -31,11 +31,21 @@ pub fn outcome(
     }
     let mut envoy = BTreeMap::new();
     let mut diagnoses = BTreeMap::new();
+    let mut reuse = BTreeMap::new();
     let mut explain = None;
     for (role, seen) in &evidence.envoys {
         envoy.insert(role.clone(), access_log_classes(&seen.access_log));
         let mut found = Counts::new();
+        let mut connections = Counts::new();
         for event in seen.events.iter().filter(|e| e["event"] == "http") {
+            // Which pooled connection carried the request: the filter's nth
+            // (1 = a fresh connection). Requests that never got one are not
+            // counted.
+            match event["upstream"]["nth"].as_u64() {
+                Some(1) => *connections.entry("fresh".into()).or_default() += 1,
+                Some(_) => *connections.entry("reused".into()).or_default() += 1,
+                None => {}
+            }
             if let Some(code) = event["diagnosis"].as_str() {
                 *found.entry(code.to_string()).or_default() += 1;
                 if explain.is_none() && *role == scenario.signature.envoy {
@@ -44,6 +54,7 @@ pub fn outcome(
             }
         }
         diagnoses.insert(role.clone(), found);
+        reuse.insert(role.clone(), connections);
     }
     let stat = |role: &str, name: &str| {
         evidence
@@ -95,6 +106,7 @@ pub fn outcome(
         client,
         envoy,
         diagnoses,
+        reuse,
         stats,
         explain,
         wall_ms: wall.as_millis() as u64,
@@ -120,4 +132,103 @@ fn access_log_classes(entries: &[Value]) -> Counts {
             .or_default() += 1;
     }
     counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Record;
+    use serde_json::json;
+
+    fn scenario() -> Scenario {
+        let text = r#"
+name = "demo"
+seed = "001.txt"
+summary = "s"
+[signature]
+envoy = "envoy"
+diagnosis = "keepalive_race"
+stat = "cluster.backend.upstream_cx_destroy_remote_with_active_rq"
+[[variants]]
+name = "node"
+about = "a"
+expect = "reproduced"
+timeout_s = 30
+backend = { server = "node" }
+client = { target = "envoy:10000", requests = 2 }
+"#;
+        Scenario::parse(std::path::Path::new("demo.toml"), text).unwrap()
+    }
+
+    fn record(status: u16) -> Record {
+        Record {
+            worker: 0,
+            seq: 0,
+            start_ms: 0.0,
+            end_ms: 1.0,
+            status: Some(status),
+            error: None,
+            local: None,
+            reused: false,
+            tag: None,
+        }
+    }
+
+    fn evidence(statuses: &[u16], diagnoses: &[Option<&str>], stat: u64) -> Evidence {
+        let events = diagnoses
+            .iter()
+            .enumerate()
+            .map(|(i, d)| json!({"event": "http", "diagnosis": d, "upstream": {"nth": i % 2 + 1}}))
+            .collect();
+        let envoy = EnvoyEvidence {
+            events,
+            access_log: vec![],
+            stats: [(
+                "cluster.backend.upstream_cx_destroy_remote_with_active_rq".to_string(),
+                stat,
+            )]
+            .into(),
+        };
+        Evidence {
+            client: Output {
+                records: statuses.iter().map(|s| record(*s)).collect(),
+                summary: None,
+            },
+            envoys: [("envoy".to_string(), envoy)].into(),
+        }
+    }
+
+    fn verdict(evidence: &Evidence) -> Outcome {
+        let scenario = scenario();
+        outcome(&scenario, &scenario.variants[0], evidence, Duration::ZERO)
+    }
+
+    #[test]
+    fn the_diagnosis_and_envoys_stat_together_reproduce() {
+        let seen = verdict(&evidence(&[200, 503], &[None, Some("keepalive_race")], 1));
+        assert_eq!(seen.verdict, Verdict::Reproduced);
+        assert_eq!(seen.diagnoses["envoy"]["keepalive_race"], 1);
+        assert_eq!(seen.reuse["envoy"]["fresh"], 1);
+        assert_eq!(seen.reuse["envoy"]["reused"], 1);
+    }
+
+    #[test]
+    fn the_diagnosis_without_envoys_stat_is_unexpected() {
+        let seen = verdict(&evidence(&[200, 503], &[None, Some("keepalive_race")], 0));
+        assert_eq!(seen.verdict, Verdict::Unexpected);
+    }
+
+    #[test]
+    fn all_ok_and_nothing_diagnosed_is_fixed() {
+        let seen = verdict(&evidence(&[200, 200], &[None, None], 0));
+        assert_eq!(seen.verdict, Verdict::Fixed);
+    }
+
+    #[test]
+    fn another_failure_is_unexpected() {
+        let seen = verdict(&evidence(&[200, 503], &[None, Some("connect_timeout")], 0));
+        assert_eq!(seen.verdict, Verdict::Unexpected);
+        let no_requests = verdict(&evidence(&[], &[], 0));
+        assert_eq!(no_requests.verdict, Verdict::Unexpected);
+    }
 }

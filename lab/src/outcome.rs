@@ -46,6 +46,10 @@ pub struct Outcome {
     pub envoy: BTreeMap<String, Counts>,
     /// What the filter diagnosed, per Envoy role.
     pub diagnoses: BTreeMap<String, Counts>,
+    /// Requests per Envoy role by the upstream connection that carried them,
+    /// from the filter's reuse table: `fresh` (its first request) or
+    /// `reused` (a pooled connection).
+    pub reuse: BTreeMap<String, Counts>,
     /// The signature stat and the scenario's extra stats, as `role:stat`.
     pub stats: Counts,
     /// The filter's explanation of the first diagnosed failure.

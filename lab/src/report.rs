@@ -51,3 +51,42 @@ pub fn summary(outcomes: &[Outcome], errors: usize) -> String {
     let failed = outcomes.len() - passed + errors;
     format!("{passed} passed, {failed} failed")
 }
+
+/// For repeated runs: per variant, whether every run gave the same verdict
+/// and counts (everything but wall time and the explanation's timings).
+pub fn stability(outcomes: &[Outcome]) -> Vec<String> {
+    let mut by_variant: std::collections::BTreeMap<(String, String), Vec<Outcome>> =
+        Default::default();
+    for outcome in outcomes {
+        let mut stable = outcome.clone();
+        stable.wall_ms = 0;
+        stable.explain = None;
+        by_variant
+            .entry((outcome.scenario.clone(), outcome.variant.clone()))
+            .or_default()
+            .push(stable);
+    }
+    by_variant
+        .into_iter()
+        .map(|((scenario, variant), runs)| {
+            let distinct = runs.iter().filter(|r| **r != runs[0]).count();
+            let word = if distinct == 0 { "STABLE" } else { "FLAKY" };
+            let wall: Vec<u64> = outcomes
+                .iter()
+                .filter(|o| o.scenario == scenario && o.variant == variant)
+                .map(|o| o.wall_ms)
+                .collect();
+            let (min, max) = (
+                wall.iter().min().copied().unwrap_or(0),
+                wall.iter().max().copied().unwrap_or(0),
+            );
+            format!(
+                "{word:>11} [{}/{} identical] {scenario}/{variant}  wall {:.1}-{:.1}s",
+                runs.len() - distinct,
+                runs.len(),
+                min as f64 / 1000.0,
+                max as f64 / 1000.0
+            )
+        })
+        .collect()
+}

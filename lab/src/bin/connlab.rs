@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use connlab::outcome::Outcome;
 use connlab::scenario::{self, Scenario};
 use connlab::{image, paths, report, run};
+use futures::StreamExt;
 
 #[derive(Parser)]
 #[command(about = "Replay documented proxy connection failures with real Envoy and real servers")]
@@ -34,6 +35,14 @@ enum Command {
         /// Print each Outcome as JSON instead of the human lines.
         #[arg(long)]
         json: bool,
+        /// Variants run at once (each in its own network and containers;
+        /// they mostly wait, so this is bounded by memory, not cores).
+        #[arg(long, default_value_t = 6)]
+        jobs: usize,
+        /// Run every selected variant this many times and report whether
+        /// verdict and counts were the same every time.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
     },
 }
 
@@ -73,6 +82,8 @@ fn real_main() -> anyhow::Result<ExitCode> {
             variant,
             all,
             json,
+            jobs,
+            repeat,
         } => {
             let selected: Vec<(&Scenario, Vec<&scenario::Variant>)> = if all {
                 scenarios
@@ -101,47 +112,75 @@ fn real_main() -> anyhow::Result<ExitCode> {
             // Say plainly what is missing before building anything.
             runtime.block_on(connlab::runtime::docker())?;
             let image = image::ensure()?;
-            runtime.block_on(run_selected(&selected, &image, json))
+            let options = RunOptions {
+                json,
+                jobs: jobs.max(1),
+                repeat: repeat.max(1),
+            };
+            runtime.block_on(run_selected(&selected, &image, &options))
         }
     }
+}
+
+struct RunOptions {
+    json: bool,
+    jobs: usize,
+    repeat: usize,
 }
 
 async fn run_selected(
     selected: &[(&Scenario, Vec<&scenario::Variant>)],
     image: &str,
-    json: bool,
+    options: &RunOptions,
 ) -> anyhow::Result<ExitCode> {
+    let runs = selected.iter().flat_map(|(scenario, variants)| {
+        variants
+            .iter()
+            .flat_map(move |variant| (0..options.repeat).map(move |_| (*scenario, *variant)))
+    });
+    let mut pending = futures::stream::iter(runs.map(|(scenario, variant)| async move {
+        let result = run::run_variant(scenario, variant, image).await;
+        (scenario, variant, result)
+    }))
+    .buffer_unordered(options.jobs);
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut errors = 0;
-    for (scenario, variants) in selected {
-        for variant in variants {
-            // Ctrl-C drops the run in progress; its Lab removes every
-            // container and network it made before we exit.
-            let result = tokio::select! {
-                result = run::run_variant(scenario, variant, image) => result,
-                _ = tokio::signal::ctrl_c() => {
-                    eprintln!("connlab: interrupted; containers removed");
-                    return Ok(ExitCode::from(130));
+    loop {
+        // Ctrl-C returns at once: dropping the runs in flight makes each
+        // Lab remove every container and network it made before we exit.
+        let next = tokio::select! {
+            next = pending.next() => next,
+            _ = tokio::signal::ctrl_c() => {
+                drop(pending);
+                eprintln!("connlab: interrupted; containers and networks removed");
+                return Ok(ExitCode::from(130));
+            }
+        };
+        let Some((scenario, variant, result)) = next else {
+            break;
+        };
+        match result {
+            Ok(outcome) => {
+                if options.json {
+                    println!("{}", serde_json::to_string(&outcome)?);
+                } else {
+                    println!("{}", report::line(&outcome));
                 }
-            };
-            match result {
-                Ok(outcome) => {
-                    if json {
-                        println!("{}", serde_json::to_string(&outcome)?);
-                    } else {
-                        println!("{}", report::line(&outcome));
-                    }
-                    outcomes.push(outcome);
-                }
-                Err(e) => {
-                    errors += 1;
-                    eprintln!("{:>11} {}/{}: {e}", "ERROR", scenario.name, variant.name);
-                }
+                outcomes.push(outcome);
+            }
+            Err(e) => {
+                errors += 1;
+                eprintln!("{:>11} {}/{}: {e}", "ERROR", scenario.name, variant.name);
             }
         }
     }
+    if options.repeat > 1 {
+        for line in report::stability(&outcomes) {
+            println!("{line}");
+        }
+    }
     let summary = report::summary(&outcomes, errors);
-    if json {
+    if options.json {
         eprintln!("{summary}");
     } else {
         println!("{summary}");
