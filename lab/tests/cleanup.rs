@@ -65,7 +65,10 @@ fn a_panic_inside_a_run_removes_its_containers_and_network() {
     }));
     assert!(result.is_err());
     let run_id = run_id.lock().unwrap().clone();
-    assert_eq!(leftovers(&format!("connlab.run={run_id}")), Vec::<String>::new());
+    assert_eq!(
+        leftovers(&format!("connlab.run={run_id}")),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -82,7 +85,10 @@ fn a_failed_start_removes_what_was_started() {
         assert!(lab.start(broken).await.is_err());
         lab.run_id.clone()
     });
-    assert_eq!(leftovers(&format!("connlab.run={run_id}")), Vec::<String>::new());
+    assert_eq!(
+        leftovers(&format!("connlab.run={run_id}")),
+        Vec::<String>::new()
+    );
 }
 
 /// Starts `connlab run keepalive-race --variant node` and waits until its
@@ -98,7 +104,10 @@ fn start_cli_run() -> std::process::Child {
     let label = format!("connlab.pid={}", child.id());
     let start = Instant::now();
     while leftovers(&label).len() < 2 {
-        assert!(start.elapsed() < Duration::from_secs(60), "the run never started");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the run never started"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     child
@@ -112,7 +121,10 @@ fn ctrl_c_removes_everything_before_exit() {
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(130));
-    assert_eq!(leftovers(&format!("connlab.pid={pid}")), Vec::<String>::new());
+    assert_eq!(
+        leftovers(&format!("connlab.pid={pid}")),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -122,7 +134,10 @@ fn a_killed_run_is_swept_by_the_next_one() {
     child.kill().expect("SIGKILL");
     child.wait().expect("wait");
     let label = format!("connlab.pid={pid}");
-    assert!(!leftovers(&label).is_empty(), "SIGKILL leaves containers behind");
+    assert!(
+        !leftovers(&label).is_empty(),
+        "SIGKILL leaves containers behind"
+    );
     // The next run sweeps what a dead process left.
     let image = image();
     runtime().block_on(async {
