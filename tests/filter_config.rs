@@ -11,7 +11,7 @@ use connlab_tests::envoy_process::{EnvoyError, EnvoyProcess};
 use connlab_tests::filter_configs::{
     bootstrap, cluster, hcm, http_wasm, listener, net_wasm, route,
 };
-use connlab_tests::{any_local_port, backend, closed_port, filter_wasm, http1};
+use connlab_tests::{any_local_port, backend, closed_port, filter_wasm, http1, wait_stat};
 use serde_json::{json, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -80,22 +80,19 @@ fn defaults_log_only_failures_and_count_everything() {
     let events = envoy.wait_events(1, TIMEOUT);
     assert_eq!(events.len(), 1, "{events:#?}");
     assert_eq!(events[0]["diagnosis"], "connect_refused");
-    // Metrics see all four (Envoy flushes wasm counters to /stats at once).
-    assert_eq!(envoy.stat("wasmcustom.connlab_http_requests_total"), 4);
+    // Metrics see all four.
+    let stat = |name: &str, n| wait_stat(&envoy, &format!("wasmcustom.{name}"), n, TIMEOUT);
+    assert_eq!(stat("connlab_http_requests_total", 4), 4);
+    assert_eq!(stat("connlab_http_diagnosis_connect_refused_total", 1), 1);
+    // Reuse histograms as cumulative buckets: three requests on one upstream
+    // connection (nth 1, 2, 3; the refused one never had a connection).
+    assert_eq!(stat("connlab_upstream_nth_bucket_le_1", 1), 1);
+    assert_eq!(stat("connlab_upstream_nth_bucket_le_5", 3), 3);
+    assert_eq!(stat("connlab_upstream_nth_bucket_le_inf", 3), 3);
     assert_eq!(
-        envoy.stat("wasmcustom.connlab_http_diagnosis_connect_refused_total"),
-        1
-    );
-    let histograms = envoy
-        .admin_get("/stats?filter=connlab_upstream")
-        .unwrap_or_default();
-    assert!(
-        histograms.contains("connlab_upstream_request_nth"),
-        "{histograms}"
-    );
-    assert!(
-        histograms.contains("connlab_upstream_idle_ms"),
-        "{histograms}"
+        stat("connlab_upstream_idle_ms_bucket_le_inf", 2),
+        2,
+        "idle only when reused"
     );
 }
 
@@ -176,7 +173,13 @@ fn noop_root_id_loads_and_stays_silent() {
     assert_eq!(requests(addr, &["/", "/dead"]), [200, 503]);
     std::thread::sleep(Duration::from_millis(300));
     assert!(envoy.events().is_empty());
-    assert_eq!(envoy.stat("wasmcustom.connlab_http_requests_total"), 0);
+    let metrics = envoy
+        .admin_get("/stats?filter=wasmcustom")
+        .unwrap_or_default();
+    assert!(
+        metrics.trim().is_empty(),
+        "noop defines no metrics: {metrics}"
+    );
 }
 
 #[test]

@@ -89,7 +89,6 @@ fn the_route() -> Value {
     route("/", "upstream")
 }
 
-
 /// Asserts one failed request's event and access log line, returns the event.
 fn assert_diagnosis(proxy: &Proxy, code: &str, status: u16, flags: &str) -> Value {
     let events = proxy.events(1);
@@ -104,10 +103,10 @@ fn assert_diagnosis(proxy: &Proxy, code: &str, status: u16, flags: &str) -> Valu
     let log = proxy.access_log(1);
     // Envoy prints "-" for no flags.
     let envoy_flags = if flags.is_empty() { "-" } else { flags };
-    assert_eq!(
-        log.last().map(String::as_str),
-        Some(format!("{status} flags={envoy_flags} state={code}").as_str()),
-        "Envoy's %RESPONSE_FLAGS% and the filter state agree with the event"
+    let expected = format!("{status} flags={envoy_flags} state={code}");
+    assert!(
+        log.contains(&expected),
+        "Envoy's %RESPONSE_FLAGS% and the filter state agree with the event: {expected} in {log:#?}"
     );
     event.clone()
 }

@@ -37,7 +37,11 @@ fn filter_logs_one_event_per_request_and_tracks_upstream_reuse() {
             name: "main".into(),
             bind: any_local_port(),
             routes: vec![Route::new("/dead", "dead"), Route::new("/", "backend")],
-            filter: Some(WasmFilter::http(filter_wasm())),
+            filter: Some(WasmFilter {
+                // Every request, not only failures (the default).
+                config: Some(serde_json::json!({"events": "all"})),
+                ..WasmFilter::http(filter_wasm())
+            }),
             access_log: false,
         }],
         &[

@@ -17,8 +17,8 @@ use connlab_tests::envoy_process::EnvoyProcess;
 use connlab_tests::filter_configs::{
     bootstrap, cluster, downstream_tls, listener, net_wasm, tcp_proxy,
 };
-use connlab_tests::filter_wasm;
 use connlab_tests::raw_servers::{sink, Sink};
+use connlab_tests::{filter_wasm, wait_stat};
 use serde_json::{json, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -147,16 +147,9 @@ fn classes_of_first_bytes_through_a_tcp_proxy_chain() {
     assert_eq!(tls["alpn"], json!(["h2", "http/1.1"]));
 
     // Metrics count every connection by class.
-    let stats = lab
-        .envoy
-        .admin_get("/stats?filter=connlab_net")
-        .unwrap_or_default();
     for class in ["http1", "http2", "other", "none", "tls"] {
-        let line = format!("connlab_net_class_{class}_total: 1");
-        assert!(
-            stats.lines().any(|l| l.ends_with(&line)),
-            "{line} in\n{stats}"
-        );
+        let name = format!("wasmcustom.connlab_net_class_{class}_total");
+        assert_eq!(wait_stat(&lab.envoy, &name, 1, TIMEOUT), 1, "{name}");
     }
 }
 
@@ -203,11 +196,8 @@ fn sniff_fallthrough_when_the_first_byte_comes_after_the_detection_timeout() {
     assert!(event["explain"]
         .as_str()
         .is_some_and(|e| e.contains("'passthrough'")));
-    assert_eq!(
-        lab.envoy
-            .stat("wasmcustom.connlab_net_diagnosis_sniff_fallthrough_total"),
-        1
-    );
+    let name = "wasmcustom.connlab_net_diagnosis_sniff_fallthrough_total";
+    assert_eq!(wait_stat(&lab.envoy, name, 1, TIMEOUT), 1);
 }
 
 fn tls_listener(certs: &Certs, client_ca: bool) -> Value {

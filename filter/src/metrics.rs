@@ -5,11 +5,55 @@
 use crate::diagnose::{CONN_CODES, HTTP_CODES};
 
 pub const HTTP_REQUESTS: &str = "connlab_http_requests_total";
-/// Requests per upstream connection position (1 = fresh connection).
-pub const UPSTREAM_NTH: &str = "connlab_upstream_request_nth";
-/// Idle time before a request on a reused upstream connection, in ms.
-pub const UPSTREAM_IDLE_MS: &str = "connlab_upstream_idle_ms";
 pub const NET_CONNECTIONS: &str = "connlab_net_connections_total";
+
+/// A histogram kept as Prometheus-style cumulative bucket counters
+/// (`<name>_bucket_le_<bound>`, `..._le_inf`, `<name>_sum`): counted in the
+/// VM and flushed once a second, where an Envoy histogram would cost a host
+/// call per request (measured: about 1.3 µs of worker CPU each).
+#[derive(Debug, Clone, Copy)]
+pub struct Histogram {
+    pub name: &'static str,
+    pub bounds: &'static [u64],
+}
+
+/// Position of a request on its upstream connection (1 = fresh connection).
+pub const UPSTREAM_NTH: Histogram = Histogram {
+    name: "connlab_upstream_nth",
+    bounds: &[1, 2, 5, 10, 100, 1000],
+};
+
+/// Idle time before a request on a reused upstream connection, in ms; the
+/// bounds bracket the known servers' keep-alive timeouts.
+pub const UPSTREAM_IDLE_MS: Histogram = Histogram {
+    name: "connlab_upstream_idle_ms",
+    bounds: &[
+        100, 1000, 4000, 5000, 6000, 10000, 15000, 20000, 30000, 60000,
+    ],
+};
+
+impl Histogram {
+    /// The bucket counter names, smallest bound first, then `le_inf`.
+    pub fn bucket_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .bounds
+            .iter()
+            .map(|b| format!("{}_bucket_le_{b}", self.name))
+            .collect();
+        names.push(format!("{}_bucket_le_inf", self.name));
+        names
+    }
+
+    pub fn sum_name(&self) -> String {
+        format!("{}_sum", self.name)
+    }
+
+    /// The first bucket `value` falls in (`bounds.len()` = +Inf); a flush
+    /// adds it to that bucket and every larger one.
+    pub fn bucket(&self, value: u64) -> usize {
+        self.bounds.partition_point(|b| *b < value)
+    }
+}
 
 pub fn http_diagnosis(code: &str) -> String {
     format!("connlab_http_diagnosis_{code}_total")
@@ -31,6 +75,10 @@ pub fn all_counters() -> Vec<String> {
     names.extend(HTTP_CODES.iter().map(|c| http_diagnosis(c)));
     names.extend(CONN_CODES.iter().map(|c| net_diagnosis(c)));
     names.extend(CLASSES.iter().map(|c| net_class(c)));
+    for histogram in [UPSTREAM_NTH, UPSTREAM_IDLE_MS] {
+        names.extend(histogram.bucket_names());
+        names.push(histogram.sum_name());
+    }
     names
 }
 
@@ -41,8 +89,6 @@ mod tests {
     #[test]
     fn names_are_prometheus_friendly_and_unique() {
         let mut names = all_counters();
-        names.push(UPSTREAM_NTH.into());
-        names.push(UPSTREAM_IDLE_MS.into());
         for name in &names {
             assert!(
                 name.bytes()
@@ -54,5 +100,24 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), count);
+    }
+
+    #[test]
+    fn values_land_in_the_first_bucket_that_holds_them() {
+        assert_eq!(UPSTREAM_NTH.bucket(1), 0);
+        assert_eq!(UPSTREAM_NTH.bucket(2), 1);
+        assert_eq!(UPSTREAM_NTH.bucket(3), 2);
+        assert_eq!(UPSTREAM_NTH.bucket(1000), 5);
+        assert_eq!(UPSTREAM_NTH.bucket(1001), 6);
+        assert_eq!(UPSTREAM_IDLE_MS.bucket(0), 0);
+        assert_eq!(UPSTREAM_IDLE_MS.bucket(5_900), 4);
+        assert_eq!(
+            UPSTREAM_IDLE_MS.bucket(u64::MAX),
+            UPSTREAM_IDLE_MS.bounds.len()
+        );
+        assert_eq!(
+            UPSTREAM_NTH.bucket_names().last().map(String::as_str),
+            Some("connlab_upstream_nth_bucket_le_inf")
+        );
     }
 }

@@ -32,6 +32,14 @@ pub fn string(bytes: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(bytes).into_owned())
 }
 
+/// [`string`] for bytes the caller owns: no copy when they are valid UTF-8.
+pub fn string_owned(bytes: Vec<u8>) -> Option<String> {
+    if bytes.is_empty() {
+        return None;
+    }
+    Some(String::from_utf8(bytes).unwrap_or_else(|e| string(e.as_bytes()).unwrap_or_default()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +66,11 @@ mod tests {
         assert_eq!(string(b"10.0.0.1:80").as_deref(), Some("10.0.0.1:80"));
         assert_eq!(string(&[0xff, b'a']).as_deref(), Some("\u{fffd}a"));
         assert_eq!(string(b""), None);
+        assert_eq!(
+            string_owned(b"1.2.3.4:5".to_vec()).as_deref(),
+            Some("1.2.3.4:5")
+        );
+        assert_eq!(string_owned(vec![0xff]).as_deref(), Some("\u{fffd}"));
+        assert_eq!(string_owned(Vec::new()), None);
     }
 }

@@ -3,10 +3,12 @@
 //! connection id; Envoy's side of the socket is its identity). One table per
 //! wasm VM, which is one per worker thread, as Envoy's pools are.
 //!
-//! Bounded: beyond `cap` entries the least recently used one is evicted, so
-//! memory never grows with traffic or with the number of upstream hosts.
+//! Bounded: when it holds `cap` entries, the least recently used eighth is
+//! evicted in one sweep (amortised O(1) per new connection, and no LRU
+//! bookkeeping on the per-request path), so memory never grows with traffic
+//! or with the number of upstream hosts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// Longest key kept; a longer "address" is not an address and is not tracked.
 pub const MAX_KEY_LEN: usize = 128;
@@ -35,8 +37,7 @@ struct Entry {
 pub struct ReuseTable {
     cap: usize,
     entries: HashMap<String, Entry>,
-    /// LRU order: stamp → key; the smallest stamp is the oldest use.
-    order: BTreeMap<u64, String>,
+    /// Increases with every use; the smallest stamps are the oldest uses.
     next_stamp: u64,
 }
 
@@ -49,7 +50,6 @@ impl ReuseTable {
         ReuseTable {
             cap: cap.max(1),
             entries: HashMap::new(),
-            order: BTreeMap::new(),
             next_stamp: 0,
         }
     }
@@ -89,49 +89,44 @@ impl ReuseTable {
         }
         let stamp = self.next_stamp;
         self.next_stamp = self.next_stamp.wrapping_add(1);
-        match self.entries.get_mut(local) {
-            Some(entry) => {
-                self.order.remove(&entry.stamp);
-                entry.requests = reuse.nth;
-                entry.last_done_ns = entry.last_done_ns.max(end_ns);
-                entry.stamp = stamp;
-            }
-            None => {
-                while self.entries.len() >= self.cap {
-                    self.evict_oldest();
-                }
-                self.entries.insert(
-                    local.to_string(),
-                    Entry {
-                        requests: 1,
-                        opened_ns: start_ns,
-                        last_done_ns: end_ns,
-                        stamp,
-                    },
-                );
-            }
+        if let Some(entry) = self.entries.get_mut(local) {
+            entry.requests = reuse.nth;
+            entry.last_done_ns = entry.last_done_ns.max(end_ns);
+            entry.stamp = stamp;
+            return reuse;
         }
-        self.order.insert(stamp, local.to_string());
+        if self.entries.len() >= self.cap {
+            self.evict_oldest();
+        }
+        self.entries.insert(
+            local.to_string(),
+            Entry {
+                requests: 1,
+                opened_ns: start_ns,
+                last_done_ns: end_ns,
+                stamp,
+            },
+        );
         reuse
     }
 
     /// Forgets a connection known to be gone (reset or refused), so a later
     /// connection that gets the same local port starts again at nth 1.
     pub fn forget(&mut self, local: &str) {
-        if let Some(entry) = self.entries.remove(local) {
-            self.order.remove(&entry.stamp);
-        }
+        self.entries.remove(local);
     }
 
+    /// Drops the least recently used eighth (at least one entry).
     fn evict_oldest(&mut self) {
-        match self.order.pop_first() {
-            Some((_, key)) => {
-                self.entries.remove(&key);
-            }
-            // Cannot happen (order and entries hold the same keys); clearing
-            // keeps the bound even if it did.
-            None => self.entries.clear(),
+        let n = (self.cap / 8).max(1);
+        let mut stamps: Vec<u64> = self.entries.values().map(|e| e.stamp).collect();
+        if n >= stamps.len() {
+            self.entries.clear();
+            return;
         }
+        let (_, cutoff, _) = stamps.select_nth_unstable(n - 1);
+        let cutoff = *cutoff;
+        self.entries.retain(|_, e| e.stamp > cutoff);
     }
 }
 
@@ -186,7 +181,6 @@ mod tests {
         for port in 0..1000u64 {
             table.record(&format!("127.0.0.1:{port}"), port * MS, port * MS + 1);
             assert!(table.len() <= 3);
-            assert_eq!(table.order.len(), table.len());
         }
         // Keep "x" warm while others come and go: it survives.
         table.record("x", 0, 1);
@@ -196,6 +190,23 @@ mod tests {
         }
         assert_eq!(table.peek("x", 0, 1).nth, 12);
         assert_eq!(table.peek("10.0.0.1:0", 0, 1).nth, 1, "evicted");
+    }
+
+    #[test]
+    fn large_tables_evict_an_eighth_at_a_time() {
+        let mut table = ReuseTable::new(64);
+        for port in 0..64u64 {
+            table.record(&format!("p{port}"), 0, 1);
+        }
+        assert_eq!(table.len(), 64);
+        table.record("new", 0, 1);
+        assert_eq!(table.len(), 64 - 8 + 1);
+        assert_eq!(table.peek("p7", 0, 1).nth, 1, "oldest eighth evicted");
+        assert_eq!(table.peek("p8", 0, 1).nth, 2, "the rest kept");
+        for port in 0..10_000u64 {
+            table.record(&format!("q{port}"), 0, 1);
+            assert!(table.len() <= 64);
+        }
     }
 
     #[test]

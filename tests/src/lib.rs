@@ -31,3 +31,21 @@ pub fn filter_wasm() -> std::path::PathBuf {
     );
     path
 }
+
+/// Polls a counter until it reaches `at_least` or `limit` passes; its last
+/// value. (connlab flushes its counters to Envoy once a second.)
+pub fn wait_stat(
+    envoy: &envoy_process::EnvoyProcess,
+    name: &str,
+    at_least: u64,
+    limit: std::time::Duration,
+) -> u64 {
+    let start = std::time::Instant::now();
+    loop {
+        let value = envoy.stat(name);
+        if value >= at_least || start.elapsed() > limit {
+            return value;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -1,73 +1,158 @@
-//! The filter's metrics as host handles, defined once per plugin.
+//! The filter's metrics as host handles, defined once per plugin. Everything
+//! is summed in the VM and flushed to Envoy once a second (`on_tick`): a host
+//! call per request per metric would cost more than the rest of the
+//! filter's work.
+
+use std::cell::Cell;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
 use crate::diagnose::{CONN_CODES, HTTP_CODES};
-use crate::metrics as names;
+use crate::metrics::{self as names, Histogram};
+
+/// A counter's host handle and the increments not yet flushed.
+#[derive(Default)]
+struct Counter {
+    id: Option<u32>,
+    pending: Cell<u64>,
+}
+
+impl Counter {
+    fn define(name: &str) -> Self {
+        Counter {
+            id: hostcalls::define_metric(MetricType::Counter, name).ok(),
+            pending: Cell::new(0),
+        }
+    }
+
+    fn add(&self, n: u64) {
+        self.pending.set(self.pending.get().saturating_add(n));
+    }
+
+    fn flush(&self) {
+        let delta = self.pending.replace(0);
+        if let (Some(id), 1..) = (self.id, delta) {
+            let _ = hostcalls::increment_metric(id, delta.min(i64::MAX as u64) as i64);
+        }
+    }
+}
+
+/// A histogram as cumulative bucket counters (see `metrics::Histogram`).
+#[derive(Default)]
+struct Buckets {
+    spec: Option<Histogram>,
+    /// Non-cumulative counts per bucket since the last flush.
+    counts: Vec<Cell<u64>>,
+    counters: Vec<Counter>,
+    sum: Counter,
+}
+
+impl Buckets {
+    fn define(spec: Histogram) -> Self {
+        let counters: Vec<Counter> = spec
+            .bucket_names()
+            .iter()
+            .map(|n| Counter::define(n))
+            .collect();
+        Buckets {
+            spec: Some(spec),
+            counts: counters.iter().map(|_| Cell::new(0)).collect(),
+            counters,
+            sum: Counter::define(&spec.sum_name()),
+        }
+    }
+
+    fn observe(&self, value: u64) {
+        if let Some(cell) = self.spec.and_then(|s| self.counts.get(s.bucket(value))) {
+            cell.set(cell.get().saturating_add(1));
+            self.sum.add(value);
+        }
+    }
+
+    fn flush(&self) {
+        let mut cumulative = 0u64;
+        for (count, counter) in self.counts.iter().zip(&self.counters) {
+            cumulative = cumulative.saturating_add(count.replace(0));
+            counter.add(cumulative);
+            counter.flush();
+        }
+        self.sum.flush();
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct Metrics {
-    requests: Option<u32>,
-    http_diagnosis: Vec<Option<u32>>,
-    nth: Option<u32>,
-    idle: Option<u32>,
-    connections: Option<u32>,
-    classes: Vec<Option<u32>>,
-    net_diagnosis: Vec<Option<u32>>,
+    requests: Counter,
+    http_diagnosis: Vec<Counter>,
+    nth: Buckets,
+    idle: Buckets,
+    connections: Counter,
+    classes: Vec<Counter>,
+    net_diagnosis: Vec<Counter>,
 }
 
-fn define(kind: MetricType, name: &str) -> Option<u32> {
-    hostcalls::define_metric(kind, name).ok()
+/// The counter at `code`'s position in `codes`.
+fn slot<'a>(counters: &'a [Counter], codes: &[&str], code: &str) -> Option<&'a Counter> {
+    counters.get(codes.iter().position(|c| *c == code)?)
 }
 
-fn counters(names: impl Iterator<Item = String>) -> Vec<Option<u32>> {
-    names.map(|n| define(MetricType::Counter, &n)).collect()
-}
-
-/// The handle at `code`'s position in `codes`.
-fn slot(ids: &[Option<u32>], codes: &[&str], code: &str) -> Option<u32> {
-    let at = codes.iter().position(|c| *c == code)?;
-    ids.get(at).copied().flatten()
-}
-
-fn increment(id: Option<u32>) {
-    if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, 1);
-    }
+fn counters<'a>(
+    names: impl Iterator<Item = &'a &'a str>,
+    name: fn(&str) -> String,
+) -> Vec<Counter> {
+    names.map(|c| Counter::define(&name(c))).collect()
 }
 
 impl Metrics {
     pub fn define() -> Self {
         Metrics {
-            requests: define(MetricType::Counter, names::HTTP_REQUESTS),
-            http_diagnosis: counters(HTTP_CODES.iter().map(|c| names::http_diagnosis(c))),
-            nth: define(MetricType::Histogram, names::UPSTREAM_NTH),
-            idle: define(MetricType::Histogram, names::UPSTREAM_IDLE_MS),
-            connections: define(MetricType::Counter, names::NET_CONNECTIONS),
-            classes: counters(names::CLASSES.iter().map(|c| names::net_class(c))),
-            net_diagnosis: counters(CONN_CODES.iter().map(|c| names::net_diagnosis(c))),
+            requests: Counter::define(names::HTTP_REQUESTS),
+            http_diagnosis: counters(HTTP_CODES.iter(), names::http_diagnosis),
+            nth: Buckets::define(names::UPSTREAM_NTH),
+            idle: Buckets::define(names::UPSTREAM_IDLE_MS),
+            connections: Counter::define(names::NET_CONNECTIONS),
+            classes: counters(names::CLASSES.iter(), names::net_class),
+            net_diagnosis: counters(CONN_CODES.iter(), names::net_diagnosis),
         }
     }
 
     pub fn request(&self, diagnosis: Option<&str>, nth: Option<u64>, idle_ms: Option<u64>) {
-        increment(self.requests);
-        if let Some(code) = diagnosis {
-            increment(slot(&self.http_diagnosis, &HTTP_CODES, code));
+        self.requests.add(1);
+        if let Some(counter) = diagnosis.and_then(|c| slot(&self.http_diagnosis, &HTTP_CODES, c)) {
+            counter.add(1);
         }
-        if let (Some(id), Some(nth)) = (self.nth, nth) {
-            let _ = hostcalls::record_metric(id, nth);
+        if let Some(nth) = nth {
+            self.nth.observe(nth);
         }
-        if let (Some(id), Some(idle)) = (self.idle, idle_ms) {
-            let _ = hostcalls::record_metric(id, idle);
+        if let Some(idle) = idle_ms {
+            self.idle.observe(idle);
         }
     }
 
     pub fn connection(&self, class: &str, diagnosis: Option<&str>) {
-        increment(self.connections);
-        increment(slot(&self.classes, &names::CLASSES, class));
-        if let Some(code) = diagnosis {
-            increment(slot(&self.net_diagnosis, &CONN_CODES, code));
+        self.connections.add(1);
+        if let Some(counter) = slot(&self.classes, &names::CLASSES, class) {
+            counter.add(1);
         }
+        if let Some(counter) = diagnosis.and_then(|c| slot(&self.net_diagnosis, &CONN_CODES, c)) {
+            counter.add(1);
+        }
+    }
+
+    /// Hands the pending counts to Envoy.
+    pub fn flush(&self) {
+        self.requests.flush();
+        self.connections.flush();
+        for counter in self
+            .http_diagnosis
+            .iter()
+            .chain(&self.classes)
+            .chain(&self.net_diagnosis)
+        {
+            counter.flush();
+        }
+        self.nth.flush();
+        self.idle.flush();
     }
 }

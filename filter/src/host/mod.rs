@@ -13,7 +13,7 @@ mod net;
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
@@ -27,6 +27,9 @@ proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
+
+/// How often counters summed in the VM are handed to Envoy.
+const FLUSH_PERIOD: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Kind {
@@ -84,7 +87,16 @@ impl RootContext for Root {
             table,
             metrics,
         }));
+        if self.kind != Kind::Noop {
+            self.set_tick_period(FLUSH_PERIOD);
+        }
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(shared) = &self.shared {
+            shared.metrics.flush();
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -122,7 +134,7 @@ pub(crate) fn read(path: &[&str]) -> Option<Vec<u8>> {
 }
 
 pub(crate) fn read_string(path: &[&str]) -> Option<String> {
-    read(path).and_then(|b| property::string(&b))
+    read(path).and_then(property::string_owned)
 }
 
 pub(crate) fn read_uint(path: &[&str]) -> Option<u64> {
