@@ -13,7 +13,7 @@ export CARGO_TERM_COLOR ?= never
 # snapshot is a failure (accept with `cargo insta review`).
 export INSTA_UPDATE ?= no
 
-.PHONY: help filter envoy image test lab-run
+.PHONY: help filter envoy image test lab-run bench-filter fuzz-filter filter-image
 
 help:
 	@echo "make lab-run   replay every scenario (installs what is missing)"
@@ -21,6 +21,9 @@ help:
 	@echo "make filter    build $(WASM)"
 	@echo "make envoy     install Envoy $(ENVOY_VERSION) into $(VENV)"
 	@echo "make image     build the lab image (no registry needed), tag in target/lab-image.tag"
+	@echo "make bench-filter  Envoy CPU per request: no filter, empty wasm, connlab, native log"
+	@echo "make fuzz-filter   long fuzz run of the filter's wire and config parsers"
+	@echo "make filter-image  the filter as an OCI image (Istio wasm layout) in local Docker"
 
 filter:
 	@scripts/build-filter.sh
@@ -41,3 +44,13 @@ test: filter envoy image
 
 lab-run: filter envoy image
 	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo run --locked --quiet -p connlab-lab --bin connlab -- run --all
+
+bench-filter: filter envoy
+	cargo run --locked --release --quiet -p connlab-tests --bin bench-filter
+
+# A short run of the same target is part of `make test`.
+fuzz-filter:
+	CONNLAB_FUZZ_ITERS=$${CONNLAB_FUZZ_ITERS:-5000000} cargo test --locked --release -p connlab-filter --test fuzz_parsers
+
+filter-image: filter
+	@filter/image/build.sh
