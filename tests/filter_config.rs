@@ -208,3 +208,54 @@ fn one_module_serves_both_root_ids_on_one_listener() {
         "same downstream connection id"
     );
 }
+
+/// `filter/example/envoy.yaml`, the README's minimal config, as a user runs
+/// it (module path and ports filled in): both root_ids load, and a request
+/// gives an `http` event (that filter logs all) and the Prometheus metrics
+/// of both (connlab_net, on defaults, logs only failures).
+#[test]
+fn the_readme_example_config_runs() {
+    let server = healthy_backend();
+    let path = connlab_tests::paths::root().join("filter/example/envoy.yaml");
+    let text = std::fs::read_to_string(&path).expect("example config");
+    let text = text
+        .replace(
+            "/path/to/connlab_filter.wasm",
+            &filter_wasm().display().to_string(),
+        )
+        .replace("port_value: 9901", "port_value: 0")
+        .replace("port_value: 10000", "port_value: 0")
+        .replace(
+            "port_value: 8080",
+            &format!("port_value: {}", server.addr().port()),
+        );
+    let config: Value = serde_yaml::from_str(&text).expect("example is YAML");
+    let envoy = EnvoyProcess::start(&config).expect("Envoy runs the example");
+    let addr = envoy.listener("main").expect("listener");
+    assert_eq!(requests(addr, &["/"]), [200]);
+    let events = envoy.wait_events(1, TIMEOUT);
+    assert_eq!(events[0]["event"], "http", "{events:#?}");
+    wait_stat(
+        &envoy,
+        "wasmcustom.connlab_net_class_http1_total",
+        1,
+        TIMEOUT,
+    );
+    let prometheus = envoy.admin_get("/stats/prometheus").unwrap_or_default();
+    for name in [
+        // Envoy drops its `wasmcustom.` scope in Prometheus output.
+        "connlab_http_requests_total{} 1",
+        "connlab_upstream_nth_bucket_le_1{} 1",
+        "connlab_net_class_http1_total{} 1",
+    ] {
+        assert!(
+            prometheus.lines().any(|l| l.starts_with(name)),
+            "{name} in\n{}",
+            prometheus
+                .lines()
+                .filter(|l| l.contains("connlab"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}

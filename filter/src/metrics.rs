@@ -1,6 +1,7 @@
 //! Metric names (Prometheus-friendly: `[a-z0-9_]`, counters end in
-//! `_total`). Envoy exports them under its `wasmcustom` stats scope, so in
-//! Prometheus they appear as `envoy_wasmcustom_<name>`.
+//! `_total`). Envoy keeps them under its `wasmcustom.` stats scope in
+//! `/stats` and drops that scope in `/stats/prometheus`, where they appear
+//! exactly as named here.
 
 use crate::diagnose::{CONN_CODES, HTTP_CODES};
 
