@@ -192,6 +192,19 @@ fn retried_then_ok_when_a_retry_hides_a_reset() {
 }
 
 #[test]
+fn retried_then_failed_when_retries_on_5xx_run_out() {
+    let server = raw_servers::always_503();
+    let mut route = the_route();
+    route["route"]["retry_policy"] = json!({"retry_on": "5xx", "num_retries": 1});
+    let proxy = Proxy::start(json!({}), route, cluster("upstream", &[server.addr()]));
+    assert_eq!(proxy.get("/").status, 503);
+    // URX: Envoy's "retry limit exceeded" bit (0x8000), checked against
+    // %RESPONSE_FLAGS%.
+    let event = assert_diagnosis(&proxy, "retried_then_failed", 503, "URX");
+    assert_eq!(event["attempts"], 2, "{event:#?}");
+}
+
+#[test]
 fn upstream_reset_on_a_fresh_connection() {
     let server = raw_servers::reset_every_request();
     let proxy = Proxy::start(

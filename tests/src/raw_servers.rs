@@ -165,3 +165,17 @@ pub fn sink() -> Sink {
     });
     Sink { server, received }
 }
+
+/// Answers every request with `503 Service Unavailable` (a backend that is
+/// up but failing), keeping the connection alive.
+pub fn always_503() -> Server {
+    serve(|_, mut stream| {
+        let response =
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n";
+        while read_head(&mut stream) {
+            if stream.write_all(response).is_err() {
+                return;
+            }
+        }
+    })
+}
