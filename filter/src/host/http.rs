@@ -8,7 +8,7 @@ use proxy_wasm::types::Action;
 
 use super::{log_info, now_ns, read_int, read_string, read_uint, set_diagnosis_state, Shared};
 use crate::config::Events;
-use crate::diagnose::{self, HttpFacts};
+use crate::diagnose::{self, Diagnosis, HttpFacts};
 use crate::event::{HttpEvent, Upstream};
 use crate::flags::{self, UF};
 use crate::reuse::Reuse;
@@ -58,30 +58,42 @@ impl Outcome {
     }
 }
 
-impl Request {
-    fn diagnose(
-        &self,
-        outcome: &Outcome,
-        reuse: Reuse,
-    ) -> (Option<diagnose::Diagnosis>, Option<String>, Option<String>) {
-        if outcome.looks_healthy() {
-            return (None, None, None);
-        }
-        let details = read_string(&["response", "code_details"]);
-        let failure = read_string(&["upstream", "transport_failure_reason"]);
-        let facts = HttpFacts {
+/// What Envoy says about a request beyond its outcome; read only for
+/// requests that are logged or diagnosed.
+struct Reasons {
+    code: Option<i64>,
+    details: Option<String>,
+    failure: Option<String>,
+}
+
+impl Reasons {
+    fn read() -> Self {
+        Reasons {
             code: read_int(&["response", "code"]),
+            details: read_string(&["response", "code_details"]),
+            failure: read_string(&["upstream", "transport_failure_reason"]),
+        }
+    }
+}
+
+impl Request {
+    /// The outcome's reasons (when it needs them) and diagnosis.
+    fn diagnose(&self, outcome: &Outcome, reuse: Reuse) -> (Option<Reasons>, Option<Diagnosis>) {
+        let log_all = self.shared.config.events == Events::All;
+        if outcome.looks_healthy() {
+            return (log_all.then(Reasons::read), None);
+        }
+        let reasons = Reasons::read();
+        let facts = HttpFacts {
+            code: reasons.code,
             flags: outcome.flags,
-            details: details.as_deref(),
-            failure: failure.as_deref(),
+            details: reasons.details.as_deref(),
+            failure: reasons.failure.as_deref(),
             attempts: outcome.attempts,
             reuse,
         };
-        (
-            diagnose::http(&facts, &self.shared.config),
-            details,
-            failure,
-        )
+        let diagnosis = diagnose::http(&facts, &self.shared.config);
+        (Some(reasons), diagnosis)
     }
 }
 
@@ -101,7 +113,7 @@ impl HttpContext for Request {
                 .peek(local, outcome.start_ns, outcome.end_ns),
             None => Reuse::default(),
         };
-        if let (Some(d), _, _) = self.diagnose(&outcome, reuse) {
+        if let (_, Some(d)) = self.diagnose(&outcome, reuse) {
             self.set_http_response_header(header, Some(d.code));
         }
         Action::Continue
@@ -109,6 +121,7 @@ impl HttpContext for Request {
 
     fn on_log(&mut self) {
         let outcome = Outcome::read(self.shared.config.events == Events::All);
+        // A request whose connect failed never had a connection to count.
         let connected = outcome.flags & UF == 0;
         let reuse = match &outcome.local {
             Some(local) if connected => {
@@ -119,33 +132,24 @@ impl HttpContext for Request {
             }
             _ => Reuse::default(),
         };
-        let (diagnosis, details, failure) = self.diagnose(&outcome, reuse);
-        if let (Some(local), Some(d)) = (&outcome.local, &diagnosis) {
-            if connected && matches!(d.code, "keepalive_race" | "upstream_reset") {
-                // That connection is gone; a new one may get the same port.
-                self.shared.table.borrow_mut().forget(local);
-            }
-        }
+        let (reasons, diagnosis) = self.diagnose(&outcome, reuse);
         let code = diagnosis.as_ref().map(|d| d.code);
-        let (nth, idle_ms) = if reuse.nth > 0 {
-            (Some(reuse.nth), reuse.idle_ms)
-        } else {
-            (None, None)
+        if let (Some(local), Some("keepalive_race" | "upstream_reset")) = (&outcome.local, code) {
+            // That connection is gone; a new one may get the same port.
+            self.shared.table.borrow_mut().forget(local);
+        }
+        let (nth, idle_ms) = match reuse.nth {
+            0 => (None, None),
+            nth => (Some(nth), reuse.idle_ms),
         };
         self.shared.metrics.request(code, nth, idle_ms);
         if let Some(code) = code {
             set_diagnosis_state(code);
         }
+        let Some(reasons) = reasons else { return };
         if code.is_none() && self.shared.config.events != Events::All {
             return;
         }
-        let (details, failure) = match (details, failure) {
-            (None, None) => (
-                read_string(&["response", "code_details"]),
-                read_string(&["upstream", "transport_failure_reason"]),
-            ),
-            found => found,
-        };
         let event = HttpEvent {
             conn: read_uint(&["connection", "id"]),
             upstream: Upstream {
@@ -156,10 +160,10 @@ impl HttpContext for Request {
                 age_ms: nth.map(|_| reuse.age_ms),
             },
             attempts: outcome.attempts,
-            code: read_int(&["response", "code"]),
+            code: reasons.code,
             flags: flags::short_names(outcome.flags),
-            details,
-            failure,
+            details: reasons.details,
+            failure: reasons.failure,
             diagnosis: code,
             explain: diagnosis.map(|d| d.explain),
         };
