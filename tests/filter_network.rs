@@ -154,7 +154,9 @@ fn classes_of_first_bytes_through_a_tcp_proxy_chain() {
 }
 
 /// Envoy's sniffing listener (seed 000): tls_inspector + http_inspector
-/// with a 100 ms timeout that continues to the default (passthrough) chain.
+/// with a timeout that continues to the default (passthrough) chain. Seed
+/// 000 had 100 ms; 300 ms here keeps an in-time client in time on a busy
+/// test machine.
 fn sniffing_listener(config: &Value) -> Value {
     let mut http = chain("http", config);
     http["filter_chain_match"] = json!({"application_protocols": ["http/1.1", "http/1.0", "h2c"]});
@@ -167,7 +169,7 @@ fn sniffing_listener(config: &Value) -> Value {
             {"name": "envoy.filters.listener.http_inspector", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"}},
         ],
-        "listener_filters_timeout": "0.1s",
+        "listener_filters_timeout": "0.3s",
         "continue_on_listener_filters_timeout": true,
         "filter_chains": [http],
         "default_filter_chain": chain("passthrough", config),
@@ -176,13 +178,16 @@ fn sniffing_listener(config: &Value) -> Value {
 
 #[test]
 fn sniff_fallthrough_when_the_first_byte_comes_after_the_detection_timeout() {
-    let lab = Lab::start(vec![sniffing_listener(&json!({}))], sink());
+    let lab = Lab::start(
+        vec![sniffing_listener(&json!({"sniff_threshold_ms": 300}))],
+        sink(),
+    );
     let addr = lab.addr("sniff");
     let request = b"GET / HTTP/1.1\r\nhost: a\r\n\r\n";
     // In time: the HTTP chain, healthy, so (events: failures) not logged.
     client(&lab, addr, Duration::ZERO, request);
     // Late: past listener_filters_timeout, the passthrough chain.
-    client(&lab, addr, Duration::from_millis(300), request);
+    client(&lab, addr, Duration::from_millis(700), request);
     let event = lab.event(1);
     assert_eq!(lab.envoy.events().len(), 1, "only the failure is logged");
     assert_eq!(event["diagnosis"], "sniff_fallthrough", "{event:#?}");
@@ -190,7 +195,7 @@ fn sniff_fallthrough_when_the_first_byte_comes_after_the_detection_timeout() {
     assert_eq!(event["class"], "http1");
     let first_byte = event["first_byte_ms"].as_u64().unwrap_or_default();
     assert!(
-        first_byte >= 250,
+        first_byte >= 650,
         "measured from accept, not from the chain: {event:#?}"
     );
     assert!(event["explain"]
