@@ -27,6 +27,9 @@ use futures::StreamExt;
 pub const LABEL: &str = "connlab";
 const LABEL_RUN: &str = "connlab.run";
 const LABEL_PID: &str = "connlab.pid";
+/// A run's temp dir is `<tmp>/connlab-run-<pid>-<random>`: the pid lets
+/// the sweep find those of dead processes.
+const RUN_DIR_PREFIX: &str = "connlab-run-";
 /// Where a run's files (Envoy configs, the filter module) appear in containers.
 pub const SHARED_DIR: &str = "/connlab";
 
@@ -109,7 +112,9 @@ impl Lab {
                 ..Default::default()
             })
             .await?;
-        let dir = tempfile::Builder::new().prefix("connlab-run-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{RUN_DIR_PREFIX}{}-", std::process::id()))
+            .tempdir()?;
         Ok(Lab {
             docker,
             image: (name.into(), tag.into()),
@@ -447,6 +452,7 @@ async fn remove_run(docker: &Docker, run_id: &str) {
 /// Removes what runs whose process is gone left behind (a SIGKILLed test,
 /// a crashed CLI). Runs of live processes — parallel tests — are left alone.
 pub async fn sweep_dead_runs(docker: &Docker) {
+    sweep_dead_run_dirs();
     let mut dead_runs = std::collections::BTreeSet::new();
     let all = HashMap::from([("label".to_string(), vec![LABEL.to_string()])]);
     let containers = docker
@@ -467,15 +473,34 @@ pub async fn sweep_dead_runs(docker: &Docker) {
         .unwrap_or_default();
     let network_labels = networks.into_iter().filter_map(|n| n.labels);
     for labels in container_labels.chain(network_labels) {
-        let alive = labels
-            .get(LABEL_PID)
-            .and_then(|pid| pid.parse::<u32>().ok())
-            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        let alive = labels.get(LABEL_PID).is_some_and(|pid| pid_alive(pid));
         if let (false, Some(run)) = (alive, labels.get(LABEL_RUN)) {
             dead_runs.insert(run.clone());
         }
     }
     for run in dead_runs {
         remove_run(docker, &run).await;
+    }
+}
+
+fn pid_alive(pid: &str) -> bool {
+    pid.parse::<u32>()
+        .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Removes the temp dirs of runs whose process is gone.
+fn sweep_dead_run_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(RUN_DIR_PREFIX) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && !pid_alive(pid) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }

@@ -145,4 +145,15 @@ fn a_killed_run_is_swept_by_the_next_one() {
         lab.teardown().await;
     });
     assert_eq!(leftovers(&label), Vec::<String>::new());
+    // ...and its temp dir.
+    let dirs: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("connlab-run-{pid}-"))
+        })
+        .collect();
+    assert!(dirs.is_empty(), "{dirs:?}");
 }
