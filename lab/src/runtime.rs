@@ -103,7 +103,7 @@ impl Lab {
         let docker = docker().await?;
         sweep_dead_runs(&docker).await;
         let (name, tag) = image.split_once(':').unwrap_or((image, "latest"));
-        let run_id = format!("{:x}{:04x}", std::process::id(), rand_u16());
+        let run_id = new_run_id();
         let network = format!("connlab-{run_id}");
         docker
             .create_network(NetworkCreateRequest {
@@ -403,11 +403,15 @@ fn labels(run_id: &str) -> HashMap<String, String> {
     ])
 }
 
-fn rand_u16() -> u16 {
+/// Unique on this host: the pid, a per-process counter (parallel tests in
+/// one process), and the clock (a pid reused after a crash).
+fn new_run_id() -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos());
-    (nanos.unwrap_or(0) >> 8) as u16
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{}-{n}-{:x}", std::process::id(), nanos & 0xffff)
 }
 
 fn filter(key: &str, value: &str) -> HashMap<String, Vec<String>> {
