@@ -19,6 +19,35 @@ pub struct Evidence {
     pub envoys: BTreeMap<String, EnvoyEvidence>,
 }
 
+impl Evidence {
+    /// Writes everything as files a person can read and grep: `client.jsonl`
+    /// (one record per request) and, per Envoy role, `<role>.events.jsonl`
+    /// (the filter), `<role>.access.jsonl` (Envoy's access log) and
+    /// `<role>.stats.json`.
+    pub fn save(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let lines = |values: Vec<String>| values.join("\n") + "\n";
+        let records = self
+            .client
+            .records
+            .iter()
+            .map(crate::client::request_line)
+            .collect();
+        std::fs::write(dir.join("client.jsonl"), lines(records))?;
+        for (role, seen) in &self.envoys {
+            let json = |values: &[Value]| lines(values.iter().map(Value::to_string).collect());
+            std::fs::write(dir.join(format!("{role}.events.jsonl")), json(&seen.events))?;
+            std::fs::write(
+                dir.join(format!("{role}.access.jsonl")),
+                json(&seen.access_log),
+            )?;
+            let stats = serde_json::to_string_pretty(&seen.stats).unwrap_or_default();
+            std::fs::write(dir.join(format!("{role}.stats.json")), stats)?;
+        }
+        Ok(())
+    }
+}
+
 pub fn outcome(
     scenario: &Scenario,
     variant: &Variant,

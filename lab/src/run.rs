@@ -3,28 +3,36 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::check::{self, Evidence};
-use crate::faults;
+use crate::faults::{self, Fault};
 use crate::outcome::Outcome;
 use crate::roles::{backend, client, envoy};
 use crate::runtime::{Lab, LabError};
 use crate::scenario::{Scenario, Variant};
 
+/// Runs a variant; with `keep`, also writes the raw evidence there (see
+/// `Evidence::save`).
 pub async fn run_variant(
     scenario: &Scenario,
     variant: &Variant,
     image: &str,
+    keep: Option<&Path>,
 ) -> Result<Outcome, LabError> {
     let started = Instant::now();
     let mut lab = Lab::new(image).await?;
     let evidence = drive(&mut lab, variant).await;
     lab.teardown().await;
+    let evidence = evidence?;
+    if let Some(dir) = keep {
+        evidence.save(dir)?;
+    }
     Ok(check::outcome(
         scenario,
         variant,
-        &evidence?,
+        &evidence,
         started.elapsed(),
     ))
 }
@@ -32,11 +40,39 @@ pub async fn run_variant(
 async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
     variant.backend.start(lab).await?;
     let backend_addr = SocketAddr::new(lab.ip(backend::ROLE).await?, backend::PORT);
-    envoy::start(lab, "envoy", &variant.envoy, backend::ROLE, backend_addr).await?;
+    let backend_delay = variant
+        .faults
+        .iter()
+        .filter_map(|f| match f {
+            Fault::Delay {
+                target, delay_ms, ..
+            } if target == backend::ROLE => Some(*delay_ms),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let filter = envoy::filter_config(backend_delay);
+    envoy::start(
+        lab,
+        "envoy",
+        &variant.envoy,
+        backend::ROLE,
+        backend_addr,
+        filter,
+    )
+    .await?;
     let mut envoys = vec!["envoy"];
     if let Some(caller) = &variant.caller {
         let server = SocketAddr::new(lab.ip("envoy").await?, envoy::LISTEN_PORT);
-        envoy::start(lab, "caller", caller, "envoy", server).await?;
+        envoy::start(
+            lab,
+            "caller",
+            caller,
+            "envoy",
+            server,
+            envoy::filter_config(0),
+        )
+        .await?;
         envoys.push("caller");
     }
     // Faults at time 0 are in place before the first request; the rest run

@@ -20,6 +20,6 @@ pub fn run_variant(scenario: &str, variant: &str) -> Outcome {
         .build()
         .expect("tokio runtime");
     runtime
-        .block_on(run::run_variant(&scenario, variant, &image))
+        .block_on(run::run_variant(&scenario, variant, &image, None))
         .unwrap_or_else(|e| panic!("{e}"))
 }

@@ -43,6 +43,10 @@ enum Command {
         /// verdict and counts were the same every time.
         #[arg(long, default_value_t = 1)]
         repeat: usize,
+        /// Keep each run's raw evidence (client records, filter events,
+        /// Envoy access log and stats) under DIR/<scenario>/<variant>-<n>/.
+        #[arg(long, value_name = "DIR")]
+        evidence: Option<PathBuf>,
     },
 }
 
@@ -84,6 +88,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             json,
             jobs,
             repeat,
+            evidence,
         } => {
             let selected: Vec<(&Scenario, Vec<&scenario::Variant>)> = if all {
                 scenarios
@@ -116,6 +121,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 json,
                 jobs: jobs.max(1),
                 repeat: repeat.max(1),
+                evidence,
             };
             runtime.block_on(run_selected(&selected, &image, &options))
         }
@@ -126,6 +132,7 @@ struct RunOptions {
     json: bool,
     jobs: usize,
     repeat: usize,
+    evidence: Option<PathBuf>,
 }
 
 async fn run_selected(
@@ -136,10 +143,14 @@ async fn run_selected(
     let runs = selected.iter().flat_map(|(scenario, variants)| {
         variants
             .iter()
-            .flat_map(move |variant| (0..options.repeat).map(move |_| (*scenario, *variant)))
+            .flat_map(move |variant| (0..options.repeat).map(move |n| (*scenario, *variant, n)))
     });
-    let mut pending = futures::stream::iter(runs.map(|(scenario, variant)| async move {
-        let result = run::run_variant(scenario, variant, image).await;
+    let mut pending = futures::stream::iter(runs.map(|(scenario, variant, n)| async move {
+        let keep = options.evidence.as_ref().map(|dir| {
+            dir.join(&scenario.name)
+                .join(format!("{}-{n}", variant.name))
+        });
+        let result = run::run_variant(scenario, variant, image, keep.as_deref()).await;
         (scenario, variant, result)
     }))
     .buffer_unordered(options.jobs);

@@ -60,15 +60,31 @@ pub enum RetryPolicy {
     IstioDefault,
 }
 
+/// The filter's configuration in the lab: every request's event, not only
+/// the failures. `upstream_delay_ms` is the packet delay injected on the
+/// upstream's egress: it makes the idle time Envoy sees up to two delays
+/// shorter than the server's own (the server's clock starts when it writes,
+/// a segment held back by Nagle waits one more round trip), so the window
+/// that matches an idle time to a server default is widened by as much.
+pub fn filter_config(upstream_delay_ms: u64) -> serde_json::Value {
+    let mut config = json!({"events": "all"});
+    if upstream_delay_ms > 0 {
+        // The filter's own default is 500 ms (config.rs).
+        config["idle_match_before_ms"] = json!(500 + 2 * upstream_delay_ms);
+    }
+    config
+}
+
 /// Starts an Envoy named `role` that forwards everything to `upstream`
 /// (the cluster is named after `upstream_role`, so its stats read
-/// `cluster.<upstream_role>.*`).
+/// `cluster.<upstream_role>.*`), with the filter configured by `filter_config`.
 pub async fn start(
     lab: &mut Lab,
     role: &str,
     settings: &EnvoySettings,
     upstream_role: &str,
     upstream: SocketAddr,
+    filter_config: serde_json::Value,
 ) -> Result<(), LabError> {
     let wasm = lab.dir().join(WASM_NAME);
     if !wasm.exists() {
@@ -81,8 +97,7 @@ pub async fn start(
         })?;
     }
     let mut filter = WasmFilter::http(format!("{SHARED_DIR}/{WASM_NAME}").into());
-    // The lab wants every request's event, not only the failures.
-    filter.config = Some(json!({"events": "all"}));
+    filter.config = Some(filter_config);
     let mut route = Route::new("/", upstream_role);
     route.timeout_ms = settings.route_timeout_ms;
     route.retry = match settings.retry {
