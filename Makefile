@@ -13,7 +13,7 @@ export CARGO_TERM_COLOR ?= never
 # snapshot is a failure (accept with `cargo insta review`).
 export INSTA_UPDATE ?= no
 
-.PHONY: help filter envoy image test lab-run bench-filter fuzz-filter filter-image
+.PHONY: help host-tools filter envoy image test lab-run bench-filter fuzz-filter filter-image
 
 help:
 	@echo "make lab-run   replay every scenario (installs what is missing)"
@@ -28,6 +28,9 @@ help:
 filter:
 	@scripts/build-filter.sh
 
+host-tools:
+	@scripts/host-tools.sh
+
 envoy: $(ENVOY_STAMP)
 
 image: envoy
@@ -39,7 +42,7 @@ $(ENVOY_STAMP):
 	@touch $@
 
 # The image is built (or found) once here; the tests and the CLI use its tag.
-test: filter envoy image
+test: host-tools filter envoy image
 	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo test --locked --workspace
 
 lab-run: filter envoy image
