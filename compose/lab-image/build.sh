@@ -106,6 +106,10 @@ if [ -n "$context_dir" ]; then
 fi
 
 mkdir -p target
+# Parallel callers (test binaries, several shells) wait for one build
+# instead of running their own.
+exec 9>target/lab-image.lock
+flock 9
 if docker image inspect "$image" >/dev/null 2>&1; then
   say "$image exists, nothing to build"
 else
@@ -151,6 +155,10 @@ else
     "$tmp/rootfs.tar" "$image" >/dev/null ||
     die "docker import of $image failed"
   say "built $image in $(($(date +%s) - started)) s"
+  # Keep the three newest lab images (each is ~650 MB); an image a container
+  # still uses is not removed.
+  docker images "$REPO" --format '{{.Repository}}:{{.Tag}}' | tail -n +4 |
+    xargs -r docker rmi >/dev/null 2>&1 || true
 fi
 
 echo "$image" >target/lab-image.tag
