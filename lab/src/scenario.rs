@@ -171,6 +171,17 @@ impl Scenario {
                     ));
                 }
             }
+            if let Some(key) = variant
+                .backend
+                .sysctls
+                .keys()
+                .find(|k| !k.starts_with("net."))
+            {
+                return Err(err(
+                    "backend.sysctls",
+                    format!("`{key}`: only net.* sysctls are per container"),
+                ));
+            }
             if variant.timeout_s == 0 {
                 return Err(err("timeout_s", "must be above 0".into()));
             }

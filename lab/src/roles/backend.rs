@@ -34,6 +34,11 @@ pub struct Backend {
     /// Extra `connlab-backend` flags (tunable only).
     #[serde(default)]
     pub args: Vec<String>,
+    /// net.* sysctls of the backend's network namespace, e.g.
+    /// `{ "net.ipv4.tcp_timestamps" = "0" }` (set when the container is
+    /// created: Docker keeps /proc/sys read-only inside it).
+    #[serde(default)]
+    pub sysctls: std::collections::HashMap<String, String>,
 }
 
 impl Backend {
@@ -74,7 +79,7 @@ impl Backend {
             cmd,
             env,
             net_admin: true,
-            ..Default::default()
+            sysctls: self.sysctls.clone(),
         }
     }
 

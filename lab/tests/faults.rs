@@ -1,0 +1,135 @@
+//! Each fault, injected into real containers, does what it says: measured
+//! from a second container with curl, as a person would check it.
+
+use std::collections::HashMap;
+
+use connlab::faults::Fault;
+use connlab::image;
+use connlab::roles::backend::{Backend, Server, ROLE};
+use connlab::runtime::{ContainerSpec, Lab};
+
+const PROBE: &str = "probe";
+
+/// curl from the probe to the backend: (exit code, seconds taken).
+async fn curl(lab: &Lab, url: &str) -> (i64, f64) {
+    let (code, stdout, _) = lab
+        .exec(
+            PROBE,
+            &[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "2",
+                "-w",
+                "%{time_total}",
+                url,
+            ],
+        )
+        .await
+        .expect("exec curl");
+    (code, stdout.trim().parse().unwrap_or(f64::NAN))
+}
+
+#[test]
+fn delay_blackhole_pause_and_sysctls_act_on_the_target() {
+    let image = image::ensure().unwrap_or_else(|e| panic!("{e}"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let mut lab = Lab::new(&image).await.expect("lab");
+        let backend = Backend {
+            server: Server::Tunable,
+            keepalive_ms: None,
+            args: vec![],
+            sysctls: HashMap::from([("net.ipv4.tcp_timestamps".into(), "0".into())]),
+        };
+        backend.start(&mut lab).await.expect("backend");
+        lab.start(ContainerSpec {
+            role: PROBE.into(),
+            cmd: vec!["sleep".into(), "300".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("probe");
+        let url = format!("http://{}:8080/", lab.ip(ROLE).await.expect("ip"));
+
+        // sysctls are the backend's own.
+        let timestamps = lab
+            .exec_ok(ROLE, &["cat", "/proc/sys/net/ipv4/tcp_timestamps"])
+            .await
+            .expect("read sysctl");
+        assert_eq!(timestamps.trim(), "0");
+
+        let (code, before) = curl(&lab, &url).await;
+        assert_eq!(code, 0);
+
+        // Delay: the SYN-ACK and the response each wait 300 ms.
+        let delay = Fault::Delay {
+            target: ROLE.into(),
+            sport: 8080,
+            delay_ms: 300,
+            loss_percent: 0,
+            at_ms: 0,
+        };
+        delay.inject(&lab).await.expect("delay");
+        let (code, delayed) = curl(&lab, &url).await;
+        assert_eq!(code, 0);
+        assert!(
+            delayed >= 0.55 && delayed > before,
+            "{before} s before, {delayed} s delayed"
+        );
+
+        // Blackhole: no answer at all, so curl times out (28) rather than
+        // being refused (7).
+        let blackhole = Fault::Blackhole {
+            target: ROLE.into(),
+            at_ms: 0,
+        };
+        blackhole.inject(&lab).await.expect("blackhole");
+        assert_eq!(curl(&lab, &url).await.0, 28);
+        lab.teardown().await;
+    });
+}
+
+#[test]
+fn a_paused_backend_accepts_nothing() {
+    let image = image::ensure().unwrap_or_else(|e| panic!("{e}"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let mut lab = Lab::new(&image).await.expect("lab");
+        let backend = Backend {
+            server: Server::Tunable,
+            keepalive_ms: None,
+            args: vec![],
+            sysctls: HashMap::new(),
+        };
+        backend.start(&mut lab).await.expect("backend");
+        lab.start(ContainerSpec {
+            role: PROBE.into(),
+            cmd: vec!["sleep".into(), "300".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("probe");
+        let url = format!("http://{}:8080/", lab.ip(ROLE).await.expect("ip"));
+        assert_eq!(curl(&lab, &url).await.0, 0);
+        Fault::Pause {
+            target: ROLE.into(),
+            at_ms: 0,
+        }
+        .inject(&lab)
+        .await
+        .expect("pause");
+        // The kernel still completes the handshake; the frozen server never
+        // answers.
+        assert_eq!(curl(&lab, &url).await.0, 28);
+        lab.teardown().await;
+    });
+}
