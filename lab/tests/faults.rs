@@ -32,30 +32,40 @@ async fn curl(lab: &Lab, url: &str) -> (i64, f64) {
     (code, stdout.trim().parse().unwrap_or(f64::NAN))
 }
 
-#[test]
-fn delay_blackhole_pause_and_sysctls_act_on_the_target() {
+/// A tunable backend and a probe container to curl it from; the backend's URL.
+async fn backend_and_probe(sysctls: HashMap<String, String>) -> (Lab, String) {
     let image = image::ensure().unwrap_or_else(|e| panic!("{e}"));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut lab = Lab::new(&image).await.expect("lab");
+    let backend = Backend {
+        server: Server::Tunable,
+        keepalive_ms: None,
+        args: vec![],
+        sysctls,
+    };
+    backend.start(&mut lab).await.expect("backend");
+    lab.start(ContainerSpec {
+        role: PROBE.into(),
+        cmd: vec!["sleep".into(), "300".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("probe");
+    let url = format!("http://{}:8080/", lab.ip(ROLE).await.expect("ip"));
+    (lab, url)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        let mut lab = Lab::new(&image).await.expect("lab");
-        let backend = Backend {
-            server: Server::Tunable,
-            keepalive_ms: None,
-            args: vec![],
-            sysctls: HashMap::from([("net.ipv4.tcp_timestamps".into(), "0".into())]),
-        };
-        backend.start(&mut lab).await.expect("backend");
-        lab.start(ContainerSpec {
-            role: PROBE.into(),
-            cmd: vec!["sleep".into(), "300".into()],
-            ..Default::default()
-        })
-        .await
-        .expect("probe");
-        let url = format!("http://{}:8080/", lab.ip(ROLE).await.expect("ip"));
+        .expect("tokio runtime")
+}
+
+#[test]
+fn delay_blackhole_pause_and_sysctls_act_on_the_target() {
+    runtime().block_on(async {
+        let sysctls = HashMap::from([("net.ipv4.tcp_timestamps".into(), "0".into())]);
+        let (lab, url) = backend_and_probe(sysctls).await;
 
         // sysctls are the backend's own.
         let timestamps = lab
@@ -97,28 +107,8 @@ fn delay_blackhole_pause_and_sysctls_act_on_the_target() {
 
 #[test]
 fn a_paused_backend_accepts_nothing() {
-    let image = image::ensure().unwrap_or_else(|e| panic!("{e}"));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        let mut lab = Lab::new(&image).await.expect("lab");
-        let backend = Backend {
-            server: Server::Tunable,
-            keepalive_ms: None,
-            args: vec![],
-            sysctls: HashMap::new(),
-        };
-        backend.start(&mut lab).await.expect("backend");
-        lab.start(ContainerSpec {
-            role: PROBE.into(),
-            cmd: vec!["sleep".into(), "300".into()],
-            ..Default::default()
-        })
-        .await
-        .expect("probe");
-        let url = format!("http://{}:8080/", lab.ip(ROLE).await.expect("ip"));
+    runtime().block_on(async {
+        let (lab, url) = backend_and_probe(HashMap::new()).await;
         assert_eq!(curl(&lab, &url).await.0, 0);
         Fault::Pause {
             target: ROLE.into(),
