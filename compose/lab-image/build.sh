@@ -115,8 +115,8 @@ if docker image inspect "$image" >/dev/null 2>&1; then
 else
   if ! command -v mmdebstrap >/dev/null; then
     say "installing mmdebstrap (apt-get install mmdebstrap)"
-    { [ "$(id -u)" = 0 ] && apt-get install -y -qq mmdebstrap >/dev/null 2>&1; } ||
-      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq mmdebstrap >/dev/null 2>&1; } ||
+    { apt-get update -qq && apt-get install -y -qq mmdebstrap; } >/dev/null 2>&1 || true
+    command -v mmdebstrap >/dev/null ||
       die "mmdebstrap is missing and could not be installed: run 'apt-get install mmdebstrap' as root"
   fi
 
