@@ -64,6 +64,7 @@ case $mode in
       envoy -c /x/envoy.yaml --concurrency 1 -l error >/dev/null
     client sh -c 'until curl -sf http://envoy:9901/ready >/dev/null; do sleep 0.2; done'
     client python3 /x/race.py http://envoy:10000/ "$trials" "$@" | sed "s/^/$server D=$delay /"
+    sleep 2 # Envoy flushes its access log about once a second
     echo "envoy access log (count code flags details):"
     docker logs "$id-envoy" 2>/dev/null | awk '/^ACCESS/ {print $3, $4, $5}' | sort | uniq -c
     client curl -s 'http://envoy:9901/stats?filter=upstream_cx_destroy_remote_with_active_rq$'
