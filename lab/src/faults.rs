@@ -12,17 +12,39 @@ use crate::runtime::{Lab, LabError};
 /// NFQUEUE number the delayer serves.
 const QUEUE: &str = "0";
 
+/// TCP flags a fault matches, as iptables spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TcpFlags {
+    Syn,
+    Fin,
+    Rst,
+}
+
+impl TcpFlags {
+    fn iptables(self) -> &'static str {
+        match self {
+            TcpFlags::Syn => "SYN",
+            TcpFlags::Fin => "FIN",
+            TcpFlags::Rst => "RST",
+        }
+    }
+}
+
 /// One scheduled fault (`[[variants.faults]]`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fault {
     /// Hold every packet the target sends from `sport` for `delay_ms` (and
     /// drop `loss_percent` of them): connlab's NFQUEUE delayer, since this
-    /// kernel has no netem.
+    /// kernel has no netem. With `tcp_flags` (e.g. "FIN"), only packets
+    /// carrying those flags are held.
     Delay {
         target: String,
         sport: u16,
         delay_ms: u64,
+        #[serde(default)]
+        tcp_flags: Option<TcpFlags>,
         #[serde(default)]
         loss_percent: u8,
         #[serde(default)]
@@ -76,6 +98,7 @@ impl Fault {
                 target,
                 sport,
                 delay_ms,
+                tcp_flags,
                 loss_percent,
                 ..
             } => {
@@ -102,23 +125,12 @@ impl Fault {
                 )
                 .await?;
                 let sport = sport.to_string();
-                lab.exec_ok(
-                    target,
-                    &[
-                        "iptables",
-                        "-A",
-                        "OUTPUT",
-                        "-p",
-                        "tcp",
-                        "--sport",
-                        &sport,
-                        "-j",
-                        "NFQUEUE",
-                        "--queue-num",
-                        QUEUE,
-                    ],
-                )
-                .await?;
+                let mut rule = vec!["iptables", "-A", "OUTPUT", "-p", "tcp", "--sport", &sport];
+                if let Some(flags) = tcp_flags {
+                    rule.extend(["--tcp-flags", flags.iptables(), flags.iptables()]);
+                }
+                rule.extend(["-j", "NFQUEUE", "--queue-num", QUEUE]);
+                lab.exec_ok(target, &rule).await?;
             }
             Fault::Blackhole { target, .. } => {
                 for chain in ["INPUT", "OUTPUT"] {

@@ -82,6 +82,7 @@ fn delay_blackhole_pause_and_sysctls_act_on_the_target() {
             target: ROLE.into(),
             sport: 8080,
             delay_ms: 300,
+            tcp_flags: None,
             loss_percent: 0,
             at_ms: 0,
         };

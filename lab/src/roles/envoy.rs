@@ -62,15 +62,17 @@ pub enum RetryPolicy {
 
 /// The filter's configuration in the lab: every request's event, not only
 /// the failures. `upstream_delay_ms` is the packet delay injected on the
-/// upstream's egress: it makes the idle time Envoy sees up to two delays
-/// shorter than the server's own (the server's clock starts when it writes,
-/// a segment held back by Nagle waits one more round trip), so the window
-/// that matches an idle time to a server default is widened by as much.
+/// upstream's egress. It shifts the idle time Envoy sees from the server's
+/// own: a delayed FIN lets the connection look idle up to one delay longer;
+/// delayed data (a response held back, one segment waiting on Nagle) makes
+/// it look up to two delays shorter. The window that matches an idle time to
+/// a server's default is widened by as much on both sides.
 pub fn filter_config(upstream_delay_ms: u64) -> serde_json::Value {
     let mut config = json!({"events": "all"});
     if upstream_delay_ms > 0 {
-        // The filter's own default is 500 ms (config.rs).
+        // The filter's own defaults are 500 and 1500 ms (config.rs).
         config["idle_match_before_ms"] = json!(500 + 2 * upstream_delay_ms);
+        config["idle_match_after_ms"] = json!(1500 + upstream_delay_ms);
     }
     config
 }
