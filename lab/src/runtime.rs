@@ -190,24 +190,29 @@ impl Lab {
             .ok_or_else(|| LabError::role(role, "no address on the run's network"))
     }
 
+    /// Creates an exec of `cmd` in the role's container; its id.
+    async fn create_exec(
+        &self,
+        role: &str,
+        cmd: &[&str],
+        attach: bool,
+    ) -> Result<String, LabError> {
+        let id = self.container(role)?.id().to_string();
+        let options = CreateExecOptions {
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            attach_stdout: Some(attach),
+            attach_stderr: Some(attach),
+            ..Default::default()
+        };
+        Ok(self.docker.create_exec(&id, options).await?.id)
+    }
+
     /// Runs `cmd` in the role's container to completion: (exit code, stdout, stderr).
     pub async fn exec(&self, role: &str, cmd: &[&str]) -> Result<(i64, String, String), LabError> {
-        let id = self.container(role)?.id().to_string();
-        let exec = self
-            .docker
-            .create_exec(
-                &id,
-                CreateExecOptions {
-                    cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let exec_id = self.create_exec(role, cmd, true).await?;
         let (mut stdout, mut stderr) = (String::new(), String::new());
         if let StartExecResults::Attached { mut output, .. } =
-            self.docker.start_exec(&exec.id, None).await?
+            self.docker.start_exec(&exec_id, None).await?
         {
             while let Some(Ok(chunk)) = output.next().await {
                 use testcontainers::bollard::container::LogOutput;
@@ -224,7 +229,7 @@ impl Lab {
         }
         let code = self
             .docker
-            .inspect_exec(&exec.id)
+            .inspect_exec(&exec_id)
             .await?
             .exit_code
             .unwrap_or(-1);
@@ -246,20 +251,10 @@ impl Lab {
     /// Starts `cmd` in the role's container and returns at once (a packet
     /// delayer, say); it dies with the container.
     pub async fn exec_detached(&self, role: &str, cmd: &[&str]) -> Result<(), LabError> {
-        let id = self.container(role)?.id().to_string();
-        let exec = self
-            .docker
-            .create_exec(
-                &id,
-                CreateExecOptions {
-                    cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let exec_id = self.create_exec(role, cmd, false).await?;
         self.docker
             .start_exec(
-                &exec.id,
+                &exec_id,
                 Some(StartExecOptions {
                     detach: true,
                     ..Default::default()
