@@ -170,23 +170,11 @@ mod tests {
     use serde_json::json;
 
     fn scenario() -> Scenario {
-        let text = r#"
-name = "demo"
-seed = "001.txt"
-summary = "s"
-[signature]
-envoy = "envoy"
-diagnosis = "keepalive_race"
-stat = "cluster.backend.upstream_cx_destroy_remote_with_active_rq"
-[[variants]]
-name = "node"
-about = "a"
-expect = "reproduced"
-timeout_s = 30
-backend = { server = "node" }
-client = { target = "envoy:10000", requests = 2 }
-"#;
-        Scenario::parse(std::path::Path::new("demo.toml"), text).unwrap()
+        Scenario::parse(
+            std::path::Path::new("demo.toml"),
+            crate::scenario::tests::GOOD,
+        )
+        .unwrap()
     }
 
     fn record(status: u16) -> Record {

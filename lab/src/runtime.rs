@@ -59,6 +59,14 @@ impl LabError {
             what: what.into(),
         }
     }
+
+    /// For `map_err`: a testcontainers error of the role's container.
+    fn container(role: &str) -> impl FnOnce(testcontainers::TestcontainersError) -> Self + '_ {
+        move |source| LabError::Container {
+            role: role.into(),
+            source,
+        }
+    }
 }
 
 /// Connects to the engine and checks it answers.
@@ -159,10 +167,7 @@ impl Lab {
         let container = request
             .start()
             .await
-            .map_err(|source| LabError::Container {
-                role: spec.role.clone(),
-                source,
-            })?;
+            .map_err(LabError::container(&spec.role))?;
         self.containers.push((spec.role, container));
         Ok(())
     }
@@ -295,18 +300,12 @@ impl Lab {
             let running = container
                 .is_running()
                 .await
-                .map_err(|source| LabError::Container {
-                    role: role.into(),
-                    source,
-                })?;
+                .map_err(LabError::container(role))?;
             if !running {
                 let code = container
                     .exit_code()
                     .await
-                    .map_err(|source| LabError::Container {
-                        role: role.into(),
-                        source,
-                    })?;
+                    .map_err(LabError::container(role))?;
                 return Ok(code.unwrap_or(-1));
             }
             if start.elapsed() > limit {
@@ -337,10 +336,7 @@ impl Lab {
         self.container(role)?
             .pause()
             .await
-            .map_err(|source| LabError::Container {
-                role: role.into(),
-                source,
-            })
+            .map_err(LabError::container(role))
     }
 
     /// Stops a container abruptly (a node that loses power).

@@ -254,10 +254,11 @@ fn field_at(text: &str, offset: usize) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const GOOD: &str = r#"
+    /// A valid one-variant scenario; other modules' tests use it too.
+    pub(crate) const GOOD: &str = r#"
 name = "demo"
 seed = "001.txt"
 summary = "s"
