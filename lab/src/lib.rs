@@ -2,6 +2,7 @@
 //! faults), the runtime that starts them and the checker that turns what they
 //! saw into an `Outcome`.
 
+pub mod access_log;
 pub mod backend;
 pub mod check;
 pub mod client;
