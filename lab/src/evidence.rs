@@ -1,6 +1,81 @@
-//! Reading what Envoy and the filter left behind.
+//! Everything a run recorded, in one place: the roles produce it while the
+//! topology is up, the checker only reads it after the topology is gone,
+//! and `--evidence DIR` writes it as files a person can read and grep.
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde_json::Value;
+
+use crate::client::{self, Output};
+
+/// Everything a run recorded, by node name.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    /// What each client recorded.
+    pub clients: BTreeMap<String, Output>,
+    /// What each Envoy, and the filter in it, saw.
+    pub envoys: BTreeMap<String, EnvoyEvidence>,
+    /// Each workload script's stdout.
+    pub scripts: BTreeMap<String, String>,
+    /// TCP flags per packet seen at a node, in order (no role captures
+    /// packets yet; a `packets` check on a node missing here is unknown).
+    pub packets: BTreeMap<String, Vec<String>>,
+}
+
+/// What one Envoy saw.
+#[derive(Debug, Clone, Default)]
+pub struct EnvoyEvidence {
+    /// The filter's events (`http` and `conn`), from Envoy's log.
+    pub events: Vec<Value>,
+    /// Envoy's access log, the checker's JSON fields.
+    pub access_log: Vec<Value>,
+    /// The same requests in Istio's default TEXT format, as written.
+    pub access_log_text: String,
+    /// Every counter and gauge (admin `/stats`).
+    pub stats: BTreeMap<String, u64>,
+    /// Admin `/config_dump`: the config Envoy actually ran.
+    pub config_dump: String,
+    /// Admin `/clusters`: endpoints and their health, as Envoy saw them.
+    pub clusters: String,
+}
+
+impl Evidence {
+    /// All client records, every client's.
+    pub fn client_records(&self) -> impl Iterator<Item = &client::Record> {
+        self.clients.values().flat_map(|o| o.records.iter())
+    }
+
+    /// Writes everything under `dir`: `<client>.jsonl` (one record per
+    /// request); per Envoy, `<node>.events.jsonl` (the filter),
+    /// `<node>.access.jsonl` (the checker's access-log fields),
+    /// `<node>.access.log` (Istio's TEXT format), `<node>.stats.json`,
+    /// `<node>.config_dump.json`, `<node>.clusters.txt`; per workload
+    /// script, `<node>.stdout`.
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let lines = |values: Vec<String>| values.join("\n") + "\n";
+        for (node, output) in &self.clients {
+            let records = output.records.iter().map(client::request_line).collect();
+            std::fs::write(dir.join(format!("{node}.jsonl")), lines(records))?;
+        }
+        for (node, seen) in &self.envoys {
+            let json = |values: &[Value]| lines(values.iter().map(Value::to_string).collect());
+            let file = |suffix: &str| dir.join(format!("{node}.{suffix}"));
+            std::fs::write(file("events.jsonl"), json(&seen.events))?;
+            std::fs::write(file("access.jsonl"), json(&seen.access_log))?;
+            std::fs::write(file("access.log"), &seen.access_log_text)?;
+            let stats = serde_json::to_string_pretty(&seen.stats).unwrap_or_default();
+            std::fs::write(file("stats.json"), stats)?;
+            std::fs::write(file("config_dump.json"), &seen.config_dump)?;
+            std::fs::write(file("clusters.txt"), &seen.clusters)?;
+        }
+        for (node, stdout) in &self.scripts {
+            std::fs::write(dir.join(format!("{node}.stdout")), stdout)?;
+        }
+        Ok(())
+    }
+}
 
 /// The filter's events in an Envoy log: every line that Envoy's wasm logger
 /// wrote (`... wasm log <plugin> <root_id> <vm_id>: {...}`) whose message is
@@ -16,10 +91,18 @@ pub fn filter_events(log: &str) -> Vec<Value> {
 
 /// Envoy's `/stats` text (`name: value` lines) as numbers; histograms and
 /// other non-numeric lines are skipped.
-pub fn parse_stats(text: &str) -> std::collections::BTreeMap<String, u64> {
+pub fn parse_stats(text: &str) -> BTreeMap<String, u64> {
     text.lines()
         .filter_map(|line| line.split_once(": "))
         .filter_map(|(name, value)| Some((name.to_string(), value.trim().parse().ok()?)))
+        .collect()
+}
+
+/// A JSON-lines access log; lines that are not JSON objects are skipped.
+pub fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(Value::is_object)
         .collect()
 }
 
@@ -45,5 +128,11 @@ mod tests {
         let events = filter_events(log);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0]["code"], 200);
+    }
+
+    #[test]
+    fn access_log_lines_skip_what_is_not_json() {
+        let entries = json_lines("{\"code\":\"503\"}\n[info] starting\n");
+        assert_eq!(entries.len(), 1);
     }
 }

@@ -178,24 +178,13 @@ impl Conn {
     }
 
     pub fn read_response(&mut self) -> Result<Response, ErrorKind> {
-        let head_end = loop {
-            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
-                break end + 4;
+        let (status, headers, head_len) = loop {
+            if let Some(head) = parse_head(&self.buf)? {
+                break head;
             }
             self.fill()?;
         };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|s| s.parse().ok())
-            .ok_or(ErrorKind::Protocol)?;
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        self.buf.drain(..head_end);
+        self.buf.drain(..head_len);
         let chunked = headers
             .iter()
             .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
@@ -224,11 +213,12 @@ impl Conn {
         Ok(self.buf.drain(..len).collect())
     }
 
-    fn take_line(&mut self) -> Result<String, ErrorKind> {
+    /// Consumes a CRLF-terminated line; whether it was empty.
+    fn take_line(&mut self) -> Result<bool, ErrorKind> {
         loop {
-            if let Some(end) = find(&self.buf, b"\r\n") {
-                let line = self.take(end + 2)?;
-                return Ok(String::from_utf8_lossy(&line[..end]).into_owned());
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                self.buf.drain(..end + 2);
+                return Ok(end == 0);
             }
             self.fill()?;
         }
@@ -238,13 +228,19 @@ impl Conn {
     fn read_chunked(&mut self) -> Result<Vec<u8>, ErrorKind> {
         let mut body = Vec::new();
         loop {
-            let size_line = self.take_line()?;
-            let size_hex = size_line.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size_hex, 16).map_err(|_| ErrorKind::Protocol)?;
+            let (consumed, size) = loop {
+                match httparse::parse_chunk_size(&self.buf) {
+                    Ok(httparse::Status::Complete(parsed)) => break parsed,
+                    Ok(httparse::Status::Partial) => self.fill()?,
+                    Err(_) => return Err(ErrorKind::Protocol),
+                }
+            };
+            self.buf.drain(..consumed);
             if size == 0 {
-                while !self.take_line()?.is_empty() {}
+                while !self.take_line()? {}
                 return Ok(body);
             }
+            let size = usize::try_from(size).map_err(|_| ErrorKind::Protocol)?;
             body.extend(self.take(size)?);
             self.take_line()?;
         }
@@ -264,8 +260,28 @@ impl Conn {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// A response head: status, headers (names lower-cased) and its length;
+/// `None` while incomplete.
+#[allow(clippy::type_complexity)]
+fn parse_head(buf: &[u8]) -> Result<Option<(u16, Vec<(String, String)>, usize)>, ErrorKind> {
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut slots);
+    match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let status = response.code.ok_or(ErrorKind::Protocol)?;
+            let headers = response
+                .headers
+                .iter()
+                .map(|h| {
+                    let value = String::from_utf8_lossy(h.value).trim().to_string();
+                    (h.name.to_ascii_lowercase(), value)
+                })
+                .collect();
+            Ok(Some((status, headers, len)))
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(_) => Err(ErrorKind::Protocol),
+    }
 }
 
 #[cfg(test)]
@@ -376,5 +392,39 @@ mod tests {
         assert_eq!(conn.get("/").unwrap().status, 200);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(conn.get("/").err(), Some(ErrorKind::Reset));
+    }
+
+    /// A one-shot server that writes `bytes` to its first connection.
+    fn answers(bytes: &'static [u8]) -> SocketAddr {
+        let listener = std::net::TcpListener::bind(local()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(bytes);
+        });
+        addr
+    }
+
+    #[test]
+    fn chunked_bodies_and_trailers() {
+        let addr = answers(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n",
+        );
+        let mut conn = Conn::connect(addr, Duration::from_secs(2)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let response = conn.get("/").unwrap();
+        assert_eq!(response.body, b"hello world");
+        assert_eq!(response.header("transfer-encoding"), Some("chunked"));
+    }
+
+    #[test]
+    fn a_malformed_head_is_a_protocol_error() {
+        let addr = answers(b"HTTP/1.1 abc OK\r\n\r\n");
+        let mut conn = Conn::connect(addr, Duration::from_secs(2)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(2)));
+        assert_eq!(conn.get("/").unwrap_err(), ErrorKind::Protocol);
     }
 }

@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// The documented failure happened, and Envoy's own stats agree.
+    /// Every check of the variant's `reproduced` list holds.
     Reproduced,
-    /// No failure of any kind: every request succeeded, nothing diagnosed.
+    /// Every check of its `fixed` list holds.
     Fixed,
-    /// Anything else: partial evidence, or failures of another kind.
+    /// Neither list holds: partial evidence, or failures of another kind.
     Unexpected,
 }
 
@@ -24,6 +24,45 @@ impl Verdict {
             Verdict::Reproduced => "REPRODUCED",
             Verdict::Fixed => "FIXED",
             Verdict::Unexpected => "UNEXPECTED",
+        }
+    }
+}
+
+/// A check's result: unknown when the evidence it needs is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Truth {
+    True,
+    False,
+    Unknown,
+}
+
+/// One check of a variant, evaluated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// The list it belongs to: `reproduced` or `fixed`.
+    pub list: Verdict,
+    /// The check as written, e.g. `diagnosis keepalive_race at envoy >= 1`.
+    pub check: String,
+    pub holds: Truth,
+    /// The number it compared.
+    pub seen: Option<u64>,
+    /// Why it is unknown.
+    pub why: Option<String>,
+}
+
+impl CheckResult {
+    /// `diagnosis keepalive_race at envoy >= 1: false (seen 0)`.
+    pub fn describe(&self) -> String {
+        let holds = match self.holds {
+            Truth::True => "true",
+            Truth::False => "false",
+            Truth::Unknown => "unknown",
+        };
+        match (&self.seen, &self.why) {
+            (Some(seen), _) => format!("{}: {holds} (seen {seen})", self.check),
+            (None, Some(why)) => format!("{}: {holds} ({why})", self.check),
+            (None, None) => format!("{}: {holds}", self.check),
         }
     }
 }
@@ -42,16 +81,19 @@ pub struct Outcome {
     /// What the client saw: status codes, or error kinds (`reset`, `eof`,
     /// `timeout`, `connect_<errno>`).
     pub client: Counts,
-    /// What each Envoy's access log saw, per role: `code flags details`.
+    /// What each Envoy's access log saw, per node: `code flags details`.
     pub envoy: BTreeMap<String, Counts>,
-    /// What the filter diagnosed, per Envoy role.
+    /// What the filter diagnosed (`http` and `conn` events), per Envoy node.
     pub diagnoses: BTreeMap<String, Counts>,
-    /// Requests per Envoy role by the upstream connection that carried them,
+    /// Requests per Envoy node by the upstream connection that carried them,
     /// from the filter's reuse table: `fresh` (its first request) or
     /// `reused` (a pooled connection).
     pub reuse: BTreeMap<String, Counts>,
-    /// The signature stat and the scenario's extra stats, as `role:stat`.
+    /// Every stat a check reads and the variant's extra stats, as
+    /// `node:stat`.
     pub stats: Counts,
+    /// Every check of both lists, `reproduced` first.
+    pub checks: Vec<CheckResult>,
     /// The filter's explanation of the first diagnosed failure.
     pub explain: Option<String>,
     pub wall_ms: u64,
@@ -61,5 +103,16 @@ impl Outcome {
     /// Whether the verdict is the one the variant was written to show.
     pub fn as_expected(&self) -> bool {
         self.verdict == self.expected
+    }
+
+    /// The checks of the expected list that did not hold, false ones first.
+    pub fn failed_checks(&self) -> Vec<&CheckResult> {
+        let mut failed: Vec<&CheckResult> = self
+            .checks
+            .iter()
+            .filter(|c| c.list == self.expected && c.holds != Truth::True)
+            .collect();
+        failed.sort_by_key(|c| c.holds != Truth::False);
+        failed
     }
 }

@@ -32,11 +32,19 @@ pub fn line(outcome: &Outcome) -> String {
         text.push_str(&format!("  filter {}", diagnoses.join("; ")));
     }
     if !outcome.as_expected() {
+        // The verdict line names the check that did not hold; any others
+        // follow on continuation lines.
+        let failed = outcome.failed_checks();
         text.push_str(&format!(
-            "\n{:>11}   expected {}",
-            "",
+            "  expected {}",
             outcome.expected.word().to_lowercase()
         ));
+        if let Some(first) = failed.first() {
+            text.push_str(&format!(": ✗ {}", first.describe()));
+        }
+        for check in failed.iter().skip(1) {
+            text.push_str(&format!("\n{:>11}   ✗ {}", "", check.describe()));
+        }
     }
     if let Some(explain) = &outcome.explain {
         text.push_str(&format!("\n{:>11}   {explain}", ""));

@@ -1,17 +1,25 @@
-//! Runs one variant: topology up, faults and workload, evidence collected,
-//! topology gone — in that order, whatever fails.
+//! Runs one variant: networks and nodes up, faults and workload, evidence
+//! collected, everything gone — in that order, whatever fails.
+//!
+//! Start order: networks; backends, routers and background scripts; Envoys,
+//! each after the Envoys its upstreams name; the faults at time 0; then the
+//! workload (clients and workload scripts), with the scheduled faults beside
+//! it. The run ends when every workload node has exited.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::check::{self, Evidence};
-use crate::faults::{self, Fault};
+use futures::future::join_all;
+
+use crate::check;
+use crate::evidence::Evidence;
 use crate::outcome::Outcome;
-use crate::roles::{backend, client, envoy};
-use crate::runtime::{Lab, LabError};
-use crate::scenario::{Scenario, Variant};
+use crate::roles::{backend, client, envoy, router, script};
+use crate::runtime::{ContainerSpec, Lab, LabError};
+use crate::scenario::node::{Node, NodeKind};
+use crate::scenario::{start_order, Scenario, Variant};
 
 /// Runs a variant; with `keep`, also writes the raw evidence there (see
 /// `Evidence::save`).
@@ -37,43 +45,83 @@ pub async fn run_variant(
     ))
 }
 
+/// The networks a node joins (its own, or the scenario's only one).
+fn networks_of(variant: &Variant, node: &Node) -> Vec<String> {
+    if node.networks.is_empty() {
+        variant.networks.iter().take(1).cloned().collect()
+    } else {
+        node.networks.clone()
+    }
+}
+
+fn spec(variant: &Variant, name: &str, node: &Node) -> ContainerSpec {
+    ContainerSpec {
+        role: name.into(),
+        networks: networks_of(variant, node),
+        sysctls: node.sysctls.clone().into_iter().collect(),
+        cap_add: node.cap_add.clone(),
+        // Faults (packet delay, drops) act inside the target's own network
+        // namespace.
+        net_admin: variant.faults.iter().any(|f| f.target() == name),
+        ..Default::default()
+    }
+}
+
+/// Where each started node can be reached, per network.
+#[derive(Default)]
+struct Addresses(BTreeMap<String, Vec<(String, IpAddr)>>);
+
+impl Addresses {
+    async fn learn(&mut self, lab: &Lab, name: &str) -> Result<(), LabError> {
+        self.0.insert(name.into(), lab.addresses(name).await?);
+        Ok(())
+    }
+
+    /// `node[:port]` as seen from a node on `from`: the target's address on
+    /// a network they share, else its first one (reached through a router).
+    fn reach(&self, variant: &Variant, from: &[String], target: &str) -> Option<SocketAddr> {
+        let (name, port) = match target.split_once(':') {
+            Some((name, port)) => (name, port.parse().ok()?),
+            None => (
+                target,
+                crate::scenario::default_port(&variant.nodes.get(target)?.kind)?,
+            ),
+        };
+        let addresses = self.0.get(name)?;
+        let ip = addresses
+            .iter()
+            .find(|(network, _)| from.contains(network))
+            .or(addresses.first())?
+            .1;
+        Some(SocketAddr::new(ip, port))
+    }
+}
+
 async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
-    variant.backend.start(lab).await?;
-    let backend_addr = SocketAddr::new(lab.ip(backend::ROLE).await?, backend::PORT);
-    let backend_delay = variant
-        .faults
-        .iter()
-        .filter_map(|f| match f {
-            Fault::Delay {
-                target, delay_ms, ..
-            } if target == backend::ROLE => Some(*delay_ms),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(0);
-    let filter = envoy::filter_config(backend_delay);
-    envoy::start(
-        lab,
-        "envoy",
-        &variant.envoy,
-        backend::ROLE,
-        backend_addr,
-        filter,
-    )
-    .await?;
-    let mut envoys = vec!["envoy"];
-    if let Some(caller) = &variant.caller {
-        let server = SocketAddr::new(lab.ip("envoy").await?, envoy::LISTEN_PORT);
-        envoy::start(
-            lab,
-            "caller",
-            caller,
-            "envoy",
-            server,
-            envoy::filter_config(0),
-        )
-        .await?;
-        envoys.push("caller");
+    for network in &variant.networks {
+        lab.add_network(network).await?;
+    }
+    let mut addresses = Addresses::default();
+    for (name, node) in &variant.nodes {
+        let spec = spec(variant, name, node);
+        match &node.kind {
+            NodeKind::Backend(b) => backend::start(lab, b, spec).await?,
+            NodeKind::Router(r) => router::start(lab, r, spec).await?,
+            NodeKind::Script(s) if !s.workload => script::start(lab, s, spec).await?,
+            _ => continue,
+        }
+        addresses.learn(lab, name).await?;
+    }
+    let order = start_order(variant).map_err(|n| LabError::role(&n, "Envoy cycle"))?;
+    for name in order {
+        let node = &variant.nodes[&name];
+        let Some(config) = node.kind.envoy() else {
+            continue;
+        };
+        let from = networks_of(variant, node);
+        let resolve = |endpoint: &str| addresses.reach(variant, &from, endpoint);
+        envoy::start(lab, &name, spec(variant, &name, node), config, &resolve).await?;
+        addresses.learn(lab, &name).await?;
     }
     // Faults at time 0 are in place before the first request; the rest run
     // on their schedule beside the workload.
@@ -81,23 +129,48 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
     for fault in now {
         fault.inject(lab).await?;
     }
-    client::start(lab, &variant.client).await?;
+    let mut clients = Vec::new();
+    let mut scripts = Vec::new();
+    for (name, node) in &variant.nodes {
+        let spec = spec(variant, name, node);
+        match &node.kind {
+            NodeKind::Client(c) => {
+                let target = addresses
+                    .reach(variant, &spec.networks, &c.config.target)
+                    .ok_or_else(|| LabError::role(name, "cannot reach the target"))?;
+                client::start(lab, &c.config, target.to_string(), spec).await?;
+                clients.push(name.clone());
+            }
+            NodeKind::Script(s) if s.workload => {
+                script::start(lab, s, spec).await?;
+                scripts.push(name.clone());
+            }
+            _ => {}
+        }
+    }
     let limit = Duration::from_secs(variant.timeout_s);
     let lab_ref: &Lab = lab;
-    let (output, scheduled) = tokio::join!(
-        client::finish(lab_ref, limit),
-        faults::run_schedule(lab_ref, &later)
+    let (client_outputs, script_outputs, scheduled) = tokio::join!(
+        join_all(clients.iter().map(|n| client::finish(lab_ref, n, limit))),
+        join_all(scripts.iter().map(|n| script::finish(lab_ref, n, limit))),
+        crate::faults::run_schedule(lab_ref, &later)
     );
     scheduled?;
-    let output = output?;
-    // Envoy flushes its access log on a timer; let the last lines land.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut seen = BTreeMap::new();
-    for role in envoys {
-        seen.insert(role.to_string(), envoy::collect(lab, role).await?);
+    let mut evidence = Evidence::default();
+    for (name, output) in clients.into_iter().zip(client_outputs) {
+        evidence.clients.insert(name, output?);
     }
-    Ok(Evidence {
-        client: output,
-        envoys: seen,
-    })
+    for (name, output) in scripts.into_iter().zip(script_outputs) {
+        evidence.scripts.insert(name, output?);
+    }
+    // Envoy flushes its access logs on a timer; let the last lines land.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (name, node) in &variant.nodes {
+        if node.kind.envoy().is_some() {
+            evidence
+                .envoys
+                .insert(name.clone(), envoy::collect(lab, name).await?);
+        }
+    }
+    Ok(evidence)
 }

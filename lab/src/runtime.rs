@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use testcontainers::bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use testcontainers::bollard::models::NetworkCreateRequest;
+use testcontainers::bollard::models::{NetworkConnectRequest, NetworkCreateRequest};
 use testcontainers::bollard::query_parameters::{
     InspectContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
     RemoveContainerOptionsBuilder,
@@ -91,6 +91,11 @@ pub struct ContainerSpec {
     pub net_admin: bool,
     /// net.* sysctls set in the container's network namespace.
     pub sysctls: HashMap<String, String>,
+    /// Networks it joins, by the names given to `Lab::add_network`, in
+    /// order; empty = the run's default network.
+    pub networks: Vec<String>,
+    /// More capabilities (`NET_RAW`, ...).
+    pub cap_add: Vec<String>,
 }
 
 /// One run's containers, network and files. Dropping it removes them all.
@@ -99,6 +104,8 @@ pub struct Lab {
     image: (String, String),
     pub run_id: String,
     network: String,
+    /// Networks added by name: (name, Docker's name).
+    networks: Vec<(String, String)>,
     dir: tempfile::TempDir,
     containers: Vec<(String, ContainerAsync<GenericImage>)>,
     torn_down: bool,
@@ -128,6 +135,7 @@ impl Lab {
             image: (name.into(), tag.into()),
             run_id,
             network,
+            networks: Vec::new(),
             dir,
             containers: Vec::new(),
             torn_down: false,
@@ -139,12 +147,42 @@ impl Lab {
         self.dir.path()
     }
 
+    /// Creates another network of the run, known to `ContainerSpec` by
+    /// `name`.
+    pub async fn add_network(&mut self, name: &str) -> Result<(), LabError> {
+        let docker_name = format!("connlab-{}-{name}", self.run_id);
+        self.docker
+            .create_network(NetworkCreateRequest {
+                name: docker_name.clone(),
+                labels: Some(labels(&self.run_id)),
+                ..Default::default()
+            })
+            .await?;
+        self.networks.push((name.to_string(), docker_name));
+        Ok(())
+    }
+
+    /// Docker's name of a network given to `add_network`.
+    fn docker_network(&self, name: &str) -> Result<String, LabError> {
+        self.networks
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| d.clone())
+            .ok_or_else(|| LabError::role(name, "no such network in this run"))
+    }
+
     pub async fn start(&mut self, spec: ContainerSpec) -> Result<(), LabError> {
         let name = format!("connlab-{}-{}", self.run_id, spec.role);
+        let networks = spec
+            .networks
+            .iter()
+            .map(|n| self.docker_network(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let first = networks.first().cloned().unwrap_or(self.network.clone());
         let mut request = GenericImage::new(self.image.0.clone(), self.image.1.clone())
             .with_wait_for(WaitFor::Nothing)
             .with_cmd(spec.cmd.clone())
-            .with_network(self.network.clone())
+            .with_network(first)
             .with_container_name(name)
             .with_hostname(spec.role.clone())
             .with_labels(labels(&self.run_id))
@@ -159,6 +197,9 @@ impl Lab {
         if spec.net_admin {
             request = request.with_cap_add("NET_ADMIN");
         }
+        for cap in &spec.cap_add {
+            request = request.with_cap_add(cap.clone());
+        }
         if !spec.sysctls.is_empty() {
             let sysctls = spec.sysctls.clone();
             request =
@@ -168,7 +209,17 @@ impl Lab {
             .start()
             .await
             .map_err(LabError::container(&spec.role))?;
+        let id = container.id().to_string();
         self.containers.push((spec.role, container));
+        // The other networks join after the start (Docker creates a
+        // container on one).
+        for network in networks.iter().skip(1) {
+            let request = NetworkConnectRequest {
+                container: id.clone(),
+                ..Default::default()
+            };
+            self.docker.connect_network(network, request).await?;
+        }
         Ok(())
     }
 
@@ -180,19 +231,44 @@ impl Lab {
             .ok_or_else(|| LabError::role(role, "no such container in this run"))
     }
 
-    /// The role's address on the run's network.
+    /// The role's address on the run's default network, or else on the
+    /// first network it joined.
     pub async fn ip(&self, role: &str) -> Result<IpAddr, LabError> {
+        let addresses = self.addresses(role).await?;
+        addresses
+            .iter()
+            .find(|(n, _)| n.is_empty())
+            .or(addresses.first())
+            .map(|(_, ip)| *ip)
+            .ok_or_else(|| LabError::role(role, "no address on the run's networks"))
+    }
+
+    /// The role's address on each network of the run it joined, by the
+    /// names given to `add_network` ("" for the default network), in the
+    /// order networks were added.
+    pub async fn addresses(&self, role: &str) -> Result<Vec<(String, IpAddr)>, LabError> {
         let id = self.container(role)?.id().to_string();
         let inspect = self
             .docker
             .inspect_container(&id, None::<InspectContainerOptions>)
             .await?;
-        inspect
+        let joined = inspect
             .network_settings
             .and_then(|s| s.networks)
-            .and_then(|n| n.get(&self.network).and_then(|e| e.ip_address.clone()))
-            .and_then(|ip| ip.parse().ok())
-            .ok_or_else(|| LabError::role(role, "no address on the run's network"))
+            .unwrap_or_default();
+        let known = std::iter::once((String::new(), self.network.clone()))
+            .chain(self.networks.iter().cloned());
+        Ok(known
+            .filter_map(|(name, docker_name)| {
+                let ip = joined
+                    .get(&docker_name)?
+                    .ip_address
+                    .as_ref()?
+                    .parse()
+                    .ok()?;
+                Some((name, ip))
+            })
+            .collect())
     }
 
     /// Creates an exec of `cmd` in the role's container; its id.

@@ -5,8 +5,11 @@ use std::collections::HashMap;
 
 use connlab::faults::Fault;
 use connlab::image;
-use connlab::roles::backend::{Backend, Server, ROLE};
+use connlab::roles::backend;
 use connlab::runtime::{ContainerSpec, Lab};
+use connlab::scenario::node::{BackendNode, Server};
+
+const ROLE: &str = "backend";
 
 const PROBE: &str = "probe";
 
@@ -36,13 +39,15 @@ async fn curl(lab: &Lab, url: &str) -> (i64, f64) {
 async fn backend_and_probe(sysctls: HashMap<String, String>) -> (Lab, String) {
     let image = image::ensure().unwrap_or_else(|e| panic!("{e}"));
     let mut lab = Lab::new(&image).await.expect("lab");
-    let backend = Backend {
-        server: Server::Tunable,
-        keepalive_ms: None,
-        args: vec![],
+    let spec = ContainerSpec {
+        role: ROLE.into(),
+        net_admin: true,
         sysctls,
+        ..Default::default()
     };
-    backend.start(&mut lab).await.expect("backend");
+    backend::start(&mut lab, &BackendNode::new(Server::ConnlabBackend), spec)
+        .await
+        .expect("backend");
     lab.start(ContainerSpec {
         role: PROBE.into(),
         cmd: vec!["sleep".into(), "300".into()],

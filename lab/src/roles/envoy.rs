@@ -1,148 +1,185 @@
-//! Envoy with connlab's filter, its config generated from the scenario.
-//! Logs go to the container's stderr (the filter's events among them), the
-//! access log to stdout; stats come from the admin API inside the container.
+//! An `envoy` node: its scenario description compiled to a bootstrap with
+//! `envoy_config`, Envoy started in a container, and what it saw collected.
+//! Envoy's log goes to the container's stderr (the filter's events among
+//! them), the checker's JSON access log to stdout, Istio's TEXT access log
+//! to `<node>.access.log` in the run's shared directory. The admin API is
+//! read from the host with `reqwest`.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-use serde_json::json;
+use serde_json::Value;
 
-use crate::envoy_config;
+use crate::envoy_config as config;
+use crate::evidence::{self, EnvoyEvidence};
+use crate::paths;
 use crate::runtime::{ContainerSpec, Lab, LabError, SHARED_DIR};
-use crate::{evidence, paths};
+use crate::scenario::envoy::{EnvoyNode, ListenerKind, Retry, RetryPreset, Upstream};
 
-/// Every Envoy listens here for its clients.
-pub const LISTEN_PORT: u16 = 10000;
-const ADMIN: &str = "127.0.0.1:9901";
+/// Every lab Envoy's admin port (on all its addresses: the host reads it).
+pub const ADMIN_PORT: u16 = 9901;
 const WASM_NAME: &str = "connlab_filter.wasm";
 
-/// A scenario's `[variants.envoy]` / `[variants.caller]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnvoySettings {
-    /// Upstream connect timeout; the lab's default (5 s) leaves room for the
-    /// packet delays scenarios inject (Envoy's own default is 5 s too;
-    /// Istio's is 10 s).
-    #[serde(default = "default_connect_timeout_ms")]
-    pub connect_timeout_ms: u64,
-    /// Upstream connection idle timeout (Envoy default: 1 h).
-    pub idle_timeout_ms: Option<u64>,
-    /// Route timeout (Envoy default: 15 s).
-    pub route_timeout_ms: Option<u64>,
-    #[serde(default)]
-    pub retry: RetryPolicy,
+/// The Istio TEXT access log's file name, in the run's shared directory.
+pub fn access_log_name(node: &str) -> String {
+    format!("{node}.access.log")
 }
 
-fn default_connect_timeout_ms() -> u64 {
-    5000
+/// The bootstrap of an Envoy node; `resolve` maps an endpoint
+/// (`node[:port]`) to the address this Envoy reaches it at.
+pub fn bootstrap(
+    node: &str,
+    envoy: &EnvoyNode,
+    wasm: &Path,
+    resolve: &dyn Fn(&str) -> Option<SocketAddr>,
+) -> Result<Value, String> {
+    let filter = filter_config(envoy);
+    let access_log = Path::new(SHARED_DIR).join(access_log_name(node));
+    let mut listeners = Vec::new();
+    for (name, listener) in &envoy.listeners {
+        let net = config::net_wasm(wasm, Some(&filter));
+        let filters = match listener.kind {
+            ListenerKind::Http => {
+                let routes = listener
+                    .all_routes()
+                    .into_iter()
+                    .map(|(prefix, upstream)| route(prefix, upstream, &envoy.upstreams[upstream]))
+                    .collect();
+                let http_filters = vec![config::http_wasm(wasm, "connlab_http", Some(&filter))];
+                // Two access logs: Istio's TEXT format (what a mesh operator
+                // reads, kept as evidence) and the checker's JSON fields.
+                let logs = vec![
+                    config::istio_access_log(&access_log),
+                    config::stdout_json_access_log(),
+                ];
+                vec![net, config::hcm(name, http_filters, routes, logs)]
+            }
+            ListenerKind::TcpProxy => {
+                let upstream = listener.upstream.as_deref().unwrap_or_default();
+                let mut proxy = config::tcp_proxy(name, upstream);
+                proxy["typed_config"]["access_log"] =
+                    serde_json::json!([config::istio_access_log(&access_log)]);
+                vec![net, proxy]
+            }
+        };
+        let bind = SocketAddr::from(([0, 0, 0, 0], listener.port));
+        let chain = config::filter_chain(name, filters);
+        listeners.push(config::listener_on(name, bind, vec![chain]));
+    }
+    let mut clusters = Vec::new();
+    for (name, upstream) in &envoy.upstreams {
+        let endpoints = upstream
+            .endpoints
+            .iter()
+            .map(|e| resolve(e).ok_or_else(|| format!("cannot reach endpoint `{e}`")))
+            .collect::<Result<Vec<_>, _>>()?;
+        clusters.push(cluster(name, upstream, &endpoints));
+    }
+    let admin = SocketAddr::from(([0, 0, 0, 0], ADMIN_PORT));
+    Ok(config::bootstrap_with_admin(listeners, clusters, admin))
 }
 
-impl Default for EnvoySettings {
-    fn default() -> Self {
-        EnvoySettings {
-            connect_timeout_ms: default_connect_timeout_ms(),
-            idle_timeout_ms: None,
-            route_timeout_ms: None,
-            retry: RetryPolicy::None,
+/// The filter's configuration as written in the scenario.
+fn filter_config(envoy: &EnvoyNode) -> Value {
+    serde_json::to_value(&envoy.filter).unwrap_or_default()
+}
+
+fn route(prefix: &str, cluster: &str, upstream: &Upstream) -> Value {
+    let mut route = config::route(prefix, cluster);
+    if let Some(ms) = upstream.route_timeout_ms {
+        route["route"]["timeout"] = config::duration_ms(ms);
+    }
+    match &upstream.retry {
+        None | Some(Retry::Preset(RetryPreset::None)) => {}
+        Some(Retry::Preset(RetryPreset::IstioDefault)) => {
+            route["route"]["retry_policy"] = config::istio_default_retry_policy();
+        }
+        Some(Retry::Policy(p)) => {
+            route["route"]["retry_policy"] =
+                config::retry_policy(&p.retry_on, p.num_retries, &p.retriable_status_codes);
         }
     }
+    route
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RetryPolicy {
-    #[default]
-    None,
-    /// Istio's default: 2 retries on connect-failure, refused-stream,
-    /// unavailable, cancelled and a 503 from upstream.
-    IstioDefault,
-}
-
-/// The filter's configuration in the lab: every request's event, not only
-/// the failures. `upstream_delay_ms` is the packet delay injected on the
-/// upstream's egress. It shifts the idle time Envoy sees from the server's
-/// own: a delayed FIN lets the connection look idle up to one delay longer;
-/// delayed data (a response held back, one segment waiting on Nagle) makes
-/// it look up to two delays shorter. The window that matches an idle time to
-/// a server's default is widened by as much on both sides.
-pub fn filter_config(upstream_delay_ms: u64) -> serde_json::Value {
-    let mut config = json!({"events": "all"});
-    if upstream_delay_ms > 0 {
-        // The filter's own defaults are 500 and 1500 ms (config.rs).
-        config["idle_match_before_ms"] = json!(500 + 2 * upstream_delay_ms);
-        config["idle_match_after_ms"] = json!(1500 + upstream_delay_ms);
+fn cluster(name: &str, upstream: &Upstream, endpoints: &[SocketAddr]) -> Value {
+    use serde_json::json;
+    let mut cluster = config::cluster(name, endpoints);
+    cluster["connect_timeout"] = config::duration_ms(upstream.connect_timeout_ms);
+    if upstream.idle_timeout_ms.is_some() || upstream.max_requests_per_connection.is_some() {
+        cluster["typed_extension_protocol_options"] = config::http1_protocol_options(
+            upstream.idle_timeout_ms,
+            upstream.max_requests_per_connection,
+        );
     }
-    config
+    if let Some(bind) = &upstream.bind {
+        let options: Vec<Value> = bind
+            .socket_options
+            .iter()
+            .map(|o| {
+                json!({"level": o.level, "name": o.name, "int_value": o.int_value,
+                       "state": "STATE_PREBIND"})
+            })
+            .collect();
+        cluster["upstream_bind_config"] = json!({
+            "source_address": {"address": "0.0.0.0", "port_value": bind.source_port},
+            "socket_options": options,
+        });
+    }
+    if let Some(cb) = &upstream.circuit_breakers {
+        let mut threshold = json!({"priority": "DEFAULT"});
+        for (key, value) in [
+            ("max_connections", cb.max_connections),
+            ("max_pending_requests", cb.max_pending_requests),
+            ("max_requests", cb.max_requests),
+            ("max_retries", cb.max_retries),
+        ] {
+            if let Some(v) = value {
+                threshold[key] = json!(v);
+            }
+        }
+        cluster["circuit_breakers"] = json!({"thresholds": [threshold]});
+    }
+    if let Some(k) = &upstream.tcp_keepalive {
+        let mut keepalive = json!({});
+        for (key, value) in [
+            ("keepalive_time", k.time_s),
+            ("keepalive_interval", k.interval_s),
+            ("keepalive_probes", k.probes),
+        ] {
+            if let Some(v) = value {
+                keepalive[key] = json!(v);
+            }
+        }
+        cluster["upstream_connection_options"] = json!({"tcp_keepalive": keepalive});
+    }
+    cluster
 }
 
-/// Starts an Envoy named `role` that forwards everything to `upstream`
-/// (the cluster is named after `upstream_role`, so its stats read
-/// `cluster.<upstream_role>.*`), with the filter configured by `filter_config`.
+/// Writes the config and the filter module into the run's shared
+/// directory and starts Envoy; returns when its admin says LIVE.
 pub async fn start(
     lab: &mut Lab,
-    role: &str,
-    settings: &EnvoySettings,
-    upstream_role: &str,
-    upstream: SocketAddr,
-    filter_config: serde_json::Value,
+    name: &str,
+    mut spec: ContainerSpec,
+    envoy: &EnvoyNode,
+    resolve: &dyn Fn(&str) -> Option<SocketAddr>,
 ) -> Result<(), LabError> {
     let wasm = lab.dir().join(WASM_NAME);
     if !wasm.exists() {
         let built = paths::filter_wasm();
         std::fs::copy(&built, &wasm).map_err(|e| {
             LabError::role(
-                role,
+                name,
                 format!("{}: {e} (run `make filter`)", built.display()),
             )
         })?;
     }
-    let wasm = std::path::PathBuf::from(format!("{SHARED_DIR}/{WASM_NAME}"));
-    let mut route = envoy_config::route("/", upstream_role);
-    if let Some(ms) = settings.route_timeout_ms {
-        route["route"]["timeout"] = envoy_config::duration_ms(ms);
-    }
-    if settings.retry == RetryPolicy::IstioDefault {
-        route["route"]["retry_policy"] = envoy_config::istio_default_retry_policy();
-    }
-    let mut cluster = envoy_config::cluster(upstream_role, &[upstream]);
-    cluster["connect_timeout"] = envoy_config::duration_ms(settings.connect_timeout_ms);
-    if settings.idle_timeout_ms.is_some() {
-        cluster["typed_extension_protocol_options"] =
-            envoy_config::http1_protocol_options(settings.idle_timeout_ms, None);
-    }
-    // Two access logs: Istio's TEXT format to a file the evidence keeps
-    // (what a mesh operator reads), and the checker's JSON fields on stdout.
-    let access_logs = vec![
-        envoy_config::istio_access_log(Path::new(&format!(
-            "{SHARED_DIR}/{}",
-            access_log_name(role)
-        ))),
-        envoy_config::stdout_json_access_log(),
-    ];
-    let manager = envoy_config::hcm(
-        "main",
-        vec![envoy_config::http_wasm(
-            &wasm,
-            "connlab_http",
-            Some(&filter_config),
-        )],
-        vec![route],
-        access_logs,
-    );
-    let chain = envoy_config::filter_chain("main", vec![manager]);
-    let listener = envoy_config::listener_on(
-        "main",
-        SocketAddr::from(([0, 0, 0, 0], LISTEN_PORT)),
-        vec![chain],
-    );
-    let admin: SocketAddr = ADMIN
-        .parse()
-        .map_err(|_| LabError::role(role, "admin address"))?;
-    let config = envoy_config::bootstrap_with_admin(vec![listener], vec![cluster], admin);
-    let config_name = format!("{role}.json");
+    let in_container = Path::new(SHARED_DIR).join(WASM_NAME);
+    let config =
+        bootstrap(name, envoy, &in_container, resolve).map_err(|e| LabError::role(name, e))?;
+    let config_name = format!("{name}.json");
     std::fs::write(
         lab.dir().join(&config_name),
         serde_json::to_vec_pretty(&config).unwrap_or_default(),
@@ -158,57 +195,135 @@ pub async fn start(
         "--disable-hot-restart",
         "-l",
         "info",
-        // The access log is flushed on this timer (default 10 s); the
-        // evidence is read as soon as the workload ends.
+        // Access logs are flushed on this timer (default 10 s); the evidence
+        // is read as soon as the workload ends.
         "--file-flush-interval-msec",
         "100",
     ];
-    lab.start(ContainerSpec {
-        role: role.into(),
-        cmd: cmd.iter().map(|s| s.to_string()).collect(),
-        net_admin: true,
-        ..Default::default()
-    })
-    .await?;
-    lab.wait_until(
-        role,
-        &format!("curl -sf http://{ADMIN}/ready"),
-        Duration::from_secs(30),
-    )
-    .await
+    spec.cmd = cmd.iter().map(|s| s.to_string()).collect();
+    lab.start(spec).await?;
+    let ip = lab.ip(name).await?;
+    wait_live(lab, name, ip, Duration::from_secs(30)).await
 }
 
-/// The Istio TEXT access log's file name, in the run's shared directory.
-pub fn access_log_name(role: &str) -> String {
-    format!("{role}.access.log")
+fn http() -> reqwest::Client {
+    // Straight to the container: never through a proxy from the environment.
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default()
 }
 
-/// What one Envoy saw.
-#[derive(Debug, Clone, Default)]
-pub struct EnvoyEvidence {
-    /// The filter's events.
-    pub events: Vec<serde_json::Value>,
-    /// Envoy's own access log entries (the JSON fields).
-    pub access_log: Vec<serde_json::Value>,
-    /// The same requests in Istio's default TEXT format, as written.
-    pub access_log_text: String,
-    /// Every counter and gauge.
-    pub stats: BTreeMap<String, u64>,
+async fn admin_get(ip: IpAddr, path: &str) -> Result<String, reqwest::Error> {
+    http()
+        .get(format!("http://{ip}:{ADMIN_PORT}{path}"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await
 }
 
-pub async fn collect(lab: &Lab, role: &str) -> Result<EnvoyEvidence, LabError> {
-    let stats_text = lab
-        .exec_ok(role, &["curl", "-sf", &format!("http://{ADMIN}/stats")])
-        .await?;
-    let (stdout, stderr) = lab.logs(role).await;
+async fn wait_live(lab: &Lab, name: &str, ip: IpAddr, limit: Duration) -> Result<(), LabError> {
+    let start = Instant::now();
+    loop {
+        if admin_get(ip, "/ready")
+            .await
+            .is_ok_and(|body| body.trim() == "LIVE")
+        {
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            let (_, log) = lab.logs(name).await;
+            return Err(LabError::role(
+                name,
+                format!("Envoy not ready after {limit:?}\n{log}"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What the Envoy saw: its log and access logs, and its admin API's stats,
+/// config dump and clusters.
+pub async fn collect(lab: &Lab, name: &str) -> Result<EnvoyEvidence, LabError> {
+    let ip = lab.ip(name).await?;
+    let admin = |path: &'static str| async move {
+        admin_get(ip, path)
+            .await
+            .map_err(|e| LabError::role(name, format!("admin {path}: {e}")))
+    };
+    let stats_text = admin("/stats").await?;
+    let config_dump = admin("/config_dump").await?;
+    let clusters = admin("/clusters").await?;
+    let (stdout, stderr) = lab.logs(name).await;
     Ok(EnvoyEvidence {
         events: evidence::filter_events(&stderr),
-        access_log: stdout
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect(),
-        stats: evidence::parse_stats(&stats_text),
-        access_log_text: std::fs::read_to_string(lab.dir().join(access_log_name(role)))
+        access_log: evidence::json_lines(&stdout),
+        access_log_text: std::fs::read_to_string(lab.dir().join(access_log_name(name)))
             .unwrap_or_default(),
+        stats: evidence::parse_stats(&stats_text),
+        config_dump,
+        clusters,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::envoy::{Listener, ListenerKind};
+
+    fn node() -> EnvoyNode {
+        let mut envoy = EnvoyNode::default();
+        envoy.listeners.insert(
+            "main".into(),
+            Listener {
+                kind: ListenerKind::Http,
+                port: 10000,
+                upstream: Some("backend".into()),
+                routes: vec![],
+            },
+        );
+        let upstream: Upstream = toml::from_str(
+            "endpoints = [\"backend\"]\nidle_timeout_ms = 4000\nretry = \"istio-default\"",
+        )
+        .unwrap();
+        envoy.upstreams.insert("backend".into(), upstream);
+        envoy
+            .filter
+            .insert("events".into(), toml::Value::String("all".into()));
+        envoy
+    }
+
+    #[test]
+    fn an_http_listener_has_both_filters_and_both_access_logs() {
+        let resolve = |_: &str| Some(SocketAddr::from(([10, 0, 0, 2], 8080)));
+        let config = bootstrap("envoy", &node(), Path::new("/connlab/f.wasm"), &resolve).unwrap();
+        let listener = &config["static_resources"]["listeners"][0];
+        let filters = &listener["filter_chains"][0]["filters"];
+        assert_eq!(filters[0]["name"], "wasm.connlab_net");
+        let hcm = &filters[1]["typed_config"];
+        assert_eq!(hcm["http_filters"][0]["name"], "wasm.connlab_http");
+        let plugin = &hcm["http_filters"][0]["typed_config"]["config"]["configuration"]["value"];
+        assert_eq!(plugin, r#"{"events":"all"}"#);
+        assert_eq!(hcm["access_log"].as_array().unwrap().len(), 2);
+        let route = &hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"];
+        assert_eq!(route["retry_policy"]["num_retries"], 2);
+        let cluster = &config["static_resources"]["clusters"][0];
+        assert_eq!(cluster["name"], "backend");
+        assert_eq!(cluster["connect_timeout"], "5s");
+        let options = &cluster["typed_extension_protocol_options"]
+            ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+        assert_eq!(
+            options["common_http_protocol_options"]["idle_timeout"],
+            "4s"
+        );
+    }
+
+    #[test]
+    fn an_unreachable_endpoint_is_an_error() {
+        let err = bootstrap("envoy", &node(), Path::new("/f.wasm"), &|_| None).unwrap_err();
+        assert!(err.contains("`backend`"), "{err}");
+    }
 }

@@ -1,6 +1,9 @@
-//! The parts a scenario is made of, one module per role, each started in a
-//! container of the lab image.
+//! What each kind of node does in a run, one module per kind: start it in
+//! a container of the lab image, and (for Envoys, clients and workload
+//! scripts) collect what it saw.
 
 pub mod backend;
 pub mod client;
 pub mod envoy;
+pub mod router;
+pub mod script;

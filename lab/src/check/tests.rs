@@ -1,0 +1,201 @@
+use super::*;
+use crate::client::{Output, Record};
+use crate::evidence::EnvoyEvidence;
+use serde_json::json;
+
+const STAT: &str = "cluster.backend.upstream_cx_destroy_remote_with_active_rq";
+
+/// The fixture scenario with keepalive-race's checks.
+fn scenario() -> Scenario {
+    let text = crate::scenario::tests::GOOD
+        .replace(
+            "reproduced = [{ diagnosis = \"keepalive_race\", at = \"envoy\" }]",
+            &format!(
+                "reproduced = [{{ diagnosis = \"keepalive_race\", at = \"envoy\" }}, \
+                 {{ stat = \"{STAT}\", at = \"envoy\", value = \">= 1\" }}]"
+            ),
+        )
+        .replace(
+            "fixed = [{ client = \"failed\", count = 0 }]",
+            &format!(
+                "fixed = [{{ client = \"failed\", count = 0 }}, \
+                 {{ diagnosis = \"*\", at = \"envoy\", count = 0 }}, \
+                 {{ stat = \"{STAT}\", at = \"envoy\", value = 0 }}]"
+            ),
+        );
+    Scenario::parse(std::path::Path::new("demo.toml"), &text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn record(status: u16) -> Record {
+    Record {
+        worker: 0,
+        seq: 0,
+        start_ms: 0.0,
+        end_ms: 1.0,
+        status: Some(status),
+        error: None,
+        local: None,
+        reused: false,
+        tag: None,
+    }
+}
+
+fn evidence(statuses: &[u16], diagnoses: &[Option<&str>], stat: Option<u64>) -> Evidence {
+    let events = diagnoses
+        .iter()
+        .enumerate()
+        .map(|(i, d)| json!({"event": "http", "diagnosis": d, "upstream": {"nth": i % 2 + 1}}))
+        .collect();
+    let envoy = EnvoyEvidence {
+        events,
+        stats: stat.map(|v| (STAT.to_string(), v)).into_iter().collect(),
+        ..Default::default()
+    };
+    Evidence {
+        clients: [(
+            "client".to_string(),
+            Output {
+                records: statuses.iter().map(|s| record(*s)).collect(),
+                summary: None,
+            },
+        )]
+        .into(),
+        envoys: [("envoy".to_string(), envoy)].into(),
+        ..Default::default()
+    }
+}
+
+fn verdict(evidence: &Evidence) -> Outcome {
+    let scenario = scenario();
+    outcome(&scenario, &scenario.variants[0], evidence, Duration::ZERO)
+}
+
+#[test]
+fn the_diagnosis_and_envoys_stat_together_reproduce() {
+    let seen = verdict(&evidence(
+        &[200, 503],
+        &[None, Some("keepalive_race")],
+        Some(1),
+    ));
+    assert_eq!(seen.verdict, Verdict::Reproduced);
+    assert_eq!(seen.diagnoses["envoy"]["keepalive_race"], 1);
+    assert_eq!(seen.reuse["envoy"]["fresh"], 1);
+    assert_eq!(seen.reuse["envoy"]["reused"], 1);
+    assert_eq!(seen.stats[&format!("envoy:{STAT}")], 1);
+}
+
+#[test]
+fn the_diagnosis_without_envoys_stat_is_unexpected_and_says_which_check() {
+    let seen = verdict(&evidence(
+        &[200, 503],
+        &[None, Some("keepalive_race")],
+        Some(0),
+    ));
+    assert_eq!(seen.verdict, Verdict::Unexpected);
+    let failed = seen.failed_checks();
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0].holds, Truth::False);
+    assert!(failed[0].check.starts_with("stat "), "{failed:#?}");
+    let line = crate::report::line(&seen);
+    assert!(
+        line.contains(&format!("stat {STAT} at envoy >= 1: false (seen 0)")),
+        "{line}"
+    );
+}
+
+#[test]
+fn all_ok_and_nothing_diagnosed_is_fixed() {
+    let seen = verdict(&evidence(&[200, 200], &[None, None], Some(0)));
+    assert_eq!(seen.verdict, Verdict::Fixed);
+}
+
+#[test]
+fn another_failure_is_unexpected() {
+    let seen = verdict(&evidence(
+        &[200, 503],
+        &[None, Some("connect_timeout")],
+        Some(0),
+    ));
+    assert_eq!(seen.verdict, Verdict::Unexpected);
+}
+
+#[test]
+fn missing_evidence_is_unknown_never_true() {
+    // No requests at all: "no failed request" cannot be claimed.
+    let seen = verdict(&evidence(&[], &[], Some(0)));
+    assert_eq!(seen.verdict, Verdict::Unexpected);
+    let client = seen
+        .checks
+        .iter()
+        .find(|c| c.check.starts_with("client failed"))
+        .unwrap();
+    assert_eq!(client.holds, Truth::Unknown);
+    // Envoy's stat missing (a misspelt name, say): unknown, not 0.
+    let seen = verdict(&evidence(&[200], &[None], None));
+    assert_eq!(seen.verdict, Verdict::Unexpected);
+    let stat = seen
+        .checks
+        .iter()
+        .find(|c| c.check.starts_with("stat"))
+        .unwrap();
+    assert_eq!(stat.holds, Truth::Unknown);
+    assert!(
+        stat.why.as_deref().unwrap().contains("no stat"),
+        "{stat:#?}"
+    );
+    // No evidence from the Envoy at all.
+    let mut gone = evidence(&[200], &[None], Some(0));
+    gone.envoys.clear();
+    assert_eq!(verdict(&gone).verdict, Verdict::Unexpected);
+}
+
+#[test]
+fn false_beats_unknown_beats_true() {
+    use Truth::*;
+    assert_eq!(all([True, Unknown, False].into_iter()), False);
+    assert_eq!(all([True, Unknown].into_iter()), Unknown);
+    assert_eq!(all([True, True].into_iter()), True);
+    assert_eq!(all([].into_iter()), True);
+}
+
+#[test]
+fn access_log_patterns_match_word_by_word() {
+    let entry = json!({"code": "503", "flags": "UC", "details": "upstream_reset_before_response_started{connection_termination}"});
+    assert!(access_log_matches(&entry, "503 UC"));
+    assert!(access_log_matches(&entry, "* UC *"));
+    assert!(!access_log_matches(&entry, "503 UF"));
+    assert!(!access_log_matches(&entry, "200"));
+}
+
+#[test]
+fn conn_events_count_as_diagnoses_too() {
+    let mut seen = evidence(&[200], &[None], Some(0));
+    let envoy = seen.envoys.get_mut("envoy").unwrap();
+    envoy
+        .events
+        .push(json!({"event": "conn", "diagnosis": "sniff_fallthrough"}));
+    let outcome = verdict(&seen);
+    assert_eq!(outcome.diagnoses["envoy"]["sniff_fallthrough"], 1);
+    // So "nothing diagnosed" does not hold.
+    assert_eq!(outcome.verdict, Verdict::Unexpected);
+}
+
+#[test]
+fn packets_are_unknown_until_captured() {
+    let check: Check =
+        toml::from_str::<toml::Table>("c = { packets = [\"SYN\", \"RST\"], at = \"backend\" }")
+            .unwrap()["c"]
+            .clone()
+            .try_into()
+            .unwrap();
+    let mut seen = evidence(&[200], &[], Some(0));
+    assert_eq!(
+        measure(&check, &seen),
+        Err("no packet capture at `backend`".into())
+    );
+    seen.packets.insert(
+        "backend".into(),
+        vec!["SYN".into(), "SYN,ACK".into(), "ACK".into(), "RST".into()],
+    );
+    assert_eq!(measure(&check, &seen), Ok(1));
+}

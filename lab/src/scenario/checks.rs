@@ -1,0 +1,244 @@
+//! Checks as data: what must hold in a run's evidence for "reproduced" or
+//! "fixed". Each check measures one number in the evidence and compares it:
+//!
+//! ```toml
+//! reproduced = [
+//!   { diagnosis = "keepalive_race", at = "envoy" },                 # count >= 1
+//!   { stat = "cluster.backend.upstream_cx_destroy_remote_with_active_rq", at = "envoy", value = ">= 1" },
+//!   { client = "503", count = 3 },
+//!   { access_log = "503 UC", at = "envoy", count = ">= 1" },
+//! ]
+//! ```
+//!
+//! Without `count` / `value`, a check means "at least once".
+
+use std::fmt;
+
+use serde::Deserialize;
+
+/// One check: a measure of the evidence and the comparison it must pass.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "RawCheck")]
+pub struct Check {
+    pub measure: Measure,
+    /// The node it looks at (Envoy checks need one; client checks may name
+    /// one client of several).
+    pub at: Option<String>,
+    pub expect: Comparison,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measure {
+    /// Requests and connections the filter diagnosed with this code (`http`
+    /// and `conn` events); `*` = any diagnosis.
+    Diagnosis(String),
+    /// An Envoy counter or gauge.
+    Stat(String),
+    /// Client requests of a class: a status (`503`), `reset`, `eof`,
+    /// `timeout`, `connect_<errno>`, `protocol`, `unfinished`; or `ok`
+    /// (2xx/3xx), `failed` (anything else), `*` (all).
+    Client(String),
+    /// Envoy access-log entries matching `code flags details`, each word a
+    /// field in that order (`*` = any; fewer words = the rest any).
+    AccessLog(String),
+    /// A packet sequence seen at a node (TCP flags in order, e.g. `["SYN",
+    /// "RST"]`). The lab does not capture packets yet: always unknown.
+    Packets(Vec<String>),
+}
+
+impl Measure {
+    /// Whether it reads an Envoy's evidence (and so needs `at`).
+    pub fn at_envoy(&self) -> bool {
+        matches!(
+            self,
+            Measure::Diagnosis(_) | Measure::Stat(_) | Measure::AccessLog(_)
+        )
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.measure {
+            Measure::Diagnosis(code) => write!(f, "diagnosis {code}")?,
+            Measure::Stat(name) => write!(f, "stat {name}")?,
+            Measure::Client(class) => write!(f, "client {class}")?,
+            Measure::AccessLog(pattern) => write!(f, "access_log \"{pattern}\"")?,
+            Measure::Packets(seq) => write!(f, "packets {}", seq.join(","))?,
+        }
+        if let Some(at) = &self.at {
+            write!(f, " at {at}")?;
+        }
+        write!(f, " {}", self.expect)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    diagnosis: Option<String>,
+    stat: Option<String>,
+    client: Option<String>,
+    access_log: Option<String>,
+    packets: Option<Vec<String>>,
+    at: Option<String>,
+    count: Option<Comparison>,
+    value: Option<Comparison>,
+}
+
+impl TryFrom<RawCheck> for Check {
+    type Error = String;
+
+    fn try_from(raw: RawCheck) -> Result<Check, String> {
+        let measures = [
+            raw.diagnosis.map(Measure::Diagnosis),
+            raw.stat.map(Measure::Stat),
+            raw.client.map(Measure::Client),
+            raw.access_log.map(Measure::AccessLog),
+            raw.packets.map(Measure::Packets),
+        ];
+        let mut measures = measures.into_iter().flatten();
+        let (Some(measure), None) = (measures.next(), measures.next()) else {
+            return Err(
+                "a check needs exactly one of diagnosis, stat, client, access_log, packets".into(),
+            );
+        };
+        let expect = match (&measure, raw.count, raw.value) {
+            (Measure::Stat(_), None, value) => value,
+            (Measure::Stat(_), Some(_), _) => {
+                return Err("a stat check compares its `value`, not a `count`".into())
+            }
+            (_, count, None) => count,
+            (_, _, Some(_)) => return Err("only a stat check has a `value`; use `count`".into()),
+        }
+        .unwrap_or(Comparison::AT_LEAST_ONE);
+        if measure.at_envoy() && raw.at.is_none() {
+            return Err("needs `at`: the Envoy node it looks at".into());
+        }
+        Ok(Check {
+            measure,
+            at: raw.at,
+            expect,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// `3` (exactly), or `">= 1"`, `"< 5"`, `"== 0"`, `"!= 0"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawComparison")]
+pub struct Comparison {
+    pub op: Op,
+    pub value: u64,
+}
+
+impl Comparison {
+    pub const AT_LEAST_ONE: Comparison = Comparison {
+        op: Op::Ge,
+        value: 1,
+    };
+
+    pub fn holds(&self, seen: u64) -> bool {
+        match self.op {
+            Op::Eq => seen == self.value,
+            Op::Ne => seen != self.value,
+            Op::Lt => seen < self.value,
+            Op::Le => seen <= self.value,
+            Op::Gt => seen > self.value,
+            Op::Ge => seen >= self.value,
+        }
+    }
+}
+
+impl fmt::Display for Comparison {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = match self.op {
+            Op::Eq => "==",
+            Op::Ne => "!=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+        };
+        write!(f, "{op} {}", self.value)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawComparison {
+    Exactly(u64),
+    Text(String),
+}
+
+impl TryFrom<RawComparison> for Comparison {
+    type Error = String;
+
+    fn try_from(raw: RawComparison) -> Result<Comparison, String> {
+        let text = match raw {
+            RawComparison::Exactly(value) => return Ok(Comparison { op: Op::Eq, value }),
+            RawComparison::Text(text) => text,
+        };
+        let bad = || format!("`{text}`: expected a number, or \">= 1\" (==, !=, <, <=, >, >=)");
+        let trimmed = text.trim();
+        let (op, rest) = [
+            ("==", Op::Eq),
+            ("!=", Op::Ne),
+            ("<=", Op::Le),
+            (">=", Op::Ge),
+            ("<", Op::Lt),
+            (">", Op::Gt),
+        ]
+        .into_iter()
+        .find_map(|(word, op)| trimmed.strip_prefix(word).map(|rest| (op, rest)))
+        .ok_or_else(bad)?;
+        let value = rest.trim().parse().map_err(|_| bad())?;
+        Ok(Comparison { op, value })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<Check, String> {
+        #[derive(Deserialize)]
+        struct One {
+            c: Check,
+        }
+        toml::from_str::<One>(&format!("c = {text}"))
+            .map(|o| o.c)
+            .map_err(|e| e.message().to_string())
+    }
+
+    #[test]
+    fn comparisons_parse_and_hold() {
+        let c = check(r#"{ client = "503", count = ">= 2" }"#).unwrap();
+        assert_eq!(c.expect.to_string(), ">= 2");
+        assert!(c.expect.holds(2) && !c.expect.holds(1));
+        let c = check(r#"{ client = "503", count = 3 }"#).unwrap();
+        assert!(c.expect.holds(3) && !c.expect.holds(4));
+        let c = check(r#"{ client = "503" }"#).unwrap();
+        assert_eq!(c.expect, Comparison::AT_LEAST_ONE);
+        let err = check(r#"{ client = "503", count = "about 3" }"#).unwrap_err();
+        assert!(err.contains("`about 3`"), "{err}");
+    }
+
+    #[test]
+    fn a_check_measures_one_thing() {
+        let err = check(r#"{ client = "503", stat = "x", at = "envoy" }"#).unwrap_err();
+        assert!(err.contains("exactly one of"), "{err}");
+        let err = check(r#"{ stat = "x", at = "envoy", count = 1 }"#).unwrap_err();
+        assert!(err.contains("`value`"), "{err}");
+        let err = check(r#"{ diagnosis = "keepalive_race" }"#).unwrap_err();
+        assert!(err.contains("needs `at`"), "{err}");
+    }
+}

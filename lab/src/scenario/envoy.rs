@@ -1,0 +1,169 @@
+//! An `envoy` node, described the way an Envoy (or Istio) user would:
+//! listeners, upstreams, and connlab's filter configuration. It compiles to
+//! a bootstrap through `envoy_config` (see `roles::envoy::bootstrap`).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvoyNode {
+    /// By name (the name is Envoy's listener name and stat prefix).
+    #[serde(default)]
+    pub listeners: BTreeMap<String, Listener>,
+    /// Clusters, by name (Envoy's stats read `cluster.<name>.*`).
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, Upstream>,
+    /// connlab's filter configuration, keys as the filter reads them
+    /// (filter/README: `events`, `idle_match_before_ms`, ...). Both
+    /// `connlab_http` (on every HTTP chain) and `connlab_net` (on every
+    /// chain) get it; absent = the filter's defaults.
+    #[serde(default)]
+    pub filter: toml::Table,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerKind {
+    /// An HTTP connection manager: `connlab_net`, then `connlab_http` and
+    /// the router.
+    Http,
+    /// A TCP proxy to one upstream, behind `connlab_net`.
+    TcpProxy,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub kind: ListenerKind,
+    /// Bound on 0.0.0.0.
+    pub port: u16,
+    /// `http`: where the catch-all route `/` goes; `tcp_proxy`: where every
+    /// connection goes.
+    pub upstream: Option<String>,
+    /// `http`: routes matched in order before the catch-all.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub prefix: String,
+    pub upstream: String,
+}
+
+impl Listener {
+    /// Every (prefix, upstream) of an `http` listener, the catch-all last.
+    pub fn all_routes(&self) -> Vec<(&str, &str)> {
+        let mut routes: Vec<(&str, &str)> = self
+            .routes
+            .iter()
+            .map(|r| (r.prefix.as_str(), r.upstream.as_str()))
+            .collect();
+        if let Some(upstream) = &self.upstream {
+            routes.push(("/", upstream));
+        }
+        routes
+    }
+}
+
+/// A cluster, and what the routes to it do (Istio puts retries and timeouts
+/// per destination too).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// Node names, `node` or `node:port` (without a port: a backend's 8080,
+    /// an Envoy's only listener).
+    pub endpoints: Vec<String>,
+    /// The lab's default (5 s) is Envoy's own; Istio's is 10 s.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// The pool's idle timeout (Envoy: 1 h; Istio: DestinationRule
+    /// `connectionPool.http.idleTimeout`).
+    pub idle_timeout_ms: Option<u64>,
+    /// Istio: `connectionPool.http.maxRequestsPerConnection`.
+    pub max_requests_per_connection: Option<u32>,
+    /// The route timeout (Envoy: 15 s).
+    pub route_timeout_ms: Option<u64>,
+    /// `"istio-default"`, or a policy table.
+    pub retry: Option<Retry>,
+    /// Pins the upstream connections' source (Envoy's
+    /// `upstream_bind_config`).
+    pub bind: Option<Bind>,
+    /// Envoy's `circuit_breakers` default thresholds.
+    pub circuit_breakers: Option<CircuitBreakers>,
+    /// TCP keep-alive on upstream connections
+    /// (`upstream_connection_options.tcp_keepalive`).
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    // Room for TLS origination (`tls = { ... }`), which the sniffing
+    // scenarios add with their certificates.
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    5000
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Retry {
+    Preset(RetryPreset),
+    Policy(RetryPolicy),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryPreset {
+    /// No retry policy on the route.
+    None,
+    /// Istio's default: 2 retries on connect-failure, refused-stream,
+    /// unavailable, cancelled and a 503 from upstream.
+    IstioDefault,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    pub retry_on: String,
+    pub num_retries: u32,
+    #[serde(default)]
+    pub retriable_status_codes: Vec<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bind {
+    /// 0 = any.
+    #[serde(default)]
+    pub source_port: u16,
+    /// Socket options set before bind, e.g. `{ level = 1, name = 2,
+    /// int_value = 1 }` (SO_REUSEADDR).
+    #[serde(default)]
+    pub socket_options: Vec<SocketOption>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketOption {
+    pub level: i64,
+    pub name: i64,
+    pub int_value: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakers {
+    pub max_connections: Option<u32>,
+    pub max_pending_requests: Option<u32>,
+    pub max_requests: Option<u32>,
+    pub max_retries: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpKeepalive {
+    pub time_s: Option<u32>,
+    pub interval_s: Option<u32>,
+    pub probes: Option<u32>,
+}

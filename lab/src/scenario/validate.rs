@@ -1,0 +1,303 @@
+//! What TOML and serde cannot check: that the names a variant uses refer to
+//! things it declares. Errors are (path of the field, message); the caller
+//! turns the path into a place in the file.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::envoy::{EnvoyNode, ListenerKind};
+use super::node::{NodeKind, Server};
+use super::{Measure, Variant};
+
+type Invalid = (String, String);
+
+fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, Invalid> {
+    Err((path.into(), message.into()))
+}
+
+pub fn variant(v: &Variant) -> Result<(), Invalid> {
+    if v.timeout_s == 0 {
+        return err("timeout_s", "must be above 0");
+    }
+    let mut seen = BTreeSet::new();
+    for (i, network) in v.networks.iter().enumerate() {
+        if !seen.insert(network) {
+            return err(
+                format!("networks[{i}]"),
+                format!("`{network}` is declared twice"),
+            );
+        }
+    }
+    if v.nodes.is_empty() {
+        return err("nodes", "a variant needs nodes");
+    }
+    for (name, node) in &v.nodes {
+        let path = format!("nodes.{name}");
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return err(
+                path,
+                "a node name is letters, digits and `-` (it is a hostname)",
+            );
+        }
+        if node.networks.is_empty() && v.networks.len() > 1 {
+            return err(
+                format!("{path}.networks"),
+                format!(
+                    "several networks are declared ({}): name the ones it joins",
+                    v.networks.join(", ")
+                ),
+            );
+        }
+        for (i, network) in node.networks.iter().enumerate() {
+            if !v.networks.contains(network) {
+                return err(
+                    format!("{path}.networks[{i}]"),
+                    format!(
+                        "no network `{network}` (declared: {})",
+                        v.networks.join(", ")
+                    ),
+                );
+            }
+        }
+        if let Some(key) = node.sysctls.keys().find(|k| !k.starts_with("net.")) {
+            return err(
+                format!("{path}.sysctls"),
+                format!("`{key}`: only net.* sysctls are per container"),
+            );
+        }
+        match &node.kind {
+            NodeKind::Backend(backend) => {
+                let (_, knob) = backend.tunable_args();
+                if let (Some(knob), false) = (knob, backend.server == Server::ConnlabBackend) {
+                    return err(
+                        format!("{path}.{knob}"),
+                        "a connlab-backend knob; this server is not connlab-backend",
+                    );
+                }
+            }
+            NodeKind::Envoy(envoy) => envoy_node(v, &path, envoy)?,
+            NodeKind::Client(client) => {
+                if let Err(e) = client.config.validate() {
+                    return err(format!("{path}.{}", e.field), e.to_string());
+                }
+                node_port(v, &format!("{path}.target"), &client.config.target)?;
+            }
+            NodeKind::Router(_) => {
+                if node.networks.len() < 2 {
+                    return err(
+                        format!("{path}.networks"),
+                        "a router joins at least two networks",
+                    );
+                }
+            }
+            NodeKind::Script(script) => {
+                if script.command.is_empty() {
+                    return err(format!("{path}.command"), "must name a program");
+                }
+            }
+        }
+    }
+    let workloads = v.nodes.values().filter(|n| match &n.kind {
+        NodeKind::Client(_) => true,
+        NodeKind::Script(s) => s.workload,
+        _ => false,
+    });
+    if workloads.count() == 0 {
+        return err(
+            "nodes",
+            "no workload: a `client` node, or a `script` with workload = true",
+        );
+    }
+    envoy_order(v)?;
+    for (i, fault) in v.faults.iter().enumerate() {
+        if !v.nodes.contains_key(fault.target()) {
+            return err(
+                format!("faults[{i}].target"),
+                format!("no node `{}` (nodes: {})", fault.target(), names(v)),
+            );
+        }
+    }
+    for (list, checks) in [("reproduced", &v.reproduced), ("fixed", &v.fixed)] {
+        if checks.is_empty() {
+            return err(
+                list,
+                "needs at least one check (an empty list would always hold)",
+            );
+        }
+        for (i, check) in checks.iter().enumerate() {
+            let path = format!("{list}[{i}]");
+            let Some(at) = &check.at else { continue };
+            let Some(node) = v.nodes.get(at) else {
+                return err(
+                    format!("{path}.at"),
+                    format!("no node `{at}` (nodes: {})", names(v)),
+                );
+            };
+            let fits = match check.measure {
+                Measure::Diagnosis(_) | Measure::Stat(_) | Measure::AccessLog(_) => {
+                    matches!(node.kind, NodeKind::Envoy(_))
+                }
+                Measure::Client(_) => matches!(node.kind, NodeKind::Client(_)),
+                Measure::Packets(_) => true,
+            };
+            if !fits {
+                return err(
+                    format!("{path}.at"),
+                    format!(
+                        "`{at}` is a {} node; this check reads another kind",
+                        node.kind.word()
+                    ),
+                );
+            }
+        }
+    }
+    for (i, stat) in v.stats.iter().enumerate() {
+        if stat
+            .split_once(':')
+            .is_none_or(|(n, s)| n.is_empty() || s.is_empty())
+        {
+            return err(
+                format!("stats[{i}]"),
+                format!("`{stat}` is not node:stat.name"),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn names(v: &Variant) -> String {
+    v.nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+fn envoy_node(v: &Variant, path: &str, envoy: &EnvoyNode) -> Result<(), Invalid> {
+    if envoy.listeners.is_empty() {
+        return err(format!("{path}.listeners"), "an Envoy needs a listener");
+    }
+    let mut ports = BTreeMap::new();
+    for (name, listener) in &envoy.listeners {
+        let lpath = format!("{path}.listeners.{name}");
+        if let Some(other) = ports.insert(listener.port, name) {
+            return err(
+                format!("{lpath}.port"),
+                format!("port {} is listener `{other}`'s too", listener.port),
+            );
+        }
+        match listener.kind {
+            ListenerKind::Http if listener.all_routes().is_empty() => {
+                return err(&lpath, "an http listener needs `upstream` or `routes`");
+            }
+            ListenerKind::TcpProxy if listener.upstream.is_none() => {
+                return err(&lpath, "a tcp_proxy listener needs `upstream`");
+            }
+            ListenerKind::TcpProxy if !listener.routes.is_empty() => {
+                return err(
+                    format!("{lpath}.routes"),
+                    "a tcp_proxy listener has no routes",
+                );
+            }
+            _ => {}
+        }
+        if let Some(upstream) = &listener.upstream {
+            if !envoy.upstreams.contains_key(upstream) {
+                return err(format!("{lpath}.upstream"), no_upstream(envoy, upstream));
+            }
+        }
+        for (i, route) in listener.routes.iter().enumerate() {
+            if !envoy.upstreams.contains_key(&route.upstream) {
+                return err(
+                    format!("{lpath}.routes[{i}].upstream"),
+                    no_upstream(envoy, &route.upstream),
+                );
+            }
+        }
+    }
+    for (name, upstream) in &envoy.upstreams {
+        let upath = format!("{path}.upstreams.{name}");
+        if upstream.endpoints.is_empty() {
+            return err(format!("{upath}.endpoints"), "needs at least one endpoint");
+        }
+        for (i, endpoint) in upstream.endpoints.iter().enumerate() {
+            node_port(v, &format!("{upath}.endpoints[{i}]"), endpoint)?;
+        }
+    }
+    Ok(())
+}
+
+fn no_upstream(envoy: &EnvoyNode, name: &str) -> String {
+    let known: Vec<&str> = envoy.upstreams.keys().map(String::as_str).collect();
+    format!("no upstream `{name}` (upstreams: {})", known.join(", "))
+}
+
+/// `node` or `node:port`: the node exists, and without a port it has an
+/// obvious one.
+fn node_port(v: &Variant, path: &str, target: &str) -> Result<(), Invalid> {
+    let (name, port) = match target.split_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (target, None),
+    };
+    let Some(node) = v.nodes.get(name) else {
+        return err(path, format!("no node `{name}` (nodes: {})", names(v)));
+    };
+    match port {
+        Some(port) if port.parse::<u16>().is_err() => err(path, format!("`{port}` is not a port")),
+        Some(_) => Ok(()),
+        None => match default_port(&node.kind) {
+            Some(_) => Ok(()),
+            None => err(
+                path,
+                format!("`{name}` has no single port: write `{name}:<port>`"),
+            ),
+        },
+    }
+}
+
+/// The port a node serves on when an address names only the node.
+pub fn default_port(kind: &NodeKind) -> Option<u16> {
+    match kind {
+        NodeKind::Backend(_) => Some(crate::roles::backend::PORT),
+        NodeKind::Envoy(envoy) if envoy.listeners.len() == 1 => {
+            envoy.listeners.values().next().map(|l| l.port)
+        }
+        _ => None,
+    }
+}
+
+/// Envoys whose upstreams are other Envoys start after them; a cycle has no
+/// order.
+fn envoy_order(v: &Variant) -> Result<(), Invalid> {
+    start_order(v).map(|_| ()).map_err(|name| {
+        (
+            format!("nodes.{name}.upstreams"),
+            "Envoys whose upstreams reach each other in a cycle cannot start in order".into(),
+        )
+    })
+}
+
+/// Envoy node names, each after the Envoys its upstreams name; `Err(node)`
+/// on a cycle.
+pub fn start_order(v: &Variant) -> Result<Vec<String>, String> {
+    let deps = |envoy: &EnvoyNode| -> BTreeSet<String> {
+        envoy
+            .upstreams
+            .values()
+            .flat_map(|u| u.endpoints.iter())
+            .map(|e| e.split(':').next().unwrap_or_default().to_string())
+            .filter(|n| v.nodes.get(n).is_some_and(|n| n.kind.envoy().is_some()))
+            .collect()
+    };
+    let mut order: Vec<String> = Vec::new();
+    let mut pending: Vec<(&String, BTreeSet<String>)> = v
+        .nodes
+        .iter()
+        .filter_map(|(name, n)| n.kind.envoy().map(|e| (name, deps(e))))
+        .collect();
+    while !pending.is_empty() {
+        let ready = pending
+            .iter()
+            .position(|(_, deps)| deps.iter().all(|d| order.contains(d)));
+        match ready {
+            Some(i) => order.push(pending.remove(i).0.clone()),
+            None => return Err(pending[0].0.clone()),
+        }
+    }
+    Ok(order)
+}
