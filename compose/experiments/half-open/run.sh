@@ -8,7 +8,8 @@
 #       on its node) -> gateway Envoy A | B -> backend A | B. At FAULT_AT_S node B
 #       "loses power" (iptables DROP both ways on gateway B and backend B) and
 #       the vip stops sending new connections to B (ECMP withdraws it).
-#       VARIANT: broken | read-timeout | user-timeout | keepalive | keepalive-idle
+#       VARIANT: broken | read-timeout | user-timeout | keepalive | retries2-5, or
+#       broken-idle | keepalive-idle (1 request per 10 s per connection)
 #   run.sh gateway VARIANT SECONDS FAULT_AT_S
 #       client -> gateway Envoy (connlab filter) -> backends A and B (round robin);
 #       at FAULT_AT_S backend B goes silent. VARIANT: default (route timeout
@@ -25,6 +26,7 @@ variant=${2:?VARIANT} seconds=${3:?SECONDS} fault_at=${4:?FAULT_AT_S}
 
 id=connlab-ho-$$
 names=(client vip gwa gwb bea beb)
+client_sysctls=()
 cleanup() {
   for n in "${names[@]}"; do docker rm -f "$id-$n" >/dev/null 2>&1 || true; done
   for n in front a b; do docker network rm "$id-$n" >/dev/null 2>&1 || true; done
@@ -61,8 +63,8 @@ blackhole() { # name: a node that lost power drops everything, answers nothing
   docker exec "$id-$1" sh -c 'iptables -A INPUT ! -i lo -j DROP && iptables -A OUTPUT ! -o lo -j DROP'
 }
 client() { # extra connlab-client flags; runs the fault schedule beside it
-  docker run -d "${label[@]}" --name "$id-client" --network "$id-front" --ip 10.232.0.5 "$image" \
-    connlab-client --connections 8 --duration-ms $((seconds * 1000)) "$@" >/dev/null
+  docker run -d "${label[@]}" --name "$id-client" --network "$id-front" --ip 10.232.0.5 \
+    "${client_sysctls[@]}" "$image" connlab-client --connections 8 --duration-ms $((seconds * 1000)) "$@" >/dev/null
   local started
   started=$(date +%s.%N)
   sleep "$fault_at"
@@ -94,6 +96,10 @@ case $mode in
       keepalive) flags=(--rate 5 --tcp-keepalive-idle-s 1 --tcp-keepalive-interval-s 1 --tcp-keepalive-count 3) ;;
       keepalive-idle) flags=(--rate 0.1 --tcp-keepalive-idle-s 1 --tcp-keepalive-interval-s 1 --tcp-keepalive-count 3) ;;
       broken-idle) flags=(--rate 0.1) ;;
+      # The kernel's own bound, shortened: tcp_retries2=5 gives up after
+      # 0.2 s x (2^6 - 1) = 12.6 s of unanswered retransmits (15, the
+      # default, after 924.6 s).
+      retries2-5) flags=(--rate 5); client_sysctls=(--sysctl net.ipv4.tcp_retries2=5) ;;
       *) echo "unknown variant $variant" >&2; exit 2 ;;
     esac
     fault() {

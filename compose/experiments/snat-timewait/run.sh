@@ -13,7 +13,9 @@
 #       dropped when DROP_RST=1) -> server. KEEPALIVE=false: a new connection per
 #       request and the server closes first; true: persistent connections.
 #       Prints the client's summary, the server's TIME_WAIT count and the
-#       challenge-ACK count seen by tcpdump at the server.
+#       challenge-ACK count seen by tcpdump at the server. CT_TIME_WAIT_S (1):
+#       the router's conntrack TIME_WAIT timeout; CLIENT_TCP_TIMESTAMPS (1): the
+#       client's net.ipv4.tcp_timestamps; KEEP_CAPTURE=FILE keeps the pcap.
 #
 # Everything it creates is labelled connlab-experiment=1 and removed on exit.
 set -euo pipefail
@@ -77,7 +79,10 @@ case $mode in
     [ "$strip" = 1 ] && r iptables -t mangle -A POSTROUTING -o "$sif" -p tcp -j TCPOPTSTRIP --strip-options timestamp
     [ "$drop_rst" = 1 ] && r iptables -A FORWARD -o "$sif" -p tcp --tcp-flags RST RST -j DROP
     per_conn=$(awk -v r="$rate" 'BEGIN {print r / 4}')
-    docker run --rm "${label[@]}" --name "$id-client" --network "$id-c" --cap-add NET_ADMIN "$image" sh -c "
+    # CLIENT_TCP_TIMESTAMPS=2: the client's kernel uses one timestamp clock for
+    # every connection (1, Linux's default, gives each connection a random offset).
+    docker run --rm "${label[@]}" --name "$id-client" --network "$id-c" --cap-add NET_ADMIN \
+      --sysctl net.ipv4.tcp_timestamps="${CLIENT_TCP_TIMESTAMPS:-1}" "$image" sh -c "
       ip route add 10.231.2.0/24 via $ROUTER_C &&
       connlab-client --target $SERVER:8080 --connections 4 --rate $per_conn --keep-alive $keepalive \
         --duration-ms $((seconds * 1000)) --connect-timeout-ms 3000 --read-timeout-ms 5000" |
