@@ -9,8 +9,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use connlab_tests::envoy_process::EnvoyProcess;
-use connlab_tests::filter_configs::{
-    bootstrap, cluster, hcm, listener, net_wasm, route,
+use connlab::envoy_config::{
+    bootstrap, cluster, hcm, listener, net_wasm, retry_policy, route,
 };
 use connlab_tests::filter_proxy::{Proxy, TIMEOUT};
 use connlab_tests::{any_local_port, backend, closed_port, filter_wasm, raw_servers, wait_stat};
@@ -123,9 +123,7 @@ fn circuit_breaker_overflow_has_its_own_code() {
 fn retries_that_ran_out_on_a_retriable_status_are_retried_then_failed() {
     let server = raw_servers::always(409, Duration::ZERO);
     let mut route = the_route();
-    route["route"]["retry_policy"] = json!({
-        "retry_on": "retriable-status-codes", "retriable_status_codes": [409], "num_retries": 2,
-        "retry_back_off": {"base_interval": "0.01s"}});
+    route["route"]["retry_policy"] = retry_policy("retriable-status-codes", 2, &[409]);
     let proxy = Proxy::start(json!({}), route, cluster("upstream", &[server.addr()]));
     assert_eq!(proxy.get("/").status, 409);
     let event = proxy.assert_diagnosis("retried_then_failed", 409, "URX");

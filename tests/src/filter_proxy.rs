@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::envoy_process::EnvoyProcess;
-use crate::filter_configs::{bootstrap, file_access_log, hcm, http_wasm, listener};
+use connlab::envoy_config::{bootstrap, file_access_log, hcm, http_wasm, listener};
 use crate::{filter_wasm, http1};
 
 pub const TIMEOUT: Duration = Duration::from_secs(5);
