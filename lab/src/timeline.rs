@@ -57,19 +57,23 @@ pub struct Timeline {
 }
 
 /// The timeline of `records` with a fault at `fault_s`; the first `warmup_s`
-/// seconds are left out of "before". The last second is cut by the run's end
-/// and so is ignored for recovery.
+/// seconds are left out of "before". It ends with the last second in which
+/// a request started (later ends are requests cut by the run's bound), and
+/// that second, cut short, is ignored for recovery.
 pub fn timeline(records: &[Record], fault_s: u64, warmup_s: u64) -> Timeline {
-    let last = records
-        .iter()
-        .map(|r| r.end_ms.max(r.start_ms))
-        .fold(0.0, f64::max);
-    let n = (last / 1000.0).floor() as usize + 1;
+    let last_start = records.iter().map(|r| r.start_ms).fold(0.0, f64::max);
+    let n = if records.is_empty() {
+        0
+    } else {
+        second(last_start) + 1
+    };
     let mut seconds = vec![Second::default(); n];
     let mut started: Vec<Vec<f64>> = vec![Vec::new(); n];
     for r in records {
         if r.is_ok() {
-            seconds[second(r.end_ms)].ok += 1;
+            if let Some(s) = seconds.get_mut(second(r.end_ms)) {
+                s.ok += 1;
+            }
         } else {
             seconds[second(r.start_ms)].failed += 1;
         }
@@ -305,6 +309,16 @@ mod tests {
         assert_eq!(t.recovered_after_s, None);
         assert!(t.after.is_none());
         assert_eq!(t.dip_pct, 50.0);
+    }
+
+    #[test]
+    fn requests_cut_by_the_bound_do_not_add_empty_seconds() {
+        // Worker 1 still hangs when the run stops starting requests at 20 s;
+        // its record ends at the bound, 40 s.
+        let t = timeline(&run_until(30_000.0, 20_000.0), 10, 2);
+        assert_eq!(t.seconds.len(), 20);
+        assert_eq!(t.dip_pct, 50.0);
+        assert_eq!(t.during.max_ms, 30_000.0);
     }
 
     #[test]
