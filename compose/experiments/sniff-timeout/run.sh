@@ -66,7 +66,8 @@ c = collections.Counter()
 for line in open(sys.argv[1]):
     r = json.loads(line)
     if "status" in r or "error" in r:
-        c[str(r.get("status") or r.get("error"))] += 1
+        e = r.get("error")
+        c[str(r.get("status") or (e.get("kind") if isinstance(e, dict) else e))] += 1
 print(" ".join(f"{k}x{v}" for k, v in sorted(c.items())))' "$work/client.$delay"
 done
 sleep 0.5

@@ -67,7 +67,8 @@ c = collections.Counter()
 for line in open(sys.argv[1]):
     r = json.loads(line)
     if "status" in r or "error" in r:
-        c[str(r.get("status") or r.get("error"))] += 1
+        e = r.get("error")
+        c[str(r.get("status") or (e.get("kind") if isinstance(e, dict) else e))] += 1
 for k, v in sorted(c.items()): print(f"  {v:5d} {k}")' "$work/client.jsonl"
 echo "envoy access log (count code flags attempts failure):"
 docker logs "$id-envoy" 2>/dev/null | grep '^ACCESS' | awk '{print $2, $3, $5, $7}' | sort | uniq -c | sed 's/^/ /'
