@@ -29,6 +29,19 @@ fn any(port: u16) -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], port))
 }
 
+/// A server sidecar's inbound listener: mTLS, then a TCP proxy to the app.
+fn inbound(files: &TlsFiles<'_>, require_client_certificate: bool) -> Value {
+    let mut chain = filter_chain("inbound", vec![tcp_proxy("inbound", "backend")]);
+    chain["transport_socket"] = downstream_mtls(files, require_client_certificate);
+    bootstrap(
+        vec![listener_on("inbound", any(15006), vec![chain])],
+        vec![cluster(
+            "backend",
+            &[SocketAddr::from(([127, 0, 0, 1], 8080))],
+        )],
+    )
+}
+
 /// The sniff-timeout topology's two sidecars and the source-port-reuse
 /// cluster, as the scenarios build them.
 #[test]
@@ -82,15 +95,7 @@ fn sniffing_mtls_and_pinned_port_configs_load_in_envoy() {
         peer_ids: std::slice::from_ref(&caller.spiffe_id),
     };
     for require in [true, false] {
-        let mut chain = filter_chain("inbound", vec![tcp_proxy("inbound", "backend")]);
-        chain["transport_socket"] = downstream_mtls(&server_files, require);
-        let config = bootstrap(
-            vec![listener_on("inbound", any(15006), vec![chain])],
-            vec![cluster(
-                "backend",
-                &[SocketAddr::from(([127, 0, 0, 1], 8080))],
-            )],
-        );
+        let config = inbound(&server_files, require);
         let (ok, log) = validate(dir.path(), "server", &config);
         assert!(ok, "require_client_certificate={require}: {log}");
     }
@@ -106,16 +111,7 @@ fn validate_rejects_a_missing_certificate() {
         ca: &dir.path().join("ca.pem"),
         peer_ids: &[],
     };
-    let mut chain = filter_chain("inbound", vec![tcp_proxy("inbound", "backend")]);
-    chain["transport_socket"] = downstream_mtls(&files, true);
-    let config = bootstrap(
-        vec![listener_on("inbound", any(15006), vec![chain])],
-        vec![cluster(
-            "backend",
-            &[SocketAddr::from(([127, 0, 0, 1], 8080))],
-        )],
-    );
-    let (ok, log) = validate(dir.path(), "bad", &config);
+    let (ok, log) = validate(dir.path(), "bad", &inbound(&files, true));
     assert!(!ok, "{log}");
     assert!(log.contains("Invalid path"), "{log}");
 }
