@@ -172,8 +172,9 @@ fn measure(check: &Check, evidence: &Evidence) -> Result<u64, String> {
                 .get(at)
                 .ok_or_else(|| format!("no packet capture at `{at}`"))?;
             let mut wanted = sequence.iter().peekable();
-            for flags in seen {
-                if wanted.peek().is_some_and(|w| *w == flags) {
+            for segment in seen {
+                let flags = crate::packet_sequence::flag_text(segment.flags);
+                if wanted.peek().is_some_and(|w| **w == flags) {
                     wanted.next();
                 }
             }

@@ -18,9 +18,9 @@ pub struct Evidence {
     pub envoys: BTreeMap<String, EnvoyEvidence>,
     /// Each workload script's stdout.
     pub scripts: BTreeMap<String, String>,
-    /// TCP flags per packet seen at a node, in order (no role captures
-    /// packets yet; a `packets` check on a node missing here is unknown).
-    pub packets: BTreeMap<String, Vec<String>>,
+    /// TCP segments seen at a node, in order (no role captures packets
+    /// yet; a `packets` check on a node missing here is unknown).
+    pub packets: BTreeMap<String, Vec<crate::packet_sequence::Segment>>,
 }
 
 /// What one Envoy saw.

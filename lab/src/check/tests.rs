@@ -182,20 +182,31 @@ fn conn_events_count_as_diagnoses_too() {
 
 #[test]
 fn packets_are_unknown_until_captured() {
-    let check: Check =
-        toml::from_str::<toml::Table>("c = { packets = [\"SYN\", \"RST\"], at = \"backend\" }")
-            .unwrap()["c"]
-            .clone()
-            .try_into()
-            .unwrap();
+    use crate::packet_sequence::{Segment, ACK, RST, SYN};
+    let text = "c = { packets = [\"S\", \"R\"], at = \"backend\" }";
+    let check: Check = toml::from_str::<toml::Table>(text).unwrap()["c"]
+        .clone()
+        .try_into()
+        .unwrap();
     let mut seen = evidence(&[200], &[], Some(0));
     assert_eq!(
         measure(&check, &seen),
         Err("no packet capture at `backend`".into())
     );
-    seen.packets.insert(
-        "backend".into(),
-        vec!["SYN".into(), "SYN,ACK".into(), "ACK".into(), "RST".into()],
-    );
+    let segment = |flags| Segment {
+        t_us: 0,
+        src: "10.0.0.1:1".parse().unwrap(),
+        dst: "10.0.0.2:2".parse().unwrap(),
+        flags,
+        seq: 0,
+        ack: 0,
+        len: 0,
+    };
+    let capture = [SYN, SYN | ACK, ACK, RST].map(segment).to_vec();
+    seen.packets.insert("backend".into(), capture.clone());
     assert_eq!(measure(&check, &seen), Ok(1));
+    // Out of order: not seen.
+    seen.packets
+        .insert("backend".into(), capture.into_iter().rev().collect());
+    assert_eq!(measure(&check, &seen), Ok(0));
 }

@@ -104,7 +104,6 @@ fn route(prefix: &str, cluster: &str, upstream: &Upstream) -> Value {
 }
 
 fn cluster(name: &str, upstream: &Upstream, endpoints: &[SocketAddr]) -> Value {
-    use serde_json::json;
     let mut cluster = config::cluster(name, endpoints);
     cluster["connect_timeout"] = config::duration_ms(upstream.connect_timeout_ms);
     if upstream.idle_timeout_ms.is_some() || upstream.max_requests_per_connection.is_some() {
@@ -114,45 +113,29 @@ fn cluster(name: &str, upstream: &Upstream, endpoints: &[SocketAddr]) -> Value {
         );
     }
     if let Some(bind) = &upstream.bind {
-        let options: Vec<Value> = bind
+        let options: Vec<config::SocketOption> = bind
             .socket_options
             .iter()
-            .map(|o| {
-                json!({"level": o.level, "name": o.name, "int_value": o.int_value,
-                       "state": "STATE_PREBIND"})
+            .map(|o| config::SocketOption {
+                level: o.level,
+                name: o.name,
+                value: o.int_value,
             })
             .collect();
-        cluster["upstream_bind_config"] = json!({
-            "source_address": {"address": "0.0.0.0", "port_value": bind.source_port},
-            "socket_options": options,
-        });
+        let source = SocketAddr::from(([0, 0, 0, 0], bind.source_port));
+        cluster["upstream_bind_config"] = config::upstream_bind_config(source, &options);
     }
     if let Some(cb) = &upstream.circuit_breakers {
-        let mut threshold = json!({"priority": "DEFAULT"});
-        for (key, value) in [
-            ("max_connections", cb.max_connections),
-            ("max_pending_requests", cb.max_pending_requests),
-            ("max_requests", cb.max_requests),
-            ("max_retries", cb.max_retries),
-        ] {
-            if let Some(v) = value {
-                threshold[key] = json!(v);
-            }
-        }
-        cluster["circuit_breakers"] = json!({"thresholds": [threshold]});
+        cluster["circuit_breakers"] = config::circuit_breakers(
+            cb.max_connections,
+            cb.max_pending_requests,
+            cb.max_requests,
+            cb.max_retries,
+        );
     }
     if let Some(k) = &upstream.tcp_keepalive {
-        let mut keepalive = json!({});
-        for (key, value) in [
-            ("keepalive_time", k.time_s),
-            ("keepalive_interval", k.interval_s),
-            ("keepalive_probes", k.probes),
-        ] {
-            if let Some(v) = value {
-                keepalive[key] = json!(v);
-            }
-        }
-        cluster["upstream_connection_options"] = json!({"tcp_keepalive": keepalive});
+        cluster["upstream_connection_options"] =
+            config::tcp_keepalive(k.probes, k.time_s, k.interval_s);
     }
     cluster
 }

@@ -41,8 +41,9 @@ pub enum Measure {
     /// Envoy access-log entries matching `code flags details`, each word a
     /// field in that order (`*` = any; fewer words = the rest any).
     AccessLog(String),
-    /// A packet sequence seen at a node (TCP flags in order, e.g. `["SYN",
-    /// "RST"]`). The lab does not capture packets yet: always unknown.
+    /// A packet sequence seen at a node: TCP flags in tcpdump's notation, in
+    /// order, others may come between (`["S", "S.", "R."]`). No role
+    /// captures packets yet: unknown until one does.
     Packets(Vec<String>),
 }
 

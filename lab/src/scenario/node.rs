@@ -92,6 +92,9 @@ pub struct BackendNode {
     pub idle_close_ms: Option<u64>,
     /// Answer the Nth request on a connection with `Connection: close`.
     pub close_after: Option<u32>,
+    /// After a `Connection: close` response, wait up to this long for the
+    /// client to close first (the client then holds TIME_WAIT).
+    pub await_client_close_ms: Option<u64>,
     /// Close with RST (SO_LINGER 0) instead of FIN.
     #[serde(default)]
     pub rst: bool,
@@ -125,6 +128,7 @@ impl BackendNode {
             keepalive_ms: None,
             idle_close_ms: None,
             close_after: None,
+            await_client_close_ms: None,
             rst: false,
             close_per_request: false,
             delay_ms: 0,
@@ -147,6 +151,13 @@ impl BackendNode {
         }
         if let Some(n) = self.close_after {
             set("close_after", "--close-after", Some(n.to_string()));
+        }
+        if let Some(ms) = self.await_client_close_ms {
+            set(
+                "await_client_close_ms",
+                "--await-client-close-ms",
+                Some(ms.to_string()),
+            );
         }
         if self.rst {
             set("rst", "--rst", None);
