@@ -12,11 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use connlab::envoy_config::{bootstrap, cluster, downstream_tls, listener, net_wasm, tcp_proxy};
 use connlab_tests::certs::Certs;
 use connlab_tests::envoy_process::EnvoyProcess;
-use connlab_tests::filter_configs::{
-    bootstrap, cluster, downstream_tls, listener, net_wasm, tcp_proxy,
-};
 use connlab_tests::raw_servers::{sink, Sink};
 use connlab_tests::{filter_wasm, wait_stat};
 use serde_json::{json, Value};
@@ -179,7 +177,9 @@ fn sniffing_listener(config: &Value) -> Value {
 #[test]
 fn sniff_fallthrough_when_the_first_byte_comes_after_the_detection_timeout() {
     let lab = Lab::start(
-        vec![sniffing_listener(&json!({"sniff_threshold_ms": 300}))],
+        vec![sniffing_listener(
+            &json!({"sniff_threshold_ms": 300, "fallthrough_chains": ["passthrough"]}),
+        )],
         sink(),
     );
     let addr = lab.addr("sniff");
