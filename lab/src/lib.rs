@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod backend;
+pub mod capture;
 pub mod certs;
 pub mod check;
 pub mod client;
@@ -15,7 +16,9 @@ pub mod html_report;
 pub mod http1;
 pub mod image;
 pub mod junit;
+pub mod ladder;
 pub mod outcome;
+pub mod packet_sequence;
 pub mod paths;
 pub mod plots;
 pub mod progress;
@@ -24,3 +27,4 @@ pub mod roles;
 pub mod run;
 pub mod runtime;
 pub mod scenario;
+pub mod timeline;
