@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::envoy_process::EnvoyProcess;
-use connlab::envoy_config::{bootstrap, file_access_log, hcm, http_wasm, listener};
 use crate::{filter_wasm, http1};
+use connlab::envoy_config::{bootstrap, file_access_log, hcm, http_wasm, listener};
 
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// The access log line: what Envoy itself says, beside the filter's state.
@@ -97,7 +97,10 @@ impl Proxy {
         );
         assert_eq!(event["code"], status, "{event:#?}");
         assert_eq!(event["flags"], flags, "{event:#?}");
-        self.assert_logged(&format!("{status} flags={} state={code}", envoy_flags(flags)));
+        self.assert_logged(&format!(
+            "{status} flags={} state={code}",
+            envoy_flags(flags)
+        ));
         event.clone()
     }
 
