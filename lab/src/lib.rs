@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod backend;
+pub mod certs;
 pub mod check;
 pub mod client;
 pub mod envoy_config;
@@ -12,10 +13,13 @@ pub mod evidence;
 pub mod faults;
 pub mod http1;
 pub mod image;
+pub mod ladder;
 pub mod outcome;
+pub mod packet_sequence;
 pub mod paths;
 pub mod report;
 pub mod roles;
 pub mod run;
 pub mod runtime;
 pub mod scenario;
+pub mod timeline;
