@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use connlab::envoy_config::{bootstrap, cluster, hcm, listener, net_wasm, retry_policy, route};
 use connlab_tests::envoy_process::EnvoyProcess;
 use connlab_tests::filter_proxy::{Proxy, TIMEOUT};
-use connlab_tests::{any_local_port, backend, closed_port, filter_wasm, raw_servers, wait_stat};
+use connlab_tests::{
+    any_local_port, backend, closed_port, filter_wasm, pinnable_port, raw_servers, wait_stat,
+};
 use serde_json::{json, Value};
 
 fn the_route() -> Value {
@@ -139,7 +141,7 @@ fn one_local_address_to_two_upstream_hosts_is_two_connections() {
     // the 4-tuples differ. Each connection counts its own requests.
     let a = backend::spawn(any_local_port(), backend::Behaviour::default()).expect("backend a");
     let b = backend::spawn(any_local_port(), backend::Behaviour::default()).expect("backend b");
-    let pinned = closed_port().port();
+    let pinned = pinnable_port();
     let pin = |mut c: Value| {
         c["upstream_bind_config"] = json!({
             "source_address": {"address": "127.0.0.1", "port_value": pinned},
@@ -157,7 +159,14 @@ fn one_local_address_to_two_upstream_hosts_is_two_connections() {
     );
     let mut conn = proxy.connect();
     for path in ["/a", "/b", "/a", "/b"] {
-        assert_eq!(conn.get(path).expect("request").status, 200, "{path}");
+        let status = conn.get(path).expect("request").status;
+        assert_eq!(
+            status,
+            200,
+            "{path}: {:#?}\n{}",
+            proxy.envoy.events(),
+            proxy.envoy.log_tail()
+        );
     }
     let events = proxy.events(4);
     let local = format!("127.0.0.1:{pinned}");

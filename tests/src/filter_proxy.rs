@@ -33,18 +33,33 @@ impl Proxy {
 
     /// As `start`, with several routes and clusters.
     pub fn start_with(config: Value, routes: Vec<Value>, clusters: Vec<Value>) -> Proxy {
+        Proxy::launch(config, routes, clusters, &[])
+    }
+
+    /// As `start`, with the connection manager upgrading these protocols
+    /// (`websocket`, `CONNECT`) into tunnels.
+    pub fn start_upgrading(config: Value, route: Value, upstream: Value, upgrades: &[&str]) -> Proxy {
+        Proxy::launch(config, vec![route], vec![upstream], upgrades)
+    }
+
+    fn launch(config: Value, routes: Vec<Value>, clusters: Vec<Value>, upgrades: &[&str]) -> Proxy {
         let dir = tempfile::tempdir().expect("temp dir");
         let access_log = dir.path().join("access.log");
         let filters = vec![http_wasm(&filter_wasm(), "connlab_http", Some(&config))];
-        let main = listener(
+        let mut manager = hcm(
             "main",
-            vec![hcm(
-                "main",
-                filters,
-                routes,
-                vec![file_access_log(&access_log, LOG_FORMAT)],
-            )],
+            filters,
+            routes,
+            vec![file_access_log(&access_log, LOG_FORMAT)],
         );
+        if !upgrades.is_empty() {
+            let upgrades: Vec<Value> = upgrades
+                .iter()
+                .map(|u| serde_json::json!({"upgrade_type": u}))
+                .collect();
+            manager["typed_config"]["upgrade_configs"] = Value::Array(upgrades);
+        }
+        let main = listener("main", vec![manager]);
         let envoy = EnvoyProcess::start(&bootstrap(vec![main], clusters)).expect("start Envoy");
         let addr = envoy.listener("main").expect("listener address");
         Proxy {

@@ -318,3 +318,43 @@ fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     frame.extend_from_slice(payload);
     frame
 }
+
+/// Reads each request with its `content-length` body and answers `size`
+/// bytes of body, keeping the connection alive (the bench's large-body
+/// workload).
+pub fn large_response(size: usize) -> Server {
+    serve(move |_, stream| {
+        let mut reader = std::io::BufReader::new(match stream.try_clone() {
+            Ok(s) => s,
+            Err(_) => return,
+        });
+        let mut writer = stream;
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\nconnection: keep-alive\r\n\r\n");
+        let body = vec![b'x'; size];
+        loop {
+            let mut length = 0usize;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match std::io::BufRead::read_line(&mut reader, &mut line) {
+                    Ok(1..) => {}
+                    _ => return,
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            if std::io::copy(&mut (&mut reader).take(length as u64), &mut std::io::sink()).is_err() {
+                return;
+            }
+            if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&body).is_err() {
+                return;
+            }
+        }
+    })
+}
