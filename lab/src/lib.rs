@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod backend;
+pub mod capture;
 pub mod certs;
 pub mod check;
 pub mod client;
@@ -11,12 +12,16 @@ pub mod envoy_config;
 pub mod envoy_process;
 pub mod evidence;
 pub mod faults;
+pub mod html_report;
 pub mod http1;
 pub mod image;
+pub mod junit;
 pub mod ladder;
 pub mod outcome;
 pub mod packet_sequence;
 pub mod paths;
+pub mod plots;
+pub mod progress;
 pub mod report;
 pub mod roles;
 pub mod run;

@@ -92,7 +92,9 @@ pub struct Outcome {
     /// Every stat a check reads and the variant's extra stats, as
     /// `node:stat`.
     pub stats: Counts,
-    /// Every check of both lists, `reproduced` first.
+    /// Every check of both lists, `reproduced` first (absent in outcomes
+    /// recorded before checks were data).
+    #[serde(default)]
     pub checks: Vec<CheckResult>,
     /// The filter's explanation of the first diagnosed failure.
     pub explain: Option<String>,

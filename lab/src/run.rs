@@ -16,6 +16,7 @@ use futures::future::join_all;
 use crate::check;
 use crate::evidence::Evidence;
 use crate::outcome::Outcome;
+use crate::progress::{self, Phase, Workload};
 use crate::roles::{backend, client, envoy, router, script};
 use crate::runtime::{ContainerSpec, Lab, LabError};
 use crate::scenario::node::{Node, NodeKind};
@@ -129,6 +130,7 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
     for fault in now {
         fault.inject(lab).await?;
     }
+    progress::emit(Phase::FaultsInPlace);
     let mut clients = Vec::new();
     let mut scripts = Vec::new();
     for (name, node) in &variant.nodes {
@@ -139,7 +141,7 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
                     .reach(variant, &spec.networks, &c.config.target)
                     .ok_or_else(|| LabError::role(name, "cannot reach the target"))?;
                 client::start(lab, &c.config, target.to_string(), spec).await?;
-                clients.push(name.clone());
+                clients.push((name.clone(), Workload::of(&c.config)));
             }
             NodeKind::Script(s) if s.workload => {
                 script::start(lab, s, spec).await?;
@@ -151,18 +153,28 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
     let limit = Duration::from_secs(variant.timeout_s);
     let lab_ref: &Lab = lab;
     let (client_outputs, script_outputs, scheduled) = tokio::join!(
-        join_all(clients.iter().map(|n| client::finish(lab_ref, n, limit))),
+        join_all(
+            clients
+                .iter()
+                .map(|(name, workload)| progress::watch_client(
+                    lab_ref,
+                    name,
+                    workload,
+                    client::finish(lab_ref, name, limit)
+                ))
+        ),
         join_all(scripts.iter().map(|n| script::finish(lab_ref, n, limit))),
         crate::faults::run_schedule(lab_ref, &later)
     );
     scheduled?;
     let mut evidence = Evidence::default();
-    for (name, output) in clients.into_iter().zip(client_outputs) {
+    for ((name, _), output) in clients.into_iter().zip(client_outputs) {
         evidence.clients.insert(name, output?);
     }
     for (name, output) in scripts.into_iter().zip(script_outputs) {
         evidence.scripts.insert(name, output?);
     }
+    progress::emit(Phase::CollectingEvidence);
     // Envoy flushes its access logs on a timer; let the last lines land.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for (name, node) in &variant.nodes {
