@@ -12,10 +12,10 @@ use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
-use pcap_file::DataLink;
+use pcap_file::{DataLink, TsResolution};
 
 /// TCP flags, as the header carries them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -150,12 +150,18 @@ pub fn read_from(mut reader: impl Read) -> Result<Capture, PcapError> {
 
 fn read_pcap(reader: impl Read, capture: &mut Capture) -> Result<(), PcapError> {
     let mut pcap = PcapReader::new(reader).map_err(|e| PcapError::Format(e.to_string()))?;
-    let link = pcap.header().datalink;
-    while let Some(packet) = pcap.next_packet() {
+    let header = pcap.header();
+    let frac_ns: u64 = match header.ts_resolution {
+        TsResolution::MicroSecond => 1_000,
+        TsResolution::NanoSecond => 1,
+    };
+    // Raw packets: pcap-file 2.0 rejects a packet longer on the wire than
+    // the snap length (`tcpdump -s 96`), which is every truncated packet.
+    while let Some(packet) = pcap.next_raw_packet() {
         // A truncated last packet (a capture still being written) ends it.
         let Ok(packet) = packet else { break };
-        let t_ns = packet.timestamp.as_nanos() as u64;
-        capture.push(t_ns, link, &packet.data);
+        let t_ns = u64::from(packet.ts_sec) * 1_000_000_000 + u64::from(packet.ts_frac) * frac_ns;
+        capture.push(t_ns, header.datalink, &packet.data);
     }
     Ok(())
 }
@@ -213,22 +219,25 @@ fn ip_payload(link: DataLink, data: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// One TCP segment from a frame; lax parsing, so a frame cut short by the
+/// snap length still gives its headers, and the payload length comes from
+/// the IP header (what was on the wire, not what was captured).
 fn segment(t_ns: u64, link: DataLink, data: &[u8]) -> Option<Segment> {
     let sliced = if link == DataLink::ETHERNET {
-        SlicedPacket::from_ethernet(data).ok()?
+        LaxSlicedPacket::from_ethernet(data).ok()?
     } else {
-        SlicedPacket::from_ip(ip_payload(link, data)?).ok()?
+        LaxSlicedPacket::from_ip(ip_payload(link, data)?).ok()?
     };
-    let (src, dst): (IpAddr, IpAddr) = match sliced.net? {
-        NetSlice::Ipv4(ip) => (
-            ip.header().source_addr().into(),
-            ip.header().destination_addr().into(),
-        ),
-        NetSlice::Ipv6(ip) => (
-            ip.header().source_addr().into(),
-            ip.header().destination_addr().into(),
-        ),
-        #[allow(unreachable_patterns)]
+    let (src, dst, ip_payload_len): (IpAddr, IpAddr, u32) = match sliced.net? {
+        LaxNetSlice::Ipv4(ip) => {
+            let h = ip.header();
+            let len = u32::from(h.total_len()).saturating_sub(u32::from(h.ihl()) * 4);
+            (h.source_addr().into(), h.destination_addr().into(), len)
+        }
+        LaxNetSlice::Ipv6(ip) => {
+            let h = ip.header();
+            (h.source_addr().into(), h.destination_addr().into(), u32::from(h.payload_length()))
+        }
         _ => return None,
     };
     let TransportSlice::Tcp(tcp) = sliced.transport? else {
@@ -253,7 +262,7 @@ fn segment(t_ns: u64, link: DataLink, data: &[u8]) -> Option<Segment> {
         flags: Flags(flags),
         seq: tcp.sequence_number(),
         ack: tcp.acknowledgment_number(),
-        len: tcp.payload().len() as u32,
+        len: ip_payload_len.saturating_sub(u32::from(tcp.data_offset()) * 4),
         window: tcp.window_size(),
     })
 }

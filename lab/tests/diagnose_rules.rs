@@ -8,8 +8,9 @@
 //!    else for it to change);
 //! 2. a changed rule *setting* (the filter's own config: server timeouts,
 //!    match window) changes diagnose's answer the way it changes the
-//!    filter's;
-//! and a guard fails if rule text (the reasons the rules match on) ever
+//!    filter's.
+//!
+//! A guard also fails if rule text (the reasons the rules match on) ever
 //! appears in diagnose's own sources.
 #![allow(clippy::unwrap_used, clippy::panic)]
 

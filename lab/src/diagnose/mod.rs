@@ -31,6 +31,9 @@ use report::{CodeStats, Example, InputReport, Report, Source};
 /// counted as malformed (no log format diagnose reads comes near it).
 pub const MAX_LINE: usize = 64 * 1024;
 
+/// Distinct diagnosis codes a report keeps apart (the filter has about 15).
+const MAX_CODES: usize = 48;
+
 /// How many malformed lines a report lists (all are counted).
 const MALFORMED_SHOWN: usize = 5;
 
@@ -84,10 +87,7 @@ impl Diagnoser {
         let mut input = InputReport::new(name);
         let mut connections = Connections::default();
         let mut buf = Vec::with_capacity(1024);
-        loop {
-            let Some(truncated) = read_line(&mut reader, &mut buf, MAX_LINE)? else {
-                break;
-            };
+        while let Some(truncated) = read_line(&mut reader, &mut buf, MAX_LINE)? {
             input.lines += 1;
             input.bytes += buf.len() as u64 + 1;
             if truncated {
@@ -109,10 +109,10 @@ impl Diagnoser {
             Line::Malformed(why) => input.malformed(MALFORMED_SHOWN, why),
             Line::Event(event) => {
                 input.events += 1;
-                let Some(code) = event.diagnosis.clone() else {
+                let Some(code) = event.diagnosis.as_deref() else {
                     return;
                 };
-                let stats = self.codes.entry((Source::FilterEvent, code)).or_default();
+                let stats = self.codes_entry(Source::FilterEvent, code);
                 stats.add(event.time_ns, || Example::from_event(at(), text, &event));
                 if let (None, Some(explain)) = (&stats.explain, &event.explain) {
                     stats.explain = Some(explain.clone());
@@ -135,7 +135,7 @@ impl Diagnoser {
                         self.failed_reuse.add(ms);
                     }
                 }
-                let stats = self.codes.entry((Source::AccessLog, d.code.to_string())).or_default();
+                let stats = self.codes_entry(Source::AccessLog, d.code);
                 stats.add(request.start_ns, || {
                     Example::from_request(at(), text, &request, &judged.reuse)
                 });
@@ -147,6 +147,20 @@ impl Diagnoser {
                 }
             }
         }
+    }
+
+    /// The counts for a code. Codes from the wire (events) are bounded: a
+    /// code is a short lower-case token, and past `MAX_CODES` distinct ones
+    /// the rest are counted together, so garbage cannot grow the report.
+    fn codes_entry(&mut self, source: Source, code: &str) -> &mut CodeStats {
+        let token = !code.is_empty()
+            && code.len() <= 48
+            && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        let mut key = (source, code.to_string());
+        if !token || (!self.codes.contains_key(&key) && self.codes.len() >= MAX_CODES) {
+            key.1 = "(unrecognized)".to_string();
+        }
+        self.codes.entry(key).or_default()
     }
 
     pub fn finish(self) -> Report {

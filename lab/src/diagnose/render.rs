@@ -11,7 +11,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -107,8 +107,8 @@ fn source_name(s: Source) -> &'static str {
 fn table(out: &mut String, diagnoses: &[CodeReport]) {
     let _ = writeln!(
         out,
-        "\n  {:<24} {:>9} {:>8}  {:<24}  {:<24}  {}",
-        "DIAGNOSIS", "COUNT", "SHARE", "FIRST", "LAST", "FROM"
+        "\n  {:<24} {:>9} {:>8}  {:<24}  {:<24}  FROM",
+        "DIAGNOSIS", "COUNT", "SHARE", "FIRST", "LAST"
     );
     for d in diagnoses {
         let share = d
