@@ -19,10 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use connlab::envoy_config::{bootstrap, cluster, file_access_log, hcm, http_wasm, listener, route};
 use connlab_tests::envoy_process::EnvoyProcess;
-use connlab_tests::filter_configs::{
-    bootstrap, cluster, file_access_log, hcm, http_wasm, listener, route,
-};
 use connlab_tests::{any_local_port, backend, filter_wasm, http1};
 use serde_json::{json, Value};
 

@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use connlab_tests::envoy_process::EnvoyProcess;
-use connlab_tests::filter_configs::{
+use connlab::envoy_config::{
     bootstrap, cluster, file_access_log, hcm, http_wasm, listener, route, upstream_tls,
 };
+use connlab_tests::envoy_process::EnvoyProcess;
 use connlab_tests::{any_local_port, backend, closed_port, filter_wasm, http1, raw_servers};
 use serde_json::{json, Value};
 

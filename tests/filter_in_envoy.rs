@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use connlab_tests::envoy_config::{bootstrap, Cluster, HttpListener, Route, WasmFilter};
+use connlab::envoy_config::{bootstrap, cluster, hcm, http_wasm, listener, route};
 use connlab_tests::envoy_process::EnvoyProcess;
 use connlab_tests::{any_local_port, backend, closed_port, filter_wasm, http1};
 use serde_json::Value;
@@ -32,23 +32,16 @@ fn filter_logs_one_event_per_request_and_tracks_upstream_reuse() {
         },
     )
     .expect("start backend");
+    // Every request, not only failures (the default).
+    let plugin = serde_json::json!({"events": "all"});
+    let filters = vec![http_wasm(&filter_wasm(), "connlab_http", Some(&plugin))];
+    let routes = vec![route("/dead", "dead"), route("/", "backend")];
     let config = bootstrap(
-        &[HttpListener {
-            name: "main".into(),
-            bind: any_local_port(),
-            routes: vec![Route::new("/dead", "dead"), Route::new("/", "backend")],
-            filter: Some(WasmFilter {
-                // Every request, not only failures (the default).
-                config: Some(serde_json::json!({"events": "all"})),
-                ..WasmFilter::http(filter_wasm())
-            }),
-            access_log: false,
-        }],
-        &[
-            Cluster::new("backend", vec![server.addr()]),
-            Cluster::new("dead", vec![closed_port()]),
+        vec![listener("main", vec![hcm("main", filters, routes, vec![])])],
+        vec![
+            cluster("backend", &[server.addr()]),
+            cluster("dead", &[closed_port()]),
         ],
-        any_local_port(),
     );
     let envoy = EnvoyProcess::start(&config).expect("start Envoy");
     let listener = envoy.listener("main").expect("listener address");
@@ -126,7 +119,7 @@ fn filter_logs_one_event_per_request_and_tracks_upstream_reuse() {
 
 #[test]
 fn envoy_is_gone_after_the_test() {
-    let config = bootstrap(&[], &[], any_local_port());
+    let config = bootstrap(vec![], vec![]);
     let envoy = EnvoyProcess::start(&config).expect("start Envoy");
     let pid = envoy.pid();
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());

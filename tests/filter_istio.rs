@@ -6,10 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use connlab_tests::envoy_process::EnvoyProcess;
-use connlab_tests::filter_configs::{
+use connlab::envoy_config::{
     bootstrap, cluster, hcm, http_wasm, listener, net_wasm, route, tcp_proxy,
 };
+use connlab_tests::envoy_process::EnvoyProcess;
 use connlab_tests::{closed_port, filter_wasm, paths};
 use serde_json::Value;
 

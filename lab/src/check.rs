@@ -22,7 +22,8 @@ pub struct Evidence {
 impl Evidence {
     /// Writes everything as files a person can read and grep: `client.jsonl`
     /// (one record per request) and, per Envoy role, `<role>.events.jsonl`
-    /// (the filter), `<role>.access.jsonl` (Envoy's access log) and
+    /// (the filter), `<role>.access.jsonl` (Envoy's access log, the checker's fields), `<role>.access.log`
+    /// (the same in Istio's TEXT format) and
     /// `<role>.stats.json`.
     pub fn save(&self, dir: &std::path::Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
@@ -40,6 +41,10 @@ impl Evidence {
             std::fs::write(
                 dir.join(format!("{role}.access.jsonl")),
                 json(&seen.access_log),
+            )?;
+            std::fs::write(
+                dir.join(crate::roles::envoy::access_log_name(role)),
+                &seen.access_log_text,
             )?;
             let stats = serde_json::to_string_pretty(&seen.stats).unwrap_or_default();
             std::fs::write(dir.join(format!("{role}.stats.json")), stats)?;
@@ -200,6 +205,7 @@ mod tests {
         let envoy = EnvoyEvidence {
             events,
             access_log: vec![],
+            access_log_text: String::new(),
             stats: [(
                 "cluster.backend.upstream_cx_destroy_remote_with_active_rq".to_string(),
                 stat,

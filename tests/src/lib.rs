@@ -3,7 +3,6 @@
 use std::net::{SocketAddr, TcpListener};
 
 pub mod certs;
-pub mod filter_configs;
 pub mod lab;
 pub mod raw_servers;
 

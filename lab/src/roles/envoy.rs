@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::envoy_config::{bootstrap, Cluster, HttpListener, Retry, Route, WasmFilter};
+use crate::envoy_config;
 use crate::runtime::{ContainerSpec, Lab, LabError, SHARED_DIR};
 use crate::{evidence, paths};
 
@@ -98,28 +99,49 @@ pub async fn start(
             )
         })?;
     }
-    let mut filter = WasmFilter::http(format!("{SHARED_DIR}/{WASM_NAME}").into());
-    filter.config = Some(filter_config);
-    let mut route = Route::new("/", upstream_role);
-    route.timeout_ms = settings.route_timeout_ms;
-    route.retry = match settings.retry {
-        RetryPolicy::None => None,
-        RetryPolicy::IstioDefault => Some(Retry::istio_default()),
-    };
-    let mut cluster = Cluster::new(upstream_role, vec![upstream]);
-    cluster.idle_timeout_ms = settings.idle_timeout_ms;
-    cluster.connect_timeout_ms = settings.connect_timeout_ms;
-    let listener = HttpListener {
-        name: "main".into(),
-        bind: SocketAddr::from(([0, 0, 0, 0], LISTEN_PORT)),
-        routes: vec![route],
-        filter: Some(filter),
-        access_log: true,
-    };
+    let wasm = std::path::PathBuf::from(format!("{SHARED_DIR}/{WASM_NAME}"));
+    let mut route = envoy_config::route("/", upstream_role);
+    if let Some(ms) = settings.route_timeout_ms {
+        route["route"]["timeout"] = envoy_config::duration_ms(ms);
+    }
+    if settings.retry == RetryPolicy::IstioDefault {
+        route["route"]["retry_policy"] = envoy_config::istio_default_retry_policy();
+    }
+    let mut cluster = envoy_config::cluster(upstream_role, &[upstream]);
+    cluster["connect_timeout"] = envoy_config::duration_ms(settings.connect_timeout_ms);
+    if settings.idle_timeout_ms.is_some() {
+        cluster["typed_extension_protocol_options"] =
+            envoy_config::http1_protocol_options(settings.idle_timeout_ms, None);
+    }
+    // Two access logs: Istio's TEXT format to a file the evidence keeps
+    // (what a mesh operator reads), and the checker's JSON fields on stdout.
+    let access_logs = vec![
+        envoy_config::istio_access_log(Path::new(&format!(
+            "{SHARED_DIR}/{}",
+            access_log_name(role)
+        ))),
+        envoy_config::stdout_json_access_log(),
+    ];
+    let manager = envoy_config::hcm(
+        "main",
+        vec![envoy_config::http_wasm(
+            &wasm,
+            "connlab_http",
+            Some(&filter_config),
+        )],
+        vec![route],
+        access_logs,
+    );
+    let chain = envoy_config::filter_chain("main", vec![manager]);
+    let listener = envoy_config::listener_on(
+        "main",
+        SocketAddr::from(([0, 0, 0, 0], LISTEN_PORT)),
+        vec![chain],
+    );
     let admin: SocketAddr = ADMIN
         .parse()
         .map_err(|_| LabError::role(role, "admin address"))?;
-    let config = bootstrap(&[listener], &[cluster], admin);
+    let config = envoy_config::bootstrap_with_admin(vec![listener], vec![cluster], admin);
     let config_name = format!("{role}.json");
     std::fs::write(
         lab.dir().join(&config_name),
@@ -156,13 +178,20 @@ pub async fn start(
     .await
 }
 
+/// The Istio TEXT access log's file name, in the run's shared directory.
+pub fn access_log_name(role: &str) -> String {
+    format!("{role}.access.log")
+}
+
 /// What one Envoy saw.
 #[derive(Debug, Clone, Default)]
 pub struct EnvoyEvidence {
     /// The filter's events.
     pub events: Vec<serde_json::Value>,
-    /// Envoy's own access log entries.
+    /// Envoy's own access log entries (the JSON fields).
     pub access_log: Vec<serde_json::Value>,
+    /// The same requests in Istio's default TEXT format, as written.
+    pub access_log_text: String,
     /// Every counter and gauge.
     pub stats: BTreeMap<String, u64>,
 }
@@ -179,5 +208,7 @@ pub async fn collect(lab: &Lab, role: &str) -> Result<EnvoyEvidence, LabError> {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect(),
         stats: evidence::parse_stats(&stats_text),
+        access_log_text: std::fs::read_to_string(lab.dir().join(access_log_name(role)))
+            .unwrap_or_default(),
     })
 }
