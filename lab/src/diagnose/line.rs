@@ -115,15 +115,21 @@ impl Formats {
     /// Parses one line (without its newline).
     pub fn parse<'a>(&self, line: &'a str) -> Line<'a> {
         let line = line.trim_end_matches(['\r', '\n']);
-        if let Some(at) = memchr::memmem::find(line.as_bytes(), br#"{"v":"#) {
-            return event(line, at);
-        }
         let trimmed = line.trim_start();
-        if trimmed.starts_with('{') {
-            return json(trimmed);
-        }
         if trimmed.is_empty() {
             return Line::Other;
+        }
+        // JSON: an access log, or one of the filter's events, alone on the
+        // line or after Envoy's log prefix (`... wasm log ...: {"v":1,...}`).
+        let json_at = if trimmed.starts_with('{') {
+            Some(0)
+        } else if trimmed.contains("\"event\":") {
+            trimmed.find("{\"")
+        } else {
+            None
+        };
+        if let Some(at) = json_at {
+            return json(trimmed, at);
         }
         if let Some(found) = self.text(trimmed) {
             return found;
@@ -205,13 +211,17 @@ fn text_of(value: &Value) -> Option<String> {
     }
 }
 
-/// A JSON access log: keys are operator names in any case
-/// (`response_flags`, `RESPONSE_FLAGS`).
-fn json(line: &str) -> Line<'static> {
-    let map: Map<String, Value> = match serde_json::from_str(line) {
+/// The JSON object at byte `at`: one of the filter's events (it has `v`
+/// and `event`), else a JSON access log, whose keys are operator names in
+/// any case (`response_flags`, `RESPONSE_FLAGS`).
+fn json(line: &str, at: usize) -> Line<'static> {
+    let map: Map<String, Value> = match serde_json::from_str(&line[at..]) {
         Ok(map) => map,
-        Err(_) => return Line::Malformed("JSON line that does not parse (truncated?)"),
+        Err(_) => return Line::Malformed("JSON that does not parse (truncated?)"),
     };
+    if map.contains_key("v") {
+        return event(line, at, &map);
+    }
     let fields: Vec<(Field, Option<String>)> = map
         .iter()
         .map(|(k, v)| (Field::from_operator(k), text_of(v)))
@@ -259,14 +269,11 @@ fn into_owned(r: Request<'_>) -> Request<'static> {
 
 /// A filter event at byte `at`; the time comes from Envoy's log prefix
 /// (`[2026-12-01 02:44:26.123]...`) or Istio's (`2026-12-01T02:44:26.123Z\t`).
-fn event(line: &str, at: usize) -> Line<'static> {
-    let value: Value = match serde_json::from_str(&line[at..]) {
-        Ok(v) => v,
-        Err(_) => return Line::Malformed("filter event that does not parse (truncated?)"),
-    };
+fn event(line: &str, at: usize, map: &Map<String, Value>) -> Line<'static> {
     let str_at = |path: &[&str]| -> Option<String> {
-        let mut v = &value;
-        for key in path {
+        let (first, rest) = path.split_first()?;
+        let mut v = map.get(*first)?;
+        for key in rest {
             v = v.get(key)?;
         }
         text_of(v)

@@ -70,7 +70,8 @@ fn filter_events_with_and_without_envoy_prefix() {
     let prefixed = format!(
         "[2026-11-23 13:00:00.100][12][info][wasm] [source/extensions/common/wasm/context.cc:1195] wasm log connlab connlab_http connlab: {event}"
     );
-    for line in [event.to_string(), prefixed] {
+    let sorted: serde_json::Value = serde_json::from_str(event).unwrap();
+    for line in [event.to_string(), prefixed, sorted.to_string()] {
         let Line::Event(e) = formats().parse(&line) else {
             panic!("{line}")
         };
@@ -101,6 +102,7 @@ fn other_and_malformed_lines() {
         r#"{"response_code":503,"#,
         r#"{"response_code":"abc"}"#,
         r#"{"v":1,"event":"http","code""#,
+        r#"[2026-11-23 13:00:00.100][12] wasm log: {"v":1,"event":"http","code""#,
         r#"{"v":1}"#,
     ] {
         assert!(matches!(f.parse(malformed), Line::Malformed(_)), "{malformed}");
