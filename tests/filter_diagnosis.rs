@@ -4,111 +4,19 @@
 //! code read back from the filter's event. Each test also checks the flag
 //! names the filter decoded against Envoy's own `%RESPONSE_FLAGS%`.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use connlab::envoy_config::{
-    bootstrap, cluster, file_access_log, hcm, http_wasm, listener, route, upstream_tls,
-};
-use connlab_tests::envoy_process::EnvoyProcess;
-use connlab_tests::{any_local_port, backend, closed_port, filter_wasm, http1, raw_servers};
+use connlab::envoy_config::{cluster, route, upstream_tls};
+use connlab_tests::filter_proxy::Proxy;
+use connlab_tests::{any_local_port, backend, closed_port, raw_servers};
 use serde_json::{json, Value};
-
-const TIMEOUT: Duration = Duration::from_secs(5);
-/// The access log line: what Envoy itself says, beside the filter's state.
-const LOG_FORMAT: &str =
-    "%RESPONSE_CODE% flags=%RESPONSE_FLAGS% state=%FILTER_STATE(wasm.connlab.diagnosis:PLAIN)%\n";
-
-struct Proxy {
-    envoy: EnvoyProcess,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-    access_log: PathBuf,
-}
-
-impl Proxy {
-    /// Envoy with connlab_http (plugin config `config`) in front of one
-    /// cluster `upstream` reached on every path.
-    fn start(config: Value, route: Value, upstream: Value) -> Proxy {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let access_log = dir.path().join("access.log");
-        let filters = vec![http_wasm(&filter_wasm(), "connlab_http", Some(&config))];
-        let main = listener(
-            "main",
-            vec![hcm(
-                "main",
-                filters,
-                vec![route],
-                vec![file_access_log(&access_log, LOG_FORMAT)],
-            )],
-        );
-        let envoy =
-            EnvoyProcess::start(&bootstrap(vec![main], vec![upstream])).expect("start Envoy");
-        let addr = envoy.listener("main").expect("listener address");
-        Proxy {
-            envoy,
-            addr,
-            _dir: dir,
-            access_log,
-        }
-    }
-
-    fn connect(&self) -> http1::Conn {
-        let conn = http1::Conn::connect(self.addr, TIMEOUT).expect("connect to Envoy");
-        conn.set_read_timeout(Some(TIMEOUT));
-        conn
-    }
-
-    fn get(&self, path: &str) -> http1::Response {
-        self.connect().get(path).expect("a response from Envoy")
-    }
-
-    /// The filter's events once `n` have been logged.
-    fn events(&self, n: usize) -> Vec<Value> {
-        let events = self.envoy.wait_events(n, TIMEOUT);
-        assert_eq!(events.len(), n, "{events:#?}\n{}", self.envoy.log_tail());
-        events
-    }
-
-    /// The access log's lines once `n` have been written.
-    fn access_log(&self, n: usize) -> Vec<String> {
-        let start = std::time::Instant::now();
-        loop {
-            let text = std::fs::read_to_string(&self.access_log).unwrap_or_default();
-            let lines: Vec<String> = text.lines().map(str::to_string).collect();
-            if lines.len() >= n || start.elapsed() > TIMEOUT {
-                return lines;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
 
 fn the_route() -> Value {
     route("/", "upstream")
 }
 
-/// Asserts one failed request's event and access log line, returns the event.
 fn assert_diagnosis(proxy: &Proxy, code: &str, status: u16, flags: &str) -> Value {
-    let events = proxy.events(1);
-    let event = &events[0];
-    assert_eq!(event["diagnosis"], code, "{event:#?}");
-    assert!(
-        event["explain"].as_str().is_some_and(|s| !s.is_empty()),
-        "{event:#?}"
-    );
-    assert_eq!(event["code"], status, "{event:#?}");
-    assert_eq!(event["flags"], flags, "{event:#?}");
-    let log = proxy.access_log(1);
-    // Envoy prints "-" for no flags.
-    let envoy_flags = if flags.is_empty() { "-" } else { flags };
-    let expected = format!("{status} flags={envoy_flags} state={code}");
-    assert!(
-        log.contains(&expected),
-        "Envoy's %RESPONSE_FLAGS% and the filter state agree with the event: {expected} in {log:#?}"
-    );
-    event.clone()
+    proxy.assert_diagnosis(code, status, flags)
 }
 
 #[test]
@@ -137,12 +45,16 @@ fn source_address_conflict_from_a_pinned_source_port() {
     )
     .expect("start backend");
     let mut upstream = cluster("upstream", &[server.addr()]);
+    let pinned = closed_port().port();
     upstream["upstream_bind_config"] = json!({
-        "source_address": {"address": "127.0.0.1", "port_value": closed_port().port()},
+        "source_address": {"address": "127.0.0.1", "port_value": pinned},
         "socket_options": [{"level": 1, "name": 2, "int_value": 1, "state": "STATE_PREBIND"}],
     });
     let proxy = Proxy::start(json!({}), the_route(), upstream);
+    // One request first: the filter sees the pinned port on a connection to
+    // that host (its evidence for "pinned"), and Envoy keeps it pooled.
     let mut a = proxy.connect();
+    assert_eq!(a.get("/").expect("first request").status, 200);
     let mut b = proxy.connect();
     a.send_raw(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
         .expect("send a");
@@ -158,6 +70,11 @@ fn source_address_conflict_from_a_pinned_source_port() {
     assert!(
         failure.contains("Cannot assign requested address"),
         "{event:#?}"
+    );
+    let explain = event["explain"].as_str().unwrap_or_default();
+    assert!(
+        explain.contains(&format!("local port {pinned}")) && explain.contains("pinned"),
+        "{explain}"
     );
 }
 
@@ -248,7 +165,7 @@ fn keepalive_race_when_a_reused_idle_connection_is_reset() {
     assert!(idle >= 300, "{second:#?}");
     let explain = second["explain"].as_str().unwrap_or_default();
     assert!(
-        explain.contains("matches test-server's 300 ms keep-alive timeout"),
+        explain.contains("consistent with test-server's default keep-alive timeout of 300 ms"),
         "{explain}"
     );
     assert!(

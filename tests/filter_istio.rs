@@ -80,8 +80,18 @@ fn validate(value: &Value, schema: &Value, at: &str, errors: &mut Vec<String>) {
         if schema["minLength"].as_u64().is_some_and(|m| len < m) {
             fail(format!("shorter than {}", schema["minLength"]));
         }
-        if !schema["pattern"].is_null() {
-            fail("uses a field with a `pattern`, which this validator does not check".into());
+        match schema["pattern"].as_str() {
+            None => {}
+            // `sha256`: empty or 64 lower-case hex digits.
+            Some("(^$|^[a-f0-9]{64}$)") => {
+                let hex = s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                if !(s.is_empty() || hex) {
+                    fail("not empty nor 64 lower-case hex digits".into());
+                }
+            }
+            Some(_) => {
+                fail("uses a field with a `pattern`, which this validator does not check".into())
+            }
         }
     }
     if let Some(n) = value.as_f64() {
@@ -160,6 +170,14 @@ fn manifest(name: &str) -> Value {
     manifest
 }
 
+/// A `selector` rather than mesh-wide, and the module pinned by `sha256`.
+fn assert_scoped_and_pinned(m: &Value) {
+    let labels = m["spec"]["selector"]["matchLabels"].as_object();
+    assert!(labels.is_some_and(|l| !l.is_empty()), "a selector: {m:#?}");
+    let sha = m["spec"]["sha256"].as_str().unwrap_or_default();
+    assert_eq!(sha.len(), 64, "module pinned by sha256: {m:#?}");
+}
+
 #[test]
 fn the_validator_rejects_what_the_api_server_would() {
     let (schema, _) = schema();
@@ -190,6 +208,10 @@ fn the_validator_rejects_what_the_api_server_would() {
             .is_empty(),
         "pluginConfig is free-form"
     );
+    assert!(
+        !check(serde_json::json!({"url": "oci://x/y", "sha256": "ABC"})).is_empty(),
+        "sha256 pattern"
+    );
 }
 
 /// Loads the manifest's pluginConfig into real Envoy as `root_id`'s
@@ -219,6 +241,7 @@ fn loads_in_envoy(manifest: &Value) {
 #[test]
 fn http_wasmplugin_is_valid_and_loads() {
     let m = manifest("wasmplugin-http.yaml");
+    assert_scoped_and_pinned(&m);
     assert_eq!(
         (&m["spec"]["type"], &m["spec"]["pluginName"]),
         (&"HTTP".into(), &"connlab_http".into())
@@ -229,6 +252,7 @@ fn http_wasmplugin_is_valid_and_loads() {
 #[test]
 fn network_wasmplugin_is_valid_and_loads() {
     let m = manifest("wasmplugin-network.yaml");
+    assert_scoped_and_pinned(&m);
     assert_eq!(
         (&m["spec"]["type"], &m["spec"]["pluginName"]),
         (&"NETWORK".into(), &"connlab_net".into())

@@ -177,7 +177,9 @@ fn sniffing_listener(config: &Value) -> Value {
 #[test]
 fn sniff_fallthrough_when_the_first_byte_comes_after_the_detection_timeout() {
     let lab = Lab::start(
-        vec![sniffing_listener(&json!({"sniff_threshold_ms": 300}))],
+        vec![sniffing_listener(
+            &json!({"sniff_threshold_ms": 300, "fallthrough_chains": ["passthrough"]}),
+        )],
         sink(),
     );
     let addr = lab.addr("sniff");

@@ -37,6 +37,16 @@ pub struct Config {
     /// First bytes later than this after accept are "late": set it to the
     /// listener's `listener_filters_timeout` (protocol detection timeout).
     pub sniff_threshold_ms: u64,
+    /// The filter chains a sniffing listener falls through to when protocol
+    /// detection times out; `sniff_fallthrough` is only named on these.
+    pub fallthrough_chains: Vec<String>,
+    /// A reset this soon after the request is prompt enough for a
+    /// keep-alive race (one round trip, with room for a cross-region RTT
+    /// and a busy worker); a later reset is the backend dropping the request.
+    pub race_window_ms: u64,
+    /// Most events logged per second per worker (and plugin); the rest are
+    /// counted and reported in a `suppressed` summary event.
+    pub events_per_second: u64,
     /// When set, responses carry the diagnosis in this header (off by
     /// default; meant for test clients, not for production traffic).
     pub response_header: Option<String>,
@@ -64,10 +74,22 @@ impl Default for Config {
             idle_match_before_ms: 500,
             idle_match_after_ms: 1_500,
             sniff_threshold_ms: 100,
+            fallthrough_chains: DEFAULT_FALLTHROUGH_CHAINS
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+            race_window_ms: 250,
+            events_per_second: 100,
             response_header: None,
         }
     }
 }
+
+/// Istio's catch-all TCP chains: where a sidecar sends a connection whose
+/// protocol was not detected (`PassthroughFilterChain` in older releases,
+/// `virtualOutbound-catchall-tcp` in current ones).
+pub const DEFAULT_FALLTHROUGH_CHAINS: [&str; 2] =
+    ["PassthroughFilterChain", "virtualOutbound-catchall-tcp"];
 
 /// A rejected configuration: the key at fault and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +113,8 @@ pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
 pub const MAX_REUSE_TABLE_CAP: u64 = 1 << 20;
 pub const MAX_SERVERS: usize = 32;
 pub const MAX_NAME_LEN: usize = 64;
+pub const MAX_CHAINS: usize = 32;
+pub const MAX_CHAIN_NAME_LEN: usize = 256;
 const MAX_MS: u64 = 24 * 3600 * 1000;
 
 fn err(key: &str, reason: impl Into<String>) -> ConfigError {
@@ -144,6 +168,11 @@ fn compile(map: &Map<String, Value>) -> Result<Config, ConfigError> {
             }
             "sniff_threshold_ms" => config.sniff_threshold_ms = ms_or_count(key, value, 1, MAX_MS)?,
             "response_header" => config.response_header = header_name(key, value)?,
+            "fallthrough_chains" => config.fallthrough_chains = chains(key, value)?,
+            "race_window_ms" => config.race_window_ms = ms_or_count(key, value, 1, 60_000)?,
+            "events_per_second" => {
+                config.events_per_second = ms_or_count(key, value, 1, 1_000_000)?
+            }
             _ => return Err(err(key, "unknown key")),
         }
     }
@@ -188,6 +217,28 @@ fn servers(key: &str, value: &Value) -> Result<Vec<ServerTimeout>, ConfigError> 
     Ok(out)
 }
 
+/// A list of filter chain names; `[]` turns `sniff_fallthrough` off.
+fn chains(key: &str, value: &Value) -> Result<Vec<String>, ConfigError> {
+    let reason = format!(
+        "must be a list of at most {MAX_CHAINS} filter chain names of 1 to {MAX_CHAIN_NAME_LEN} characters"
+    );
+    let Value::Array(items) = value else {
+        return Err(err(key, reason));
+    };
+    if items.len() > MAX_CHAINS {
+        return Err(err(key, reason));
+    }
+    items
+        .iter()
+        .map(|item| match item.as_str() {
+            Some(name) if !name.is_empty() && name.len() <= MAX_CHAIN_NAME_LEN => {
+                Ok(name.to_string())
+            }
+            _ => Err(err(key, reason.clone())),
+        })
+        .collect()
+}
+
 /// A lower-case HTTP header token, or null for off.
 fn header_name(key: &str, value: &Value) -> Result<Option<String>, ConfigError> {
     match value {
@@ -225,7 +276,8 @@ mod tests {
         let config = parse(
             br#"{"events":"all","reuse_table_cap":8,"server_idle_timeouts":{"gunicorn":2000},
                 "idle_match_before_ms":100,"idle_match_after_ms":200,"sniff_threshold_ms":5000,
-                "response_header":"x-connlab"}"#,
+                "response_header":"x-connlab","fallthrough_chains":["tcp"],"race_window_ms":400,
+                "events_per_second":7}"#,
         )
         .unwrap();
         assert_eq!(config.events, Events::All);
@@ -243,6 +295,9 @@ mod tests {
         );
         assert_eq!(config.sniff_threshold_ms, 5000);
         assert_eq!(config.response_header.as_deref(), Some("x-connlab"));
+        assert_eq!(config.fallthrough_chains, vec!["tcp".to_string()]);
+        assert_eq!(config.race_window_ms, 400);
+        assert_eq!(config.events_per_second, 7);
     }
 
     fn rejected_key(json: &str) -> String {
@@ -275,6 +330,16 @@ mod tests {
             rejected_key(r#"{"server_idle_timeouts":[5000]}"#),
             "server_idle_timeouts"
         );
+        assert_eq!(
+            rejected_key(r#"{"fallthrough_chains":"tcp"}"#),
+            "fallthrough_chains"
+        );
+        assert_eq!(
+            rejected_key(r#"{"fallthrough_chains":[""]}"#),
+            "fallthrough_chains"
+        );
+        assert_eq!(rejected_key(r#"{"events_per_second":0}"#), "events_per_second");
+        assert_eq!(rejected_key(r#"{"race_window_ms":0}"#), "race_window_ms");
         assert_eq!(rejected_key("[1]"), "(config)");
         assert_eq!(rejected_key("{"), "(config)");
     }

@@ -4,7 +4,7 @@
 //! human sentence. The codes are a contract (README "Diagnosis codes").
 
 use crate::config::Config;
-use crate::flags::{UC, UF, UR, UT};
+use crate::flags::{DC, LR, UC, UF, UH, UMSDR, UO, UPE, UR, URX, UT};
 use crate::reuse::Reuse;
 use crate::sniff::Class;
 
@@ -15,7 +15,7 @@ pub struct Diagnosis {
 }
 
 /// Every code the filter can emit (metrics are defined for each).
-pub const HTTP_CODES: [&str; 10] = [
+pub const HTTP_CODES: [&str; 14] = [
     "keepalive_race",
     "source_address_conflict",
     "connect_refused",
@@ -24,6 +24,10 @@ pub const HTTP_CODES: [&str; 10] = [
     "tls_handshake_failed",
     "upstream_timeout",
     "upstream_reset",
+    "upstream_protocol_error",
+    "upstream_local_reset",
+    "circuit_breaker_overflow",
+    "no_healthy_upstream",
     "retried_then_ok",
     "retried_then_failed",
 ];
@@ -32,6 +36,12 @@ pub const CONN_CODES: [&str; 3] = [
     "tls_handshake_failed",
     "sniff_fallthrough",
 ];
+
+/// A keep-alive race needs a connection that sat idle at least this long:
+/// every server's keep-alive timeout is longer (the shortest common default,
+/// gunicorn's, is 2 s), and requests closer together than this are
+/// back-to-back or multiplexed, not a connection the server found idle.
+pub const RACE_MIN_IDLE_MS: u64 = 100;
 
 /// What is known about a request when it ends.
 #[derive(Debug, Clone, Default)]
@@ -42,6 +52,17 @@ pub struct HttpFacts<'a> {
     pub failure: Option<&'a str>,
     pub attempts: Option<u64>,
     pub reuse: Reuse,
+    /// ms from the request's start to its end (when the reset or the
+    /// response came); `None` when unknown.
+    pub elapsed_ms: Option<u64>,
+    /// `xds.cluster_name`, for the advice.
+    pub cluster: Option<&'a str>,
+    /// The local port every known connection to this request's upstream
+    /// host used (`ReuseTable::pinned_port`): evidence of a pinned port.
+    pub pinned_port: Option<u16>,
+    /// The gRPC status (`grpc-status` trailer or header), read only for
+    /// retried requests.
+    pub grpc_status: Option<i64>,
 }
 
 fn diagnosis(code: &'static str, explain: String) -> Option<Diagnosis> {
@@ -65,31 +86,58 @@ fn normalized(text: Option<&str>) -> String {
         .replace('_', " ")
 }
 
+/// "cluster `x`" or "the cluster".
+fn cluster_named(cluster: Option<&str>) -> String {
+    match cluster {
+        Some(name) => format!("cluster `{name}`"),
+        None => "the cluster".to_string(),
+    }
+}
+
 /// The diagnosis of a finished request; `None` when it is healthy.
 pub fn http(facts: &HttpFacts<'_>, config: &Config) -> Option<Diagnosis> {
+    // The client went away (DC): nobody saw an answer, whatever Envoy was
+    // doing upstream (a retry, a slow backend). Not an upstream failure.
+    if facts.flags & DC != 0 {
+        return None;
+    }
     let found = failure(facts, config);
     let attempts = facts.attempts.unwrap_or(1);
     if attempts < 2 {
         return found;
     }
-    match found {
-        Some(mut d) => {
-            d.explain = format!("{} (after {attempts} attempts)", d.explain);
-            Some(d)
-        }
-        None if facts.code.is_some_and(|c| c < 500) => diagnosis(
+    if let Some(mut d) = found {
+        d.explain = format!("{} (after {attempts} attempts)", d.explain);
+        return Some(d);
+    }
+    let grpc_ok = facts.grpc_status.is_none_or(|s| s == 0);
+    let gave_up = facts.flags & URX != 0;
+    match facts.code {
+        Some(code @ 100..=399) if !gave_up && grpc_ok => diagnosis(
             "retried_then_ok",
             format!(
-                "the request succeeded on attempt {attempts}: {} earlier attempt(s) failed and the \
-                 retry policy hid it from the client; look for resets on reused connections \
-                 (keepalive_race) behind it",
+                "the request succeeded ({code}) on attempt {attempts}: {} earlier attempt(s) \
+                 failed and the retry policy hid it from the client; look for resets on reused \
+                 connections (keepalive_race) behind it",
                 attempts - 1
             ),
         ),
-        None => diagnosis(
-            "retried_then_failed",
-            format!("the request failed after {attempts} attempts"),
-        ),
+        code => {
+            let answer = match (code, facts.grpc_status) {
+                (Some(c), Some(g)) if g != 0 => format!("{c} with gRPC status {g}"),
+                (Some(c), _) => c.to_string(),
+                (None, _) => "no response".to_string(),
+            };
+            let why = if gave_up {
+                "Envoy gave up (URX: the retry limit was reached) and passed the last answer on"
+            } else {
+                "the last attempt's answer was not a success"
+            };
+            diagnosis(
+                "retried_then_failed",
+                format!("the request failed after {attempts} attempts ({answer}): {why}"),
+            )
+        }
     }
 }
 
@@ -97,16 +145,32 @@ fn failure(facts: &HttpFacts<'_>, config: &Config) -> Option<Diagnosis> {
     let reason = normalized(facts.failure);
     let details = normalized(facts.details);
     let shown = facts.failure.or(facts.details).unwrap_or("no reason given");
+    if facts.flags & UO != 0 {
+        return diagnosis(
+            "circuit_breaker_overflow",
+            format!(
+                "Envoy's circuit breaker for {} was full (UO), so the request was rejected \
+                 without reaching the upstream: see the cluster's upstream_rq_pending_overflow, \
+                 upstream_cx_overflow and upstream_rq_retry_overflow stats and its \
+                 circuit_breakers thresholds (max_pending_requests, max_connections, \
+                 max_requests, max_retries)",
+                cluster_named(facts.cluster)
+            ),
+        );
+    }
+    if facts.flags & UH != 0 {
+        return diagnosis(
+            "no_healthy_upstream",
+            format!(
+                "{} had no healthy host (UH): every endpoint was failed by health checks or \
+                 outlier detection, or there are none",
+                cluster_named(facts.cluster)
+            ),
+        );
+    }
     if facts.flags & UF != 0 || !reason.is_empty() {
         if reason.contains("cannot assign requested address") || reason.contains("error: 99") {
-            return diagnosis(
-                "source_address_conflict",
-                format!(
-                    "connect() failed with EADDRNOTAVAIL ({shown}): the upstream source address and \
-                     port are pinned and that 4-tuple is still in use; do not pin the source port \
-                     (upstream_bind_config)"
-                ),
-            );
+            return diagnosis("source_address_conflict", source_address_explain(facts, shown));
         }
         if reason.contains("connection refused") || reason.contains("error: 111") {
             return diagnosis(
@@ -142,28 +206,132 @@ fn failure(facts: &HttpFacts<'_>, config: &Config) -> Option<Diagnosis> {
             "the upstream did not answer within the route timeout".to_string(),
         );
     }
+    if facts.flags & UMSDR != 0 {
+        return diagnosis(
+            "upstream_timeout",
+            "the upstream stream reached the route's max_stream_duration (UMSDR)".to_string(),
+        );
+    }
+    if facts.flags & UPE != 0 {
+        return diagnosis(
+            "upstream_protocol_error",
+            format!(
+                "the upstream's response broke the HTTP protocol (UPE: {}): Envoy could not \
+                 parse it; a server answering another protocol on that port, or a malformed \
+                 response",
+                facts.details.unwrap_or("no details")
+            ),
+        );
+    }
+    if facts.flags & LR != 0 {
+        return diagnosis(
+            "upstream_local_reset",
+            format!(
+                "Envoy itself reset the upstream stream (LR: {}), not the backend: look at \
+                 Envoy's own limits on that stream (buffer and header sizes, stream limits, a \
+                 draining connection pool)",
+                facts.details.unwrap_or("no details")
+            ),
+        );
+    }
     let reset = facts.flags & (UC | UR) != 0 || details.contains("upstream reset");
     if !reset {
         return None;
     }
-    let before_response = details.contains("before response started");
-    match facts.reuse.idle_ms {
-        Some(idle) if facts.reuse.nth > 1 && before_response => diagnosis(
+    if is_keepalive_race(facts, &details, config) {
+        let idle = facts.reuse.idle_ms.unwrap_or_default();
+        return diagnosis(
             "keepalive_race",
-            keepalive_race_explain(idle, facts.reuse.nth, config),
+            keepalive_race_explain(idle, facts.reuse.nth, facts.elapsed_ms, config),
+        );
+    }
+    diagnosis("upstream_reset", reset_explain(facts, &details, config))
+}
+
+/// The evidence a keep-alive race leaves: the connection ended
+/// (`connection_termination`, UC/UR) before any response, on a connection
+/// known to be reused that sat idle, within `race_window_ms` of the request
+/// being sent: a server that closed the idle connection answers the request
+/// that crossed its close at once (its FIN was already on the way, or its
+/// kernel resets the request on the closed socket: one round trip).
+fn is_keepalive_race(facts: &HttpFacts<'_>, details: &str, config: &Config) -> bool {
+    let termination = facts.flags & (UC | UR) != 0
+        && details.contains("before response started")
+        && details.contains("connection termination");
+    let idle = facts.reuse.nth > 1
+        && facts
+            .reuse
+            .idle_ms
+            .is_some_and(|idle| idle >= RACE_MIN_IDLE_MS);
+    let prompt = facts
+        .elapsed_ms
+        .is_some_and(|ms| ms <= config.race_window_ms);
+    termination && idle && prompt
+}
+
+fn reset_explain(facts: &HttpFacts<'_>, details: &str, config: &Config) -> String {
+    let shown = facts.details.unwrap_or("no details");
+    let reuse = &facts.reuse;
+    if details.contains("after response started") {
+        return format!(
+            "the upstream reset the stream after the response had started ({shown}): the backend \
+             (or something between) broke off mid-response"
+        );
+    }
+    if details.contains("remote reset") || details.contains("remote refused stream reset") {
+        return format!(
+            "the upstream reset this stream ({shown}: an HTTP/2 RST_STREAM or GOAWAY from the \
+             backend) before answering; the connection itself was not found idle"
+        );
+    }
+    if reuse.forgotten {
+        return format!(
+            "the upstream connection was reset before any response ({shown}); it had carried \
+             earlier requests, but the reuse table had evicted it (raise reuse_table_cap), so \
+             how long it sat idle is unknown"
+        );
+    }
+    match (reuse.nth, facts.elapsed_ms) {
+        (2.., Some(ms)) if ms > config.race_window_ms => format!(
+            "the upstream reset the connection {} after the request was sent, before any \
+             response ({shown}): the backend dropped it mid-request (a crash, a kill, its own \
+             timeout, or a proxy in between), not an idle keep-alive close (that answers within \
+             one round trip); request {} on that connection",
+            human_ms(ms),
+            reuse.nth
         ),
-        _ => diagnosis(
-            "upstream_reset",
-            format!(
-                "the upstream connection was reset ({}) on request {} of that connection",
-                facts.details.unwrap_or("no details"),
-                facts.reuse.nth
-            ),
+        (2.., _) => format!(
+            "the upstream connection was reset before any response ({shown}) on request {} of \
+             that connection, which had not sat idle: not a keep-alive race",
+            reuse.nth
+        ),
+        (1, _) => format!(
+            "the upstream reset a fresh connection on its first request ({shown}): the backend \
+             (or something between) refused or dropped the request itself"
+        ),
+        _ => format!("the upstream connection was reset ({shown})"),
+    }
+}
+
+/// The source-port advice, from the evidence: a pinned port only when every
+/// known connection to that host left from one port.
+fn source_address_explain(facts: &HttpFacts<'_>, shown: &str) -> String {
+    match facts.pinned_port {
+        Some(port) => format!(
+            "connect() failed with EADDRNOTAVAIL ({shown}): every connection to this host left \
+             from local port {port}, so the source port looks pinned and that 4-tuple is still \
+             in use; do not pin the source port (upstream_bind_config port_value)"
+        ),
+        None => format!(
+            "connect() failed with EADDRNOTAVAIL ({shown}): no free local port to this host, the \
+             ephemeral ports ran out: check connections to it in TIME_WAIT, \
+             net.ipv4.ip_local_port_range, and connection churn (reuse connections)"
         ),
     }
 }
 
-/// The server whose idle timeout the idle time matches, within the window.
+/// The server whose idle timeout the idle time is consistent with, within
+/// the window.
 pub fn matching_server(idle_ms: u64, config: &Config) -> Option<&crate::config::ServerTimeout> {
     config.server_idle_timeouts.iter().find(|s| {
         idle_ms >= s.idle_ms.saturating_sub(config.idle_match_before_ms)
@@ -171,19 +339,20 @@ pub fn matching_server(idle_ms: u64, config: &Config) -> Option<&crate::config::
     })
 }
 
-fn keepalive_race_explain(idle_ms: u64, nth: u64, config: &Config) -> String {
+fn keepalive_race_explain(idle_ms: u64, nth: u64, elapsed: Option<u64>, config: &Config) -> String {
     let matched = match matching_server(idle_ms, config) {
         Some(s) => format!(
-            ", which matches {}'s {} keep-alive timeout",
+            ", consistent with {}'s default keep-alive timeout of {}",
             s.name,
             human_ms(s.idle_ms)
         ),
         None => String::new(),
     };
+    let within = elapsed.map_or(String::new(), |ms| format!(" {} after the request", human_ms(ms)));
     format!(
-        "Envoy reused an upstream connection that had been idle {} (request {nth} on it) and the \
-         backend closed it before answering{matched}: set the cluster's idle_timeout below the \
-         backend's keep-alive timeout, or retry on reset",
+        "Envoy reused an upstream connection that had been idle {} (request {nth} on it) and \
+         the backend closed it{within}, before answering{matched}: set the cluster's \
+         idle_timeout below the backend's keep-alive timeout, or retry on reset",
         human_ms(idle_ms)
     )
 }
@@ -225,8 +394,19 @@ pub fn conn(facts: &ConnFacts<'_>, config: &Config) -> Option<Diagnosis> {
             format!("the downstream TLS handshake failed ({shown})"),
         );
     }
+    // Only a connection that took a chain configured as the fall-through
+    // (Istio's passthrough chains by default) fell through: on a listener
+    // that does not sniff, a slow client is just slow.
+    let fell_through = facts
+        .chain
+        .is_some_and(|c| config.fallthrough_chains.iter().any(|f| f == c));
     match facts.first_byte_ms {
-        Some(ms) if facts.class.looks_like_http() && ms >= config.sniff_threshold_ms => diagnosis(
+        Some(ms)
+            if fell_through
+                && facts.class.looks_like_http()
+                && ms >= config.sniff_threshold_ms =>
+        {
+            diagnosis(
             "sniff_fallthrough",
             format!(
                 "the client's first bytes ({}) arrived {} after accept, past the {} protocol \
@@ -237,7 +417,8 @@ pub fn conn(facts: &ConnFacts<'_>, config: &Config) -> Option<Diagnosis> {
                 human_ms(config.sniff_threshold_ms),
                 facts.chain.unwrap_or("(unnamed)")
             ),
-        ),
+            )
+        }
         _ => None,
     }
 }

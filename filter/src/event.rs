@@ -19,6 +19,10 @@ pub struct Upstream {
     /// How long the connection sat idle before this request; null on nth 1.
     pub idle_ms: Option<u64>,
     pub age_ms: Option<u64>,
+    /// The reuse table had evicted this connection (it was full): `nth`
+    /// counts from when it was seen again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub forgotten: bool,
 }
 
 /// `"event":"http"`, logged when a request ends.
@@ -65,6 +69,22 @@ impl ConnEvent {
     }
 }
 
+/// `"event":"suppressed"`: how many events the rate limit held back in the
+/// last second (logged once a second while it holds any back).
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct SuppressedEvent {
+    /// `connlab_http` or `connlab_net`.
+    pub plugin: &'static str,
+    pub suppressed: u64,
+    pub limit_per_second: u64,
+}
+
+impl SuppressedEvent {
+    pub fn to_json(&self) -> String {
+        to_json("suppressed", self)
+    }
+}
+
 #[derive(Serialize)]
 struct Envelope<'a, T: Serialize> {
     v: u32,
@@ -105,6 +125,7 @@ mod tests {
                 nth: Some(2),
                 idle_ms: Some(5900),
                 age_ms: Some(6000),
+                forgotten: false,
             },
             attempts: Some(1),
             code: Some(503),
@@ -122,6 +143,19 @@ mod tests {
                 r#""details":"upstream_reset_before_response_started{connection_termination}","#,
                 r#""failure":null,"diagnosis":"keepalive_race","explain":"x"}"#
             )
+        );
+    }
+
+    #[test]
+    fn suppressed_event_shape() {
+        let event = SuppressedEvent {
+            plugin: "connlab_http",
+            suppressed: 500,
+            limit_per_second: 100,
+        };
+        assert_eq!(
+            event.to_json(),
+            r#"{"v":1,"event":"suppressed","plugin":"connlab_http","suppressed":500,"limit_per_second":100}"#
         );
     }
 

@@ -10,11 +10,17 @@ const SHORT_NAMES: [&str; 29] = [
 
 /// The bits the diagnosis rules read (verified against Envoy 1.40 by the
 /// real-Envoy tests, which compare with `%RESPONSE_FLAGS%`).
+pub const UH: u64 = 0x2;
 pub const UT: u64 = 0x4;
+pub const LR: u64 = 0x8;
 pub const UR: u64 = 0x10;
 pub const UF: u64 = 0x20;
 pub const UC: u64 = 0x40;
+pub const UO: u64 = 0x80;
+pub const DC: u64 = 0x4000;
 pub const URX: u64 = 0x8000;
+pub const UMSDR: u64 = 0x80000;
+pub const UPE: u64 = 0x800000;
 
 /// Short names of the set bits, comma-joined ("" when none). A bit this table
 /// does not know (a newer Envoy) is printed as its hex value, not dropped.

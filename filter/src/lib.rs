@@ -12,6 +12,7 @@ pub mod event;
 pub mod flags;
 pub mod metrics;
 pub mod property;
+pub mod ratelimit;
 pub mod reuse;
 pub mod sniff;
 

@@ -7,6 +7,10 @@ use crate::diagnose::{CONN_CODES, HTTP_CODES};
 
 pub const HTTP_REQUESTS: &str = "connlab_http_requests_total";
 pub const NET_CONNECTIONS: &str = "connlab_net_connections_total";
+/// Connections the reuse table evicted because it was full.
+pub const REUSE_EVICTIONS: &str = "connlab_reuse_evictions_total";
+/// Events the rate limit held back (`events_per_second`).
+pub const EVENTS_SUPPRESSED: &str = "connlab_events_suppressed_total";
 
 /// A histogram kept as Prometheus-style cumulative bucket counters
 /// (`<name>_bucket_le_<bound>`, `..._le_inf`, `<name>_sum`): counted in the
@@ -72,7 +76,12 @@ pub const CLASSES: [&str; 5] = ["tls", "http1", "http2", "other", "none"];
 
 /// Every counter name, for defining them all up front in `on_configure`.
 pub fn all_counters() -> Vec<String> {
-    let mut names = vec![HTTP_REQUESTS.to_string(), NET_CONNECTIONS.to_string()];
+    let mut names = vec![
+        HTTP_REQUESTS.to_string(),
+        NET_CONNECTIONS.to_string(),
+        REUSE_EVICTIONS.to_string(),
+        EVENTS_SUPPRESSED.to_string(),
+    ];
     names.extend(HTTP_CODES.iter().map(|c| http_diagnosis(c)));
     names.extend(CONN_CODES.iter().map(|c| net_diagnosis(c)));
     names.extend(CLASSES.iter().map(|c| net_class(c)));

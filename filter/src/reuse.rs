@@ -1,28 +1,51 @@
 //! The reuse table: what the filter knows about each pooled upstream
-//! connection, keyed by `upstream.local_address` (wasm has no upstream
-//! connection id; Envoy's side of the socket is its identity). One table per
-//! wasm VM, which is one per worker thread, as Envoy's pools are.
+//! connection, keyed by the connection's two ends, `upstream.local_address`
+//! and `upstream.address` (wasm has no upstream connection id). Keying on
+//! both matters: one local address may legally talk to two upstream hosts
+//! (a pinned source port with SO_REUSEADDR, or the kernel handing the same
+//! ephemeral port out for another destination), and those are two
+//! connections. One table per wasm VM, which is one per worker thread, as
+//! Envoy's pools are.
 //!
 //! Bounded: when it holds `cap` entries, the least recently used eighth is
 //! evicted in one sweep (amortised O(1) per new connection, and no LRU
 //! bookkeeping on the per-request path), so memory never grows with traffic
-//! or with the number of upstream hosts.
+//! or with the number of upstream hosts. An evicted connection is not
+//! silently taken for a fresh one: the table remembers which connections it
+//! evicted (a bounded set of key hashes), and when one comes back its
+//! position and idle time are reported as unknown (`forgotten`). Evictions
+//! are counted for a metric.
 
-use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
-/// Longest key kept; a longer "address" is not an address and is not tracked.
+/// Longest address kept; a longer "address" is not an address and is not
+/// tracked.
 pub const MAX_KEY_LEN: usize = 128;
 
 /// What a request learns about the upstream connection that carried it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Reuse {
-    /// 1 = the connection's first request.
+    /// 1 = the connection's first request; 0 = no connection.
     pub nth: u64,
     /// How long the connection sat idle before this request; `None` on the
-    /// first request.
+    /// first request and when unknown.
     pub idle_ms: Option<u64>,
-    /// Time since the connection carried its first request.
+    /// Time since the connection carried its first request (as far as the
+    /// table knows).
     pub age_ms: u64,
+    /// The table had evicted this connection when it was full: it carried
+    /// requests before, but how many and how long it sat idle then is
+    /// unknown; `nth` counts from when it was seen again.
+    pub forgotten: bool,
+}
+
+impl Reuse {
+    /// Known to have carried an earlier request.
+    pub fn reused(&self) -> bool {
+        self.nth > 1 || self.forgotten
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -31,18 +54,39 @@ struct Entry {
     opened_ns: u64,
     last_done_ns: u64,
     stamp: u64,
+    forgotten: bool,
+    /// Hash of the peer alone, and the local port, for `pinned_port`.
+    peer: u64,
+    local_port: Option<u16>,
 }
 
 #[derive(Debug)]
 pub struct ReuseTable {
     cap: usize,
-    entries: HashMap<String, Entry>,
+    entries: HashMap<u64, Entry>,
     /// Increases with every use; the smallest stamps are the oldest uses.
     next_stamp: u64,
+    /// Keys evicted recently (two generations of at most `cap` each).
+    evicted: [HashSet<u64>; 2],
+    evictions: u64,
 }
 
 fn ms(ns: u64) -> u64 {
     ns / 1_000_000
+}
+
+fn hash(parts: &[&str]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    parts.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn port(address: &str) -> Option<u16> {
+    address.rsplit_once(':')?.1.parse().ok()
+}
+
+fn trackable(local: &str, peer: &str) -> bool {
+    !local.is_empty() && local.len() <= MAX_KEY_LEN && peer.len() <= MAX_KEY_LEN
 }
 
 impl ReuseTable {
@@ -51,6 +95,8 @@ impl ReuseTable {
             cap: cap.max(1),
             entries: HashMap::new(),
             next_stamp: 0,
+            evicted: [HashSet::new(), HashSet::new()],
+            evictions: 0,
         }
     }
 
@@ -62,34 +108,47 @@ impl ReuseTable {
         self.entries.is_empty()
     }
 
+    /// Connections evicted because the table was full, since it was made.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    fn was_evicted(&self, key: u64) -> bool {
+        self.evicted.iter().any(|set| set.contains(&key))
+    }
+
     /// What recording a request that started at `start_ns` and ended at
-    /// `end_ns` on connection `local` would report, without recording it
-    /// (used while the response headers pass, before the request ends).
-    pub fn peek(&self, local: &str, start_ns: u64, end_ns: u64) -> Reuse {
-        match self.entries.get(local) {
+    /// `end_ns` on the connection `local` → `peer` would report, without
+    /// recording it (used while the response headers pass).
+    pub fn peek(&self, local: &str, peer: &str, start_ns: u64, end_ns: u64) -> Reuse {
+        let key = hash(&[local, peer]);
+        match self.entries.get(&key) {
             Some(e) => Reuse {
                 nth: e.requests.saturating_add(1),
                 // Overlapping requests (HTTP/2 multiplexing) were not idle.
                 idle_ms: Some(ms(start_ns.saturating_sub(e.last_done_ns))),
                 age_ms: ms(end_ns.saturating_sub(e.opened_ns)),
+                forgotten: e.forgotten,
             },
             None => Reuse {
                 nth: 1,
                 idle_ms: None,
                 age_ms: ms(end_ns.saturating_sub(start_ns)),
+                forgotten: trackable(local, peer) && self.was_evicted(key),
             },
         }
     }
 
     /// Records a finished request and returns its reuse facts.
-    pub fn record(&mut self, local: &str, start_ns: u64, end_ns: u64) -> Reuse {
-        let reuse = self.peek(local, start_ns, end_ns);
-        if local.is_empty() || local.len() > MAX_KEY_LEN {
+    pub fn record(&mut self, local: &str, peer: &str, start_ns: u64, end_ns: u64) -> Reuse {
+        let reuse = self.peek(local, peer, start_ns, end_ns);
+        if !trackable(local, peer) {
             return reuse;
         }
+        let key = hash(&[local, peer]);
         let stamp = self.next_stamp;
         self.next_stamp = self.next_stamp.wrapping_add(1);
-        if let Some(entry) = self.entries.get_mut(local) {
+        if let Some(entry) = self.entries.get_mut(&key) {
             entry.requests = reuse.nth;
             entry.last_done_ns = entry.last_done_ns.max(end_ns);
             entry.stamp = stamp;
@@ -99,34 +158,73 @@ impl ReuseTable {
             self.evict_oldest();
         }
         self.entries.insert(
-            local.to_string(),
+            key,
             Entry {
                 requests: 1,
                 opened_ns: start_ns,
                 last_done_ns: end_ns,
                 stamp,
+                forgotten: reuse.forgotten,
+                peer: hash(&[peer]),
+                local_port: port(local),
             },
         );
         reuse
     }
 
-    /// Forgets a connection known to be gone (reset or refused), so a later
-    /// connection that gets the same local port starts again at nth 1.
-    pub fn forget(&mut self, local: &str) {
-        self.entries.remove(local);
+    /// Forgets a connection known to be gone (reset), so a later connection
+    /// that gets the same local port starts again at nth 1.
+    pub fn forget(&mut self, local: &str, peer: &str) {
+        let key = hash(&[local, peer]);
+        self.entries.remove(&key);
+        for set in &mut self.evicted {
+            set.remove(&key);
+        }
     }
 
-    /// Drops the least recently used eighth (at least one entry).
+    /// The local port every known connection to `peer` uses, when there is
+    /// at least one and they all use the same one: the evidence that the
+    /// source port is pinned (the kernel picks a different ephemeral port
+    /// for each concurrent connection to one peer).
+    pub fn pinned_port(&self, peer: &str) -> Option<u16> {
+        let peer = hash(&[peer]);
+        let mut ports = self
+            .entries
+            .values()
+            .filter(|e| e.peer == peer)
+            .map(|e| e.local_port);
+        let first = ports.next()??;
+        ports.all(|p| p == Some(first)).then_some(first)
+    }
+
+    /// Drops the least recently used eighth (at least one entry), and
+    /// remembers which.
     fn evict_oldest(&mut self) {
         let n = (self.cap / 8).max(1);
         let mut stamps: Vec<u64> = self.entries.values().map(|e| e.stamp).collect();
-        if n >= stamps.len() {
-            self.entries.clear();
-            return;
-        }
-        let (_, cutoff, _) = stamps.select_nth_unstable(n - 1);
-        let cutoff = *cutoff;
-        self.entries.retain(|_, e| e.stamp > cutoff);
+        let cutoff = if n >= stamps.len() {
+            u64::MAX
+        } else {
+            let (_, cutoff, _) = stamps.select_nth_unstable(n - 1);
+            *cutoff
+        };
+        let cap = self.cap;
+        let before = self.entries.len();
+        let [older, newer] = &mut self.evicted;
+        self.entries.retain(|key, e| {
+            if e.stamp > cutoff {
+                return true;
+            }
+            if newer.len() >= cap {
+                std::mem::swap(older, newer);
+                newer.clear();
+            }
+            newer.insert(*key);
+            false
+        });
+        self.evictions = self
+            .evictions
+            .saturating_add((before - self.entries.len()) as u64);
     }
 }
 
@@ -135,98 +233,144 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_000_000;
+    const PEER: &str = "10.0.0.9:8080";
 
     #[test]
     fn first_request_then_reuse_with_idle_time() {
         let mut table = ReuseTable::new(4);
         let a = "127.0.0.1:40000";
         assert_eq!(
-            table.record(a, 0, 10 * MS),
+            table.record(a, PEER, 0, 10 * MS),
             Reuse {
                 nth: 1,
                 idle_ms: None,
-                age_ms: 10
+                age_ms: 10,
+                forgotten: false,
             }
         );
         assert_eq!(
-            table.record(a, 5_010 * MS, 5_020 * MS),
+            table.record(a, PEER, 5_010 * MS, 5_020 * MS),
             Reuse {
                 nth: 2,
                 idle_ms: Some(5_000),
-                age_ms: 5_020
+                age_ms: 5_020,
+                forgotten: false,
             }
         );
-        assert_eq!(table.record(a, 5_020 * MS, 5_021 * MS).nth, 3);
+        assert_eq!(table.record(a, PEER, 5_020 * MS, 5_021 * MS).nth, 3);
+    }
+
+    #[test]
+    fn one_local_address_to_two_peers_is_two_connections() {
+        let mut table = ReuseTable::new(8);
+        let local = "127.0.0.1:40000";
+        let nths: Vec<u64> = ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.1:80", "10.0.0.2:80"]
+            .iter()
+            .map(|peer| table.record(local, peer, 0, MS).nth)
+            .collect();
+        assert_eq!(nths, [1, 1, 2, 2]);
+        table.forget(local, "10.0.0.1:80");
+        assert_eq!(table.peek(local, "10.0.0.1:80", 0, 1).nth, 1);
+        assert_eq!(table.peek(local, "10.0.0.2:80", 0, 1).nth, 3);
     }
 
     #[test]
     fn peek_does_not_record() {
         let mut table = ReuseTable::new(4);
-        table.record("a", 0, MS);
-        assert_eq!(table.peek("a", 3 * MS, 4 * MS).nth, 2);
-        assert_eq!(table.peek("a", 3 * MS, 4 * MS).nth, 2);
-        assert_eq!(table.peek("b", 3 * MS, 4 * MS).nth, 1);
+        table.record("a:1", PEER, 0, MS);
+        assert_eq!(table.peek("a:1", PEER, 3 * MS, 4 * MS).nth, 2);
+        assert_eq!(table.peek("a:1", PEER, 3 * MS, 4 * MS).nth, 2);
+        assert_eq!(table.peek("b:1", PEER, 3 * MS, 4 * MS).nth, 1);
     }
 
     #[test]
     fn overlapping_requests_have_zero_idle() {
         let mut table = ReuseTable::new(4);
-        table.record("a", 0, 100 * MS);
-        assert_eq!(table.record("a", 50 * MS, 120 * MS).idle_ms, Some(0));
+        table.record("a:1", PEER, 0, 100 * MS);
+        assert_eq!(
+            table.record("a:1", PEER, 50 * MS, 120 * MS).idle_ms,
+            Some(0)
+        );
     }
 
     #[test]
     fn never_exceeds_its_cap_and_evicts_the_least_recently_used() {
         let mut table = ReuseTable::new(3);
         for port in 0..1000u64 {
-            table.record(&format!("127.0.0.1:{port}"), port * MS, port * MS + 1);
+            table.record(&format!("127.0.0.1:{port}"), PEER, port * MS, port * MS + 1);
             assert!(table.len() <= 3);
         }
         // Keep "x" warm while others come and go: it survives.
-        table.record("x", 0, 1);
+        table.record("x:1", PEER, 0, 1);
         for port in 0..10u64 {
-            table.record("x", 0, 1);
-            table.record(&format!("10.0.0.1:{port}"), 0, 1);
+            table.record("x:1", PEER, 0, 1);
+            table.record(&format!("10.0.0.1:{port}"), PEER, 0, 1);
         }
-        assert_eq!(table.peek("x", 0, 1).nth, 12);
-        assert_eq!(table.peek("10.0.0.1:0", 0, 1).nth, 1, "evicted");
+        assert_eq!(table.peek("x:1", PEER, 0, 1).nth, 12);
+        assert_eq!(table.peek("10.0.0.1:0", PEER, 0, 1).nth, 1, "evicted");
+        // The last one evicted is remembered as such: not taken for a fresh
+        // connection. (The memory of evictions is bounded like the table.)
+        let evicted = table.peek("10.0.0.1:7", PEER, 0, 1);
+        assert!(evicted.forgotten, "{evicted:?}");
     }
 
     #[test]
-    fn large_tables_evict_an_eighth_at_a_time() {
+    fn at_the_cap_an_evicted_connection_comes_back_forgotten_and_is_counted() {
         let mut table = ReuseTable::new(64);
         for port in 0..64u64 {
-            table.record(&format!("p{port}"), 0, 1);
+            table.record(&format!("p:{port}"), PEER, 0, 1);
         }
-        assert_eq!(table.len(), 64);
-        table.record("new", 0, 1);
+        assert_eq!((table.len(), table.evictions()), (64, 0));
+        table.record("new:1", PEER, 0, 1);
         assert_eq!(table.len(), 64 - 8 + 1);
-        assert_eq!(table.peek("p7", 0, 1).nth, 1, "oldest eighth evicted");
-        assert_eq!(table.peek("p8", 0, 1).nth, 2, "the rest kept");
+        assert_eq!(table.evictions(), 8);
+        let back = table.record("p:7", PEER, 10 * MS, 11 * MS);
+        assert_eq!((back.nth, back.idle_ms), (1, None));
+        assert!(back.forgotten && back.reused(), "{back:?}");
+        // Later requests on it know their idle time, still marked.
+        let next = table.record("p:7", PEER, 20 * MS, 21 * MS);
+        assert_eq!(next.idle_ms, Some(9));
+        assert!(next.forgotten);
+        assert_eq!(table.peek("p:8", PEER, 0, 1).nth, 2, "the rest kept");
         for port in 0..10_000u64 {
-            table.record(&format!("q{port}"), 0, 1);
+            table.record(&format!("q:{port}"), PEER, 0, 1);
             assert!(table.len() <= 64);
         }
+        assert!(table.evicted.iter().all(|s| s.len() <= 64));
+        assert!(table.evictions() > 9_000);
     }
 
     #[test]
     fn forgotten_and_oversized_keys_start_again() {
         let mut table = ReuseTable::new(3);
-        table.record("a", 0, 1);
-        table.forget("a");
-        assert_eq!(table.record("a", 0, 1).nth, 1);
+        table.record("a:1", PEER, 0, 1);
+        table.forget("a:1", PEER);
+        let again = table.record("a:1", PEER, 0, 1);
+        assert_eq!((again.nth, again.forgotten), (1, false));
         let long = "1".repeat(MAX_KEY_LEN + 1);
-        table.record(&long, 0, 1);
-        assert_eq!(table.record(&long, 0, 1).nth, 1);
-        assert_eq!(table.record("", 0, 1).nth, 1);
+        table.record(&long, PEER, 0, 1);
+        assert_eq!(table.record(&long, PEER, 0, 1).nth, 1);
+        assert_eq!(table.record("", PEER, 0, 1).nth, 1);
         assert_eq!(table.len(), 1);
     }
 
     #[test]
     fn a_cap_of_zero_still_keeps_one() {
         let mut table = ReuseTable::new(0);
-        table.record("a", 0, 1);
-        assert_eq!(table.record("a", 0, 1).nth, 2);
+        table.record("a:1", PEER, 0, 1);
+        assert_eq!(table.record("a:1", PEER, 0, 1).nth, 2);
         assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn pinned_port_needs_every_known_connection_to_the_peer_on_one_port() {
+        let mut table = ReuseTable::new(16);
+        assert_eq!(table.pinned_port(PEER), None, "no evidence");
+        table.record("127.0.0.1:40000", PEER, 0, 1);
+        table.record("127.0.0.1:40000", "10.0.0.1:1", 0, 1);
+        assert_eq!(table.pinned_port(PEER), Some(40000));
+        table.record("127.0.0.1:40001", PEER, 0, 1);
+        assert_eq!(table.pinned_port(PEER), None, "ephemeral ports");
+        assert_eq!(table.pinned_port("10.0.0.1:1"), Some(40000));
     }
 }

@@ -23,6 +23,11 @@ pub struct Behaviour {
     /// Answer the Nth request on a connection with `Connection: close` and
     /// close it (an S3-style server).
     pub close_after: Option<u32>,
+    /// After a `Connection: close` response, wait up to this long for the
+    /// client to close first before closing (so the *client* holds
+    /// TIME_WAIT, as behind a server that leaves the close to its client).
+    /// `None`: close at once (the server holds TIME_WAIT).
+    pub await_client_close: Option<Duration>,
     /// Close with an RST (SO_LINGER 0) instead of a FIN.
     pub close_with_rst: bool,
     /// HTTP/1.0-style: every response carries `Connection: close` and the
@@ -117,9 +122,35 @@ fn handle(mut stream: TcpStream, conn_id: u64, b: &Behaviour) -> io::Result<()> 
         );
         stream.write_all(response.as_bytes())?;
         if closing {
+            if let Some(wait) = b.await_client_close {
+                await_close(&mut stream, wait)?;
+            }
             return close(stream, b.close_with_rst);
         }
     }
+}
+
+/// Reads (and drops) until the peer closes or `wait` passes.
+fn await_close(stream: &mut TcpStream, wait: Duration) -> io::Result<()> {
+    stream.set_read_timeout(Some(wait))?;
+    let deadline = std::time::Instant::now() + wait;
+    let mut sink = [0u8; 4096];
+    while std::time::Instant::now() < deadline {
+        match stream.read(&mut sink) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn close(stream: TcpStream, with_rst: bool) -> io::Result<()> {

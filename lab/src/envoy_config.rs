@@ -266,6 +266,216 @@ pub fn upstream_tls() -> Value {
     })
 }
 
+// --- Sniffing listeners, TLS and upstream socket blocks (source-port-reuse,
+// sniff-timeout). Each returns one Envoy block.
+
+/// The TLS inspector listener filter: reads a ClientHello's SNI and ALPN
+/// (transport protocol `tls`), or marks the connection `raw_buffer`.
+pub fn tls_inspector() -> Value {
+    json!({
+        "name": "envoy.filters.listener.tls_inspector",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"},
+    })
+}
+
+/// The HTTP inspector listener filter: plaintext HTTP/1.x or the h2c preface
+/// becomes the application protocol `http/1.0`, `http/1.1` or `h2c`.
+pub fn http_inspector() -> Value {
+    json!({
+        "name": "envoy.filters.listener.http_inspector",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"},
+    })
+}
+
+/// What `http_inspector` reports for plaintext HTTP.
+pub const HTTP_APPLICATION_PROTOCOLS: [&str; 3] = ["http/1.0", "http/1.1", "h2c"];
+
+/// A `filter_chain_match` on the transport protocol (`tls` / `raw_buffer`)
+/// and application protocols (ALPN, or what `http_inspector` found); an
+/// empty criterion is left out (matches anything).
+pub fn chain_match(transport_protocol: Option<&str>, application_protocols: &[&str]) -> Value {
+    let mut matched = json!({});
+    if let Some(transport) = transport_protocol {
+        matched["transport_protocol"] = json!(transport);
+    }
+    if !application_protocols.is_empty() {
+        matched["application_protocols"] = json!(application_protocols);
+    }
+    matched
+}
+
+/// A filter chain taken only by connections that match `matched`.
+pub fn matched_chain(name: &str, matched: Value, filters: Vec<Value>) -> Value {
+    let mut chain = filter_chain(name, filters);
+    chain["filter_chain_match"] = matched;
+    chain
+}
+
+/// Protocol sniffing on a listener, as Istio's outbound listener does for a
+/// port of unknown protocol: `tls_inspector` + `http_inspector`, which wait
+/// at most `timeout_ms` for the first bytes (`listener_filters_timeout`;
+/// Istio's `protocolDetectionTimeout`). When it expires, the connection goes
+/// on to the chain the bytes so far select (with none: `default_chain`) if
+/// `continue_on_timeout`, and is closed otherwise.
+pub fn sniffing_listener(
+    name: &str,
+    bind: SocketAddr,
+    timeout_ms: u64,
+    continue_on_timeout: bool,
+    chains: Vec<Value>,
+    default_chain: Option<Value>,
+) -> Value {
+    let mut listener = listener_on(name, bind, chains);
+    listener["listener_filters"] = json!([tls_inspector(), http_inspector()]);
+    listener["listener_filters_timeout"] = duration_ms(timeout_ms);
+    listener["continue_on_listener_filters_timeout"] = json!(continue_on_timeout);
+    if let Some(chain) = default_chain {
+        listener["default_filter_chain"] = chain;
+    }
+    listener
+}
+
+/// A certificate and key from PEM files, and the CA that peers' certificates
+/// must chain to, with (if any) the SPIFFE URIs a peer may present.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsFiles<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    pub ca: &'a Path,
+    /// Peer identities accepted (URI SANs, e.g. `spiffe://.../sa/caller`);
+    /// empty: any certificate the CA signed.
+    pub peer_ids: &'a [String],
+}
+
+impl TlsFiles<'_> {
+    fn common_context(&self) -> Value {
+        let mut validation = json!({"trusted_ca": {"filename": self.ca}});
+        if !self.peer_ids.is_empty() {
+            let sans: Vec<Value> = self
+                .peer_ids
+                .iter()
+                .map(|id| json!({"san_type": "URI", "matcher": {"exact": id}}))
+                .collect();
+            validation["match_typed_subject_alt_names"] = json!(sans);
+        }
+        json!({
+            "tls_certificates": [{
+                "certificate_chain": {"filename": self.cert},
+                "private_key": {"filename": self.key},
+            }],
+            "validation_context": validation,
+        })
+    }
+}
+
+/// Downstream mTLS (a server sidecar's inbound): the client must present a
+/// certificate (`require_client_certificate`: Istio STRICT), or may
+/// (validated when presented).
+pub fn downstream_mtls(files: &TlsFiles<'_>, require_client_certificate: bool) -> Value {
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": require_client_certificate,
+            "common_tls_context": files.common_context(),
+        },
+    })
+}
+
+/// Upstream mTLS origination (a client sidecar's outbound): presents this
+/// node's certificate, verifies the server's against the CA (and
+/// `peer_ids`), sends `sni` and offers `alpn` (Istio: `istio-http/1.1`,
+/// `istio`).
+pub fn upstream_mtls(files: &TlsFiles<'_>, sni: Option<&str>, alpn: &[&str]) -> Value {
+    let mut common = files.common_context();
+    if !alpn.is_empty() {
+        common["alpn_protocols"] = json!(alpn);
+    }
+    let mut context = json!({
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": common,
+    });
+    if let Some(sni) = sni {
+        context["sni"] = json!(sni);
+    }
+    json!({"name": "envoy.transport_sockets.tls", "typed_config": context})
+}
+
+/// A socket option set on the socket before `bind()` (`STATE_PREBIND`), as
+/// numbers: `SOL_SOCKET` is level 1 on Linux, `SO_REUSEADDR` name 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketOption {
+    pub level: i64,
+    pub name: i64,
+    pub value: i64,
+}
+
+/// `SO_REUSEADDR` on: what Cilium's proxy set on pinned source ports.
+pub const SO_REUSEADDR: SocketOption = SocketOption {
+    level: 1,
+    name: 2,
+    value: 1,
+};
+
+/// A cluster's `upstream_bind_config`: every upstream connection binds
+/// `source` (port 0: a port the kernel picks per connection; any other
+/// port: that port for every connection) with `options` set first.
+pub fn upstream_bind_config(source: SocketAddr, options: &[SocketOption]) -> Value {
+    let mut bind = json!({
+        "source_address": {"address": source.ip().to_string(), "port_value": source.port()},
+    });
+    if !options.is_empty() {
+        let options: Vec<Value> = options
+            .iter()
+            .map(|o| {
+                json!({"level": o.level, "name": o.name, "int_value": o.value, "state": "STATE_PREBIND"})
+            })
+            .collect();
+        bind["socket_options"] = json!(options);
+    }
+    bind
+}
+
+/// A cluster's `circuit_breakers` (default priority); `None` keeps Envoy's
+/// default (1024 each, 3 retries).
+pub fn circuit_breakers(
+    max_connections: Option<u32>,
+    max_pending_requests: Option<u32>,
+    max_requests: Option<u32>,
+    max_retries: Option<u32>,
+) -> Value {
+    let mut thresholds = json!({"priority": "DEFAULT"});
+    for (key, value) in [
+        ("max_connections", max_connections),
+        ("max_pending_requests", max_pending_requests),
+        ("max_requests", max_requests),
+        ("max_retries", max_retries),
+    ] {
+        if let Some(n) = value {
+            thresholds[key] = json!(n);
+        }
+    }
+    json!({"thresholds": [thresholds]})
+}
+
+/// A cluster's `upstream_connection_options` with TCP keep-alive: first
+/// probe after `time_s` idle seconds, then every `interval_s`, the
+/// connection dropped after `probes` unanswered ones (`None`: the kernel's
+/// net.ipv4.tcp_keepalive_* defaults).
+pub fn tcp_keepalive(probes: Option<u32>, time_s: Option<u32>, interval_s: Option<u32>) -> Value {
+    let mut keepalive = json!({});
+    for (key, value) in [
+        ("keepalive_probes", probes),
+        ("keepalive_time", time_s),
+        ("keepalive_interval", interval_s),
+    ] {
+        if let Some(n) = value {
+            keepalive[key] = json!(n);
+        }
+    }
+    json!({"tcp_keepalive": keepalive})
+}
+
 /// A whole bootstrap with its admin on `admin`.
 pub fn bootstrap_with_admin(
     listeners: Vec<Value>,
@@ -307,5 +517,120 @@ mod tests {
         let filters = manager["typed_config"]["http_filters"].as_array().unwrap();
         assert_eq!(filters.len(), 2);
         assert_eq!(filters[1]["name"], "envoy.filters.http.router");
+    }
+
+    #[test]
+    fn a_sniffing_listener_has_both_inspectors_its_timeout_and_a_default_chain() {
+        let http = matched_chain(
+            "http",
+            chain_match(Some("raw_buffer"), &HTTP_APPLICATION_PROTOCOLS),
+            vec![],
+        );
+        let passthrough = filter_chain(
+            "PassthroughFilterChain",
+            vec![tcp_proxy("p", "PassthroughCluster")],
+        );
+        let bind = SocketAddr::from(([0, 0, 0, 0], 10000));
+        let listener =
+            sniffing_listener("outbound", bind, 100, true, vec![http], Some(passthrough));
+        let names: Vec<&str> = listener["listener_filters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "envoy.filters.listener.tls_inspector",
+                "envoy.filters.listener.http_inspector"
+            ]
+        );
+        assert_eq!(listener["listener_filters_timeout"], "0.1s");
+        assert_eq!(listener["continue_on_listener_filters_timeout"], true);
+        assert_eq!(
+            listener["filter_chains"][0]["filter_chain_match"],
+            json!({"transport_protocol": "raw_buffer", "application_protocols": ["http/1.0", "http/1.1", "h2c"]})
+        );
+        assert_eq!(
+            listener["default_filter_chain"]["name"],
+            "PassthroughFilterChain"
+        );
+        assert_eq!(chain_match(None, &[]), json!({}));
+    }
+
+    #[test]
+    fn mtls_contexts_carry_certificate_ca_and_peer_identities() {
+        let ids = ["spiffe://cluster.local/ns/lab/sa/caller".to_string()];
+        let files = TlsFiles {
+            cert: Path::new("/c/server.pem"),
+            key: Path::new("/c/server.key"),
+            ca: Path::new("/c/ca.pem"),
+            peer_ids: &ids,
+        };
+        let strict = downstream_mtls(&files, true);
+        let context = &strict["typed_config"];
+        assert_eq!(context["require_client_certificate"], true);
+        let common = &context["common_tls_context"];
+        assert_eq!(
+            common["tls_certificates"][0]["private_key"]["filename"],
+            "/c/server.key"
+        );
+        assert_eq!(
+            common["validation_context"]["trusted_ca"]["filename"],
+            "/c/ca.pem"
+        );
+        assert_eq!(
+            common["validation_context"]["match_typed_subject_alt_names"],
+            json!([{"san_type": "URI", "matcher": {"exact": ids[0]}}])
+        );
+        assert_eq!(
+            downstream_mtls(&files, false)["typed_config"]["require_client_certificate"],
+            false
+        );
+
+        let anyone = TlsFiles {
+            peer_ids: &[],
+            ..files
+        };
+        let upstream = upstream_mtls(&anyone, Some("outbound_.8080_._.server"), &["istio"]);
+        let context = &upstream["typed_config"];
+        assert_eq!(context["sni"], "outbound_.8080_._.server");
+        assert_eq!(
+            context["common_tls_context"]["alpn_protocols"],
+            json!(["istio"])
+        );
+        assert!(context["common_tls_context"]["validation_context"]
+            .get("match_typed_subject_alt_names")
+            .is_none());
+        assert!(upstream_mtls(&anyone, None, &[])["typed_config"]
+            .get("sni")
+            .is_none());
+    }
+
+    #[test]
+    fn a_pinned_source_port_with_so_reuseaddr() {
+        let bind = upstream_bind_config(SocketAddr::from(([0, 0, 0, 0], 40000)), &[SO_REUSEADDR]);
+        assert_eq!(
+            bind,
+            json!({
+                "source_address": {"address": "0.0.0.0", "port_value": 40000},
+                "socket_options": [{"level": 1, "name": 2, "int_value": 1, "state": "STATE_PREBIND"}],
+            })
+        );
+        let any = upstream_bind_config(SocketAddr::from(([0, 0, 0, 0], 0)), &[]);
+        assert!(any.get("socket_options").is_none());
+    }
+
+    #[test]
+    fn breakers_and_keepalive_carry_only_what_is_set() {
+        assert_eq!(
+            circuit_breakers(Some(1), None, None, Some(3)),
+            json!({"thresholds": [{"priority": "DEFAULT", "max_connections": 1, "max_retries": 3}]})
+        );
+        assert_eq!(
+            tcp_keepalive(Some(3), Some(10), None),
+            json!({"tcp_keepalive": {"keepalive_probes": 3, "keepalive_time": 10}})
+        );
     }
 }

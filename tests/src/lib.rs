@@ -3,6 +3,7 @@
 use std::net::{SocketAddr, TcpListener};
 
 pub mod certs;
+pub mod filter_proxy;
 pub mod lab;
 pub mod raw_servers;
 

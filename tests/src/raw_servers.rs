@@ -179,3 +179,140 @@ pub fn always_503() -> Server {
         }
     })
 }
+
+/// Answers the first request on each connection and keeps it alive; on the
+/// next request it waits `after` and then resets the connection: a backend
+/// that crashed (or was killed) while handling a request, not one that
+/// closed an idle connection.
+pub fn reset_reused_connection_after(after: Duration) -> Server {
+    serve(move |_, mut stream| {
+        if read_head(&mut stream) && stream.write_all(OK).is_ok() && read_head(&mut stream) {
+            thread::sleep(after);
+            reset(stream);
+        }
+    })
+}
+
+/// Answers the first request on each connection and keeps it alive, then
+/// answers the next one with bytes that are not HTTP: an upstream protocol
+/// error (UPE) on a reused connection.
+pub fn garbage_on_reused_connection() -> Server {
+    serve(|_, mut stream| {
+        if read_head(&mut stream) && stream.write_all(OK).is_ok() && read_head(&mut stream) {
+            let _ = stream.write_all(b"HTTP/1.1 2x0 Not\x01Valid\r\n\r\n");
+            thread::sleep(Duration::from_millis(200));
+        }
+    })
+}
+
+/// Answers every request with `status` (no body), keeping the connection
+/// alive, after `delay`.
+pub fn always(status: u16, delay: Duration) -> Server {
+    serve(move |_, mut stream| {
+        let response =
+            format!("HTTP/1.1 {status} Status\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n");
+        while read_head(&mut stream) {
+            thread::sleep(delay);
+            if stream.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Reads one request head and then holds the connection without answering
+/// until the peer closes (a backend slower than any client).
+pub fn never_answers() -> Server {
+    serve(|_, mut stream| {
+        read_head(&mut stream);
+        let mut buf = [0u8; 256];
+        while let Ok(1..) = stream.read(&mut buf) {}
+    })
+}
+
+/// Answers an upgrade (WebSocket) handshake with `101 Switching Protocols`,
+/// reads what the tunnel carries until `reset_after` bytes arrived, then
+/// resets the connection: a tunnel that ends in a reset.
+pub fn upgrade_then_reset(reset_after: usize) -> Server {
+    serve(move |_, mut stream| {
+        if !read_head(&mut stream) {
+            return;
+        }
+        let answer = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n";
+        if stream.write_all(answer).is_err() {
+            return;
+        }
+        let mut seen = 0;
+        let mut buf = [0u8; 1024];
+        while seen < reset_after {
+            match stream.read(&mut buf) {
+                Ok(n @ 1..) => seen += n,
+                _ => return,
+            }
+        }
+        reset(stream);
+    })
+}
+
+/// A minimal HTTP/2 (h2c, prior knowledge) server: answers each connection's
+/// first stream `200`, and resets every later stream with RST_STREAM
+/// (`goaway` false) or a GOAWAY (`goaway` true) that refuses it. Only what
+/// Envoy's codec needs: SETTINGS, their ACK, HEADERS read by stream id
+/// (no HPACK decoding), `:status 200` encoded as the static-table index 8.
+pub fn h2_reset_later_streams(goaway: bool) -> Server {
+    serve(move |_, mut stream| {
+        let mut preface = [0u8; 24];
+        if stream.read_exact(&mut preface).is_err() {
+            return;
+        }
+        // Our SETTINGS (empty).
+        if stream.write_all(&h2_frame(4, 0, 0, &[])).is_err() {
+            return;
+        }
+        let mut answered = 0u32;
+        loop {
+            let mut head = [0u8; 9];
+            if stream.read_exact(&mut head).is_err() {
+                return;
+            }
+            let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+            let (kind, flags) = (head[3], head[4]);
+            let id = u32::from_be_bytes([head[5] & 0x7f, head[6], head[7], head[8]]);
+            let mut payload = vec![0u8; len];
+            if stream.read_exact(&mut payload).is_err() {
+                return;
+            }
+            let reply = match kind {
+                // SETTINGS without ACK: acknowledge.
+                4 if flags & 1 == 0 => h2_frame(4, 1, 0, &[]),
+                // HEADERS: answer the first stream, reset the others.
+                1 if answered == 0 => {
+                    answered += 1;
+                    // END_STREAM | END_HEADERS, ":status: 200".
+                    h2_frame(1, 0x5, id, &[0x88])
+                }
+                1 if goaway => {
+                    let mut body = (id.saturating_sub(2)).to_be_bytes().to_vec();
+                    body.extend_from_slice(&7u32.to_be_bytes()); // REFUSED_STREAM
+                    h2_frame(7, 0, 0, &body)
+                }
+                // RST_STREAM INTERNAL_ERROR.
+                1 => h2_frame(3, 0, id, &2u32.to_be_bytes()),
+                // PING: answer.
+                6 if flags & 1 == 0 => h2_frame(6, 1, 0, &payload),
+                _ => continue,
+            };
+            if stream.write_all(&reply).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut frame = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    frame.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}

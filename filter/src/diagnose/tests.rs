@@ -11,6 +11,19 @@ fn reused(nth: u64, idle_ms: u64) -> Reuse {
         nth,
         idle_ms: Some(idle_ms),
         age_ms: idle_ms + 10,
+        forgotten: false,
+    }
+}
+
+/// A reset on a reused idle connection, `elapsed_ms` after the request.
+fn reset_on_reused(flags: u64, details: &'static str, idle: u64, elapsed: u64) -> HttpFacts<'static> {
+    HttpFacts {
+        code: Some(503),
+        flags,
+        details: Some(details),
+        reuse: reused(2, idle),
+        elapsed_ms: Some(elapsed),
+        ..Default::default()
     }
 }
 
@@ -37,17 +50,11 @@ fn healthy_requests_have_no_diagnosis() {
 #[test]
 fn keepalive_race_names_idle_time_and_server() {
     for (idle, server) in [
-        (5_900, "Node.js's 5.0 s"),
-        (10_050, "CherryPy's 10.0 s"),
-        (20_700, "Tomcat's 20.0 s"),
+        (5_900, "consistent with Node.js's default keep-alive timeout of 5.0 s"),
+        (10_050, "consistent with CherryPy's default keep-alive timeout of 10.0 s"),
+        (20_700, "consistent with Tomcat's default keep-alive timeout of 20.0 s"),
     ] {
-        let facts = HttpFacts {
-            code: Some(503),
-            flags: UC,
-            details: Some(TERMINATION),
-            reuse: reused(2, idle),
-            ..Default::default()
-        };
+        let facts = reset_on_reused(UC, TERMINATION, idle, 2);
         let d = http(&facts, &Config::default()).unwrap();
         assert_eq!(d.code, "keepalive_race");
         assert!(d.explain.contains(&human_ms(idle)), "{}", d.explain);
@@ -57,13 +64,8 @@ fn keepalive_race_names_idle_time_and_server() {
 
 #[test]
 fn keepalive_race_outside_every_window_names_no_server() {
-    let facts = HttpFacts {
-        code: Some(503),
-        flags: UC,
-        details: Some(TERMINATION),
-        reuse: reused(3, 300),
-        ..Default::default()
-    };
+    let mut facts = reset_on_reused(UC, TERMINATION, 300, 1);
+    facts.reuse = reused(3, 300);
     let d = http(&facts, &Config::default()).unwrap();
     assert_eq!(d.code, "keepalive_race");
     assert!(
@@ -71,7 +73,12 @@ fn keepalive_race_outside_every_window_names_no_server() {
         "{}",
         d.explain
     );
-    assert!(!d.explain.contains("matches"), "{}", d.explain);
+    assert!(!d.explain.contains("consistent"), "{}", d.explain);
+    // The case: Node.js with keepAliveTimeout 3 s, idle 3.5 s: no
+    // known default fits, so no server is named.
+    let d = http(&reset_on_reused(UC, TERMINATION, 3_500, 1), &Config::default()).unwrap();
+    assert_eq!(d.code, "keepalive_race");
+    assert!(!d.explain.contains("Node.js"), "{}", d.explain);
 }
 
 #[test]
@@ -99,7 +106,9 @@ fn a_reset_on_a_fresh_connection_is_not_a_keepalive_race() {
             nth: 1,
             idle_ms: None,
             age_ms: 1,
+            forgotten: false,
         },
+        elapsed_ms: Some(1),
         ..Default::default()
     };
     assert_eq!(code(&facts), Some("upstream_reset"));
@@ -191,27 +200,10 @@ fn retries_hidden_and_exhausted() {
     assert_eq!(code(&backend_503), Some("retried_then_failed"));
 }
 
-#[test]
-fn every_emitted_code_is_listed() {
-    let cases = [
-        HttpFacts {
-            flags: UF,
-            failure: Some("error: 99"),
-            ..Default::default()
-        },
-        HttpFacts {
-            flags: UT,
-            ..Default::default()
-        },
-        HttpFacts {
-            code: Some(200),
-            attempts: Some(2),
-            ..Default::default()
-        },
-    ];
-    for facts in &cases {
-        let found = code(facts).unwrap();
-        assert!(HTTP_CODES.contains(&found), "{found}");
+fn passthrough_config() -> Config {
+    Config {
+        fallthrough_chains: vec!["passthrough".into()],
+        ..Config::default()
     }
 }
 
@@ -226,7 +218,7 @@ fn conn_code(
         chain: Some("passthrough"),
         tls_failure,
     };
-    conn(&facts, &Config::default()).map(|d| d.code)
+    conn(&facts, &passthrough_config()).map(|d| d.code)
 }
 
 #[test]
@@ -285,7 +277,260 @@ fn fallthrough_explanation_names_chain_and_delay() {
         chain: Some("passthrough"),
         tls_failure: None,
     };
-    let d = conn(&facts, &Config::default()).unwrap();
+    let d = conn(&facts, &passthrough_config()).unwrap();
     assert!(d.explain.contains("300 ms"), "{}", d.explain);
     assert!(d.explain.contains("'passthrough'"), "{}", d.explain);
+}
+
+// ---- Negative cases: the nearest failures that must not get each code ----
+
+#[test]
+fn a_late_reset_is_an_upstream_reset_mid_request_not_a_race() {
+    let d = http(&reset_on_reused(UC, TERMINATION, 5_900, 1_500), &Config::default()).unwrap();
+    assert_eq!(d.code, "upstream_reset");
+    assert!(d.explain.contains("1.5 s after the request"), "{}", d.explain);
+    assert!(!d.explain.contains("idle_timeout"), "{}", d.explain);
+    // At the window's edge it still is one.
+    let edge = reset_on_reused(UC, TERMINATION, 5_900, Config::default().race_window_ms);
+    assert_eq!(code(&edge), Some("keepalive_race"));
+    // Unknown timing is no evidence.
+    let mut unknown = reset_on_reused(UC, TERMINATION, 5_900, 1);
+    unknown.elapsed_ms = None;
+    assert_eq!(code(&unknown), Some("upstream_reset"));
+}
+
+#[test]
+fn a_connection_that_did_not_sit_idle_is_not_a_race() {
+    // Back-to-back or multiplexed requests (idle 0).
+    assert_eq!(
+        code(&reset_on_reused(UC, TERMINATION, 0, 1)),
+        Some("upstream_reset")
+    );
+    assert_eq!(
+        code(&reset_on_reused(UC, TERMINATION, RACE_MIN_IDLE_MS - 1, 1)),
+        Some("upstream_reset")
+    );
+}
+
+#[test]
+fn http2_stream_resets_are_not_races() {
+    let rst = "upstream_reset_before_response_started{remote_reset}";
+    let d = http(&reset_on_reused(UR, rst, 5_900, 1), &Config::default()).unwrap();
+    assert_eq!(d.code, "upstream_reset");
+    assert!(d.explain.contains("RST_STREAM"), "{}", d.explain);
+    let refused = "upstream_reset_before_response_started{remote_refused_stream_reset}";
+    assert_eq!(
+        code(&reset_on_reused(UR, refused, 5_900, 1)),
+        Some("upstream_reset")
+    );
+}
+
+#[test]
+fn overflow_protocol_error_and_local_reset_have_their_own_codes() {
+    let overflow = "upstream_reset_before_response_started{overflow}";
+    let mut facts = reset_on_reused(UO, overflow, 5_900, 1);
+    facts.cluster = Some("backend");
+    let d = http(&facts, &Config::default()).unwrap();
+    assert_eq!(d.code, "circuit_breaker_overflow");
+    for needle in [
+        "cluster `backend`",
+        "upstream_rq_pending_overflow",
+        "upstream_cx_overflow",
+        "max_pending_requests",
+    ] {
+        assert!(d.explain.contains(needle), "{needle}: {}", d.explain);
+    }
+    let upe = "upstream_reset_before_response_started{protocol_error}";
+    assert_eq!(
+        code(&reset_on_reused(UPE, upe, 5_900, 1)),
+        Some("upstream_protocol_error")
+    );
+    assert_eq!(
+        code(&reset_on_reused(UPE | UC, TERMINATION, 5_900, 1)),
+        Some("upstream_protocol_error")
+    );
+    let lr = "upstream_reset_before_response_started{local_reset}";
+    assert_eq!(code(&reset_on_reused(LR, lr, 5_900, 1)), Some("upstream_local_reset"));
+    assert_eq!(
+        code(&reset_on_reused(LR | UC, TERMINATION, 5_900, 1)),
+        Some("upstream_local_reset")
+    );
+    assert_eq!(
+        code(&HttpFacts {
+            code: Some(503),
+            flags: UH,
+            details: Some("no_healthy_upstream"),
+            ..Default::default()
+        }),
+        Some("no_healthy_upstream")
+    );
+}
+
+#[test]
+fn retries_that_ran_out_are_not_ok() {
+    // retriable_status_codes [409]: the client gets the backend's 409 after
+    // 3 attempts, flags URX.
+    let gave_up = HttpFacts {
+        code: Some(409),
+        flags: URX,
+        attempts: Some(3),
+        details: Some("via_upstream"),
+        ..Default::default()
+    };
+    let d = http(&gave_up, &Config::default()).unwrap();
+    assert_eq!(d.code, "retried_then_failed");
+    assert!(d.explain.contains("409") && d.explain.contains("URX"), "{}", d.explain);
+    // A 200 that Envoy passed on after giving up is not "ok" either.
+    let mut passed_on = gave_up.clone();
+    passed_on.code = Some(200);
+    assert_eq!(code(&passed_on), Some("retried_then_failed"));
+    // gRPC: HTTP 200 with a non-OK grpc-status is a failure.
+    let grpc = HttpFacts {
+        code: Some(200),
+        attempts: Some(2),
+        grpc_status: Some(14),
+        ..Default::default()
+    };
+    let d = http(&grpc, &Config::default()).unwrap();
+    assert_eq!(d.code, "retried_then_failed");
+    assert!(d.explain.contains("gRPC status 14"), "{}", d.explain);
+    let grpc_ok = HttpFacts {
+        grpc_status: Some(0),
+        ..grpc
+    };
+    assert_eq!(code(&grpc_ok), Some("retried_then_ok"));
+}
+
+#[test]
+fn a_client_that_left_during_retries_gets_no_code() {
+    let facts = HttpFacts {
+        code: Some(0),
+        flags: DC,
+        attempts: Some(2),
+        details: Some("downstream_remote_disconnect"),
+        ..Default::default()
+    };
+    assert_eq!(code(&facts), None);
+    let with_reset = HttpFacts {
+        flags: DC | UC,
+        ..facts
+    };
+    assert_eq!(code(&with_reset), None);
+}
+
+#[test]
+fn a_forgotten_connection_is_not_a_fresh_one_nor_a_race() {
+    let mut facts = reset_on_reused(UC, TERMINATION, 5_900, 1);
+    facts.reuse = Reuse {
+        nth: 1,
+        idle_ms: None,
+        age_ms: 0,
+        forgotten: true,
+    };
+    let d = http(&facts, &Config::default()).unwrap();
+    assert_eq!(d.code, "upstream_reset");
+    assert!(d.explain.contains("reuse_table_cap"), "{}", d.explain);
+}
+
+#[test]
+fn pinned_port_only_with_evidence() {
+    let eaddrnotavail = |pinned_port| HttpFacts {
+        code: Some(503),
+        flags: UF,
+        failure: Some("immediate_connect_error:_Cannot_assign_requested_address"),
+        pinned_port,
+        ..Default::default()
+    };
+    let d = http(&eaddrnotavail(Some(40000)), &Config::default()).unwrap();
+    assert_eq!(d.code, "source_address_conflict");
+    assert!(d.explain.contains("pinned") && d.explain.contains("40000"), "{}", d.explain);
+    let d = http(&eaddrnotavail(None), &Config::default()).unwrap();
+    assert_eq!(d.code, "source_address_conflict");
+    assert!(!d.explain.contains("pinned"), "{}", d.explain);
+    assert!(d.explain.contains("ephemeral ports ran out"), "{}", d.explain);
+}
+
+#[test]
+fn a_slow_client_on_a_listener_that_does_not_sniff_is_not_a_fallthrough() {
+    let get = Class::Http1 {
+        method: "GET".into(),
+    };
+    let facts = ConnFacts {
+        first_byte_ms: Some(3_000),
+        class: &get,
+        chain: Some("main_chain"),
+        tls_failure: None,
+    };
+    assert_eq!(conn(&facts, &Config::default()), None);
+    assert_eq!(conn(&facts, &passthrough_config()), None);
+    let no_chain = ConnFacts {
+        chain: None,
+        ..facts.clone()
+    };
+    assert_eq!(conn(&no_chain, &Config::default()), None);
+    // Istio's catch-all chain is a fall-through by default.
+    let istio = ConnFacts {
+        chain: Some("virtualOutbound-catchall-tcp"),
+        ..facts
+    };
+    assert_eq!(
+        conn(&istio, &Config::default()).map(|d| d.code),
+        Some("sniff_fallthrough")
+    );
+}
+
+#[test]
+fn every_code_emitted_is_listed_and_every_listed_code_is_emitted() {
+    let facts = [
+        reset_on_reused(UC, TERMINATION, 5_900, 1),
+        reset_on_reused(UC, TERMINATION, 5_900, 5_000),
+        reset_on_reused(UO, TERMINATION, 5_900, 1),
+        reset_on_reused(UPE, TERMINATION, 5_900, 1),
+        reset_on_reused(LR, TERMINATION, 5_900, 1),
+        reset_on_reused(UH, "", 0, 1),
+        HttpFacts {
+            flags: UF,
+            failure: Some("error: 99"),
+            ..Default::default()
+        },
+        HttpFacts {
+            flags: UF,
+            failure: Some("connection refused"),
+            ..Default::default()
+        },
+        HttpFacts {
+            flags: UF,
+            failure: Some("connection timeout"),
+            ..Default::default()
+        },
+        HttpFacts {
+            flags: UF,
+            failure: Some("TLS error"),
+            ..Default::default()
+        },
+        HttpFacts {
+            flags: UF,
+            ..Default::default()
+        },
+        HttpFacts {
+            flags: UT,
+            ..Default::default()
+        },
+        HttpFacts {
+            code: Some(200),
+            attempts: Some(2),
+            ..Default::default()
+        },
+        HttpFacts {
+            code: Some(503),
+            attempts: Some(2),
+            ..Default::default()
+        },
+    ];
+    let mut seen: Vec<&str> = facts.iter().filter_map(code).collect();
+    seen.sort();
+    seen.dedup();
+    let mut listed = HTTP_CODES.to_vec();
+    listed.sort();
+    assert_eq!(seen, listed);
 }

@@ -3,14 +3,18 @@
 
 use std::rc::Rc;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, MapType};
 
-use super::{log_info, now_ns, read_int, read_string, read_uint, set_diagnosis_state, Shared};
+use super::{
+    now_ns, read_int, read_string, read_uint, report_missing, set_diagnosis_state,
+    Shared,
+};
 use crate::config::Events;
 use crate::diagnose::{self, Diagnosis, HttpFacts};
 use crate::event::{HttpEvent, Upstream};
-use crate::flags::{self, UF};
+use crate::flags::{self, UF, UH, UO};
 use crate::reuse::Reuse;
 
 pub(crate) struct Request {
@@ -26,7 +30,9 @@ impl Request {
 /// The attributes every request reads; the rest only when needed.
 struct Outcome {
     local: Option<String>,
-    start_ns: u64,
+    peer: Option<String>,
+    /// When the request started; read only when it matters (see `read`).
+    start_ns: Option<u64>,
     end_ns: u64,
     flags: u64,
     attempts: Option<u64>,
@@ -39,15 +45,25 @@ impl Outcome {
     /// ended, and each property read costs the worker about a microsecond.
     fn read(precise: bool) -> Self {
         let end_ns = now_ns();
+        let flags = read_uint(&["response", "flags"]);
+        if flags.is_none() {
+            report_missing("response.flags");
+        }
         let mut outcome = Outcome {
             local: read_string(&["upstream", "local_address"]),
-            start_ns: end_ns,
+            peer: None,
+            start_ns: None,
             end_ns,
-            flags: read_uint(&["response", "flags"]).unwrap_or(0),
+            flags: flags.unwrap_or(0),
             attempts: read_uint(&["upstream", "request_attempt_count"]),
         };
+        // The peer is half of the connection's identity; no local address
+        // means no connection, and then no peer is needed for the table.
+        if outcome.local.is_some() || !outcome.looks_healthy() || precise {
+            outcome.peer = read_string(&["upstream", "address"]);
+        }
         if precise || !outcome.looks_healthy() {
-            outcome.start_ns = read_uint(&["request", "time"]).unwrap_or(end_ns);
+            outcome.start_ns = read_uint(&["request", "time"]);
         }
         outcome
     }
@@ -55,6 +71,28 @@ impl Outcome {
     /// Nothing went wrong at the proxy level: no flags, one attempt.
     fn looks_healthy(&self) -> bool {
         self.flags == 0 && self.attempts.unwrap_or(1) <= 1
+    }
+
+    fn start_ns(&self) -> u64 {
+        self.start_ns.unwrap_or(self.end_ns)
+    }
+
+    fn reuse(&self, shared: &Shared, record: bool) -> Reuse {
+        let Some(local) = &self.local else {
+            return Reuse::default();
+        };
+        let peer = self.peer.as_deref().unwrap_or_default();
+        if record {
+            shared
+                .table
+                .borrow_mut()
+                .record(local, peer, self.start_ns(), self.end_ns)
+        } else {
+            shared
+                .table
+                .borrow()
+                .peek(local, peer, self.start_ns(), self.end_ns)
+        }
     }
 }
 
@@ -76,6 +114,18 @@ impl Reasons {
     }
 }
 
+/// A response header or trailer, or `None`; never the SDK's unwrapping
+/// getters (a host may refuse a map outside its phase).
+fn response_map_value(map: MapType, name: &str) -> Option<String> {
+    hostcalls::get_map_value(map, name).ok().flatten()
+}
+
+fn grpc_status() -> Option<i64> {
+    response_map_value(MapType::HttpResponseTrailers, "grpc-status")
+        .or_else(|| response_map_value(MapType::HttpResponseHeaders, "grpc-status"))
+        .and_then(|s| s.trim().parse().ok())
+}
+
 impl Request {
     /// The outcome's reasons (when it needs them) and diagnosis.
     fn diagnose(&self, outcome: &Outcome, reuse: Reuse) -> (Option<Reasons>, Option<Diagnosis>) {
@@ -84,6 +134,14 @@ impl Request {
             return (log_all.then(Reasons::read), None);
         }
         let reasons = Reasons::read();
+        let cluster = (outcome.flags & (UO | UH) != 0)
+            .then(|| read_string(&["xds", "cluster_name"]))
+            .flatten();
+        let pinned_port = match (&outcome.peer, outcome.flags & UF != 0) {
+            (Some(peer), true) => self.shared.table.borrow().pinned_port(peer),
+            _ => None,
+        };
+        let retried = outcome.attempts.unwrap_or(1) > 1;
         let facts = HttpFacts {
             code: reasons.code,
             flags: outcome.flags,
@@ -91,6 +149,12 @@ impl Request {
             failure: reasons.failure.as_deref(),
             attempts: outcome.attempts,
             reuse,
+            elapsed_ms: outcome
+                .start_ns
+                .map(|start| outcome.end_ns.saturating_sub(start) / 1_000_000),
+            cluster: cluster.as_deref(),
+            pinned_port,
+            grpc_status: if retried { grpc_status() } else { None },
         };
         let diagnosis = diagnose::http(&facts, &self.shared.config);
         (Some(reasons), diagnosis)
@@ -105,16 +169,10 @@ impl HttpContext for Request {
             return Action::Continue;
         };
         let outcome = Outcome::read(true);
-        let reuse = match &outcome.local {
-            Some(local) => self
-                .shared
-                .table
-                .borrow()
-                .peek(local, outcome.start_ns, outcome.end_ns),
-            None => Reuse::default(),
-        };
+        let reuse = outcome.reuse(&self.shared, false);
         if let (_, Some(d)) = self.diagnose(&outcome, reuse) {
-            self.set_http_response_header(header, Some(d.code));
+            // Not the SDK's set_http_response_header(): it unwraps.
+            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, header, Some(d.code));
         }
         Action::Continue
     }
@@ -123,23 +181,21 @@ impl HttpContext for Request {
         let outcome = Outcome::read(self.shared.config.events == Events::All);
         // A request whose connect failed never had a connection to count.
         let connected = outcome.flags & UF == 0;
-        let reuse = match &outcome.local {
-            Some(local) if connected => {
-                self.shared
-                    .table
-                    .borrow_mut()
-                    .record(local, outcome.start_ns, outcome.end_ns)
-            }
-            _ => Reuse::default(),
+        let reuse = if connected {
+            outcome.reuse(&self.shared, true)
+        } else {
+            Reuse::default()
         };
         let (reasons, diagnosis) = self.diagnose(&outcome, reuse);
         let code = diagnosis.as_ref().map(|d| d.code);
         if let (Some(local), Some("keepalive_race" | "upstream_reset")) = (&outcome.local, code) {
             // That connection is gone; a new one may get the same port.
-            self.shared.table.borrow_mut().forget(local);
+            let peer = outcome.peer.as_deref().unwrap_or_default();
+            self.shared.table.borrow_mut().forget(local, peer);
         }
         let (nth, idle_ms) = match reuse.nth {
             0 => (None, None),
+            _ if reuse.forgotten => (None, reuse.idle_ms),
             nth => (Some(nth), reuse.idle_ms),
         };
         self.shared.metrics.request(code, nth, idle_ms);
@@ -150,23 +206,26 @@ impl HttpContext for Request {
         if code.is_none() && self.shared.config.events != Events::All {
             return;
         }
-        let event = HttpEvent {
-            conn: read_uint(&["connection", "id"]),
-            upstream: Upstream {
-                local: outcome.local,
-                peer: read_string(&["upstream", "address"]),
-                nth,
-                idle_ms,
-                age_ms: nth.map(|_| reuse.age_ms),
-            },
-            attempts: outcome.attempts,
-            code: reasons.code,
-            flags: flags::short_names(outcome.flags),
-            details: reasons.details,
-            failure: reasons.failure,
-            diagnosis: code,
-            explain: diagnosis.map(|d| d.explain),
-        };
-        log_info(&event.to_json());
+        self.shared.log_event(|| {
+            HttpEvent {
+                conn: read_uint(&["connection", "id"]),
+                upstream: Upstream {
+                    local: outcome.local,
+                    peer: outcome.peer,
+                    nth,
+                    idle_ms,
+                    age_ms: (reuse.nth > 0).then_some(reuse.age_ms),
+                    forgotten: reuse.forgotten,
+                },
+                attempts: outcome.attempts,
+                code: reasons.code,
+                flags: flags::short_names(outcome.flags),
+                details: reasons.details,
+                failure: reasons.failure,
+                diagnosis: code,
+                explain: diagnosis.map(|d| d.explain),
+            }
+            .to_json()
+        });
     }
 }

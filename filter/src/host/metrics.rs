@@ -90,6 +90,8 @@ pub(crate) struct Metrics {
     connections: Counter,
     classes: Vec<Counter>,
     net_diagnosis: Vec<Counter>,
+    evictions: Counter,
+    suppressed: Counter,
 }
 
 /// The counter at `code`'s position in `codes`.
@@ -114,7 +116,17 @@ impl Metrics {
             connections: Counter::define(names::NET_CONNECTIONS),
             classes: counters(names::CLASSES.iter(), names::net_class),
             net_diagnosis: counters(CONN_CODES.iter(), names::net_diagnosis),
+            evictions: Counter::define(names::REUSE_EVICTIONS),
+            suppressed: Counter::define(names::EVENTS_SUPPRESSED),
         }
+    }
+
+    pub fn evictions(&self, n: u64) {
+        self.evictions.add(n);
+    }
+
+    pub fn suppressed(&self, n: u64) {
+        self.suppressed.add(n);
     }
 
     pub fn request(&self, diagnosis: Option<&str>, nth: Option<u64>, idle_ms: Option<u64>) {
@@ -144,6 +156,8 @@ impl Metrics {
     pub fn flush(&self) {
         self.requests.flush();
         self.connections.flush();
+        self.evictions.flush();
+        self.suppressed.flush();
         for counter in self
             .http_diagnosis
             .iter()

@@ -17,10 +17,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use crate::config::{self, Config};
+use crate::event::SuppressedEvent;
 use crate::property;
+use crate::ratelimit::EventLimiter;
 use crate::reuse::ReuseTable;
 
 proxy_wasm::main! {{
@@ -44,6 +46,18 @@ pub(crate) struct Shared {
     pub config: Config,
     pub table: RefCell<ReuseTable>,
     pub metrics: metrics::Metrics,
+    pub limiter: RefCell<EventLimiter>,
+    /// Evictions already handed to the metric.
+    evictions_counted: std::cell::Cell<u64>,
+}
+
+impl Shared {
+    /// Logs an event unless the rate limit holds it back (then counted).
+    pub fn log_event(&self, json: impl FnOnce() -> String) {
+        if self.limiter.borrow_mut().allow(now_ns()) {
+            log_info(&json());
+        }
+    }
 }
 
 #[derive(Default)]
@@ -68,7 +82,12 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        // Not the SDK's get_plugin_configuration(): it unwraps the host's
+        // answer, and a refusal must not abort the VM.
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let config = match config::parse(&bytes) {
             Ok(config) => config,
             Err(e) => {
@@ -77,6 +96,7 @@ impl RootContext for Root {
             }
         };
         let table = RefCell::new(ReuseTable::new(config.reuse_table_cap));
+        let limiter = RefCell::new(EventLimiter::new(config.events_per_second));
         let metrics = if self.kind == Kind::Noop {
             metrics::Metrics::default()
         } else {
@@ -86,17 +106,36 @@ impl RootContext for Root {
             config,
             table,
             metrics,
+            limiter,
+            evictions_counted: std::cell::Cell::new(0),
         }));
-        if self.kind != Kind::Noop {
-            self.set_tick_period(FLUSH_PERIOD);
+        if self.kind != Kind::Noop && hostcalls::set_tick_period(FLUSH_PERIOD).is_err() {
+            // Without a tick the metrics are never handed over; events still
+            // work. Not a reason to refuse the filter.
+            log_error("connlab: the host refused a tick period: metrics will not be flushed");
         }
         true
     }
 
     fn on_tick(&mut self) {
-        if let Some(shared) = &self.shared {
-            shared.metrics.flush();
+        let Some(shared) = &self.shared else { return };
+        let evictions = shared.table.borrow().evictions();
+        let new = evictions.saturating_sub(shared.evictions_counted.replace(evictions));
+        shared.metrics.evictions(new);
+        let suppressed = shared.limiter.borrow_mut().take_suppressed();
+        shared.metrics.suppressed(suppressed);
+        if suppressed > 0 {
+            let event = SuppressedEvent {
+                plugin: match self.kind {
+                    Kind::Net => "connlab_net",
+                    _ => "connlab_http",
+                },
+                suppressed,
+                limit_per_second: shared.config.events_per_second,
+            };
+            log_info(&event.to_json());
         }
+        shared.metrics.flush();
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -143,6 +182,33 @@ pub(crate) fn read_uint(path: &[&str]) -> Option<u64> {
 
 pub(crate) fn read_int(path: &[&str]) -> Option<i64> {
     read(path).and_then(|b| property::int(&b))
+}
+
+thread_local! {
+    /// Attributes already reported missing (each is reported once per VM).
+    static MISSING: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Says once per VM that an attribute every request has is missing in this
+/// Envoy: the fields that depend on it are null, and no rule fires on them.
+pub(crate) fn report_missing(attribute: &'static str) {
+    let first = MISSING.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        let first = !seen.contains(&attribute);
+        if first {
+            seen.push(attribute);
+        }
+        first
+    });
+    if first {
+        let _ = hostcalls::log(
+            LogLevel::Warn,
+            &format!(
+                "connlab: attribute `{attribute}` is not available in this Envoy: the fields \
+                 that need it are null and no diagnosis is made from it"
+            ),
+        );
+    }
 }
 
 /// The host's clock, ns since the epoch (0 if unavailable).

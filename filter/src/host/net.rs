@@ -4,10 +4,11 @@
 
 use std::rc::Rc;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, StreamContext};
-use proxy_wasm::types::{Action, PeerType};
+use proxy_wasm::types::{Action, BufferType, PeerType};
 
-use super::{log_info, now_ns, read_string, read_uint, Shared};
+use super::{now_ns, read_string, read_uint, Shared};
 use crate::config::Events;
 use crate::diagnose::{self, ConnFacts};
 use crate::event::ConnEvent;
@@ -69,19 +70,21 @@ impl Connection {
             Class::Http1 { method } => (None, Vec::new(), Some(method.clone())),
             _ => (None, Vec::new(), None),
         };
-        let event = ConnEvent {
-            conn: read_uint(&["connection", "id"]),
-            first_byte_ms,
-            class: class.name(),
-            sni,
-            alpn,
-            method,
-            chain,
-            tls_failure,
-            diagnosis: code,
-            explain: diagnosis.map(|d| d.explain),
-        };
-        log_info(&event.to_json());
+        self.shared.log_event(|| {
+            ConnEvent {
+                conn: read_uint(&["connection", "id"]),
+                first_byte_ms,
+                class: class.name(),
+                sni,
+                alpn,
+                method,
+                chain,
+                tls_failure,
+                diagnosis: code,
+                explain: diagnosis.map(|d| d.explain),
+            }
+            .to_json()
+        });
     }
 }
 
@@ -103,7 +106,9 @@ impl StreamContext for Connection {
             self.first_byte_ns = Some(now_ns());
         }
         let room = MAX_SNIFF_BYTES.saturating_sub(self.buffer.len());
-        if let Some(bytes) = self.get_downstream_data(0, data_size.min(room)) {
+        // Not the SDK's get_downstream_data(): it unwraps the host's answer.
+        let bytes = hostcalls::get_buffer(BufferType::DownstreamData, 0, data_size.min(room));
+        if let Ok(Some(bytes)) = bytes {
             self.buffer
                 .extend_from_slice(&bytes[..bytes.len().min(room)]);
         }

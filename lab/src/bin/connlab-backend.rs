@@ -20,6 +20,10 @@ struct Args {
     /// Answer the Nth request on a connection with `Connection: close`.
     #[arg(long)]
     close_after: Option<u32>,
+    /// After a `Connection: close` response, wait up to this many ms for the
+    /// client to close first (the client then holds TIME_WAIT).
+    #[arg(long)]
+    await_client_close_ms: Option<u64>,
     /// Close with RST (SO_LINGER 0) instead of FIN.
     #[arg(long)]
     rst: bool,
@@ -44,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Behaviour {
             idle_close: args.idle_close_ms.map(Duration::from_millis),
             close_after: args.close_after,
+            await_client_close: args.await_client_close_ms.map(Duration::from_millis),
             close_with_rst: args.rst,
             close_per_request: args.close_per_request,
             response_delay: Duration::from_millis(args.delay_ms),

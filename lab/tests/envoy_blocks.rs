@@ -1,0 +1,117 @@
+//! The sniffing, mTLS and upstream-socket blocks of `envoy_config`, loaded
+//! by the real Envoy 1.40 (`envoy --mode validate`: parses the bootstrap,
+//! builds every listener, cluster and TLS context, reads the certificate
+//! files, and exits without serving) with certificates from `certs`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+
+use connlab::certs::Authority;
+use connlab::envoy_config::*;
+use connlab::envoy_process::envoy_bin;
+use serde_json::Value;
+
+fn validate(dir: &Path, name: &str, config: &Value) -> (bool, String) {
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+    let out = Command::new(envoy_bin().expect("Envoy (run `make envoy`)"))
+        .args(["--mode", "validate", "-l", "error", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run envoy");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn any(port: u16) -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], port))
+}
+
+/// A server sidecar's inbound listener: mTLS, then a TCP proxy to the app.
+fn inbound(files: &TlsFiles<'_>, require_client_certificate: bool) -> Value {
+    let mut chain = filter_chain("inbound", vec![tcp_proxy("inbound", "backend")]);
+    chain["transport_socket"] = downstream_mtls(files, require_client_certificate);
+    bootstrap(
+        vec![listener_on("inbound", any(15006), vec![chain])],
+        vec![cluster(
+            "backend",
+            &[SocketAddr::from(([127, 0, 0, 1], 8080))],
+        )],
+    )
+}
+
+/// The sniff-timeout topology's two sidecars and the source-port-reuse
+/// cluster, as the scenarios build them.
+#[test]
+fn sniffing_mtls_and_pinned_port_configs_load_in_envoy() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::create(dir.path()).unwrap();
+    let caller = ca.issue("caller", &[]).unwrap();
+    let server = ca.issue("server", &["server"]).unwrap();
+    let upstream = SocketAddr::from(([127, 0, 0, 1], 15006));
+
+    let caller_files = TlsFiles {
+        cert: &caller.cert,
+        key: &caller.key,
+        ca: &ca.ca(),
+        peer_ids: std::slice::from_ref(&server.spiffe_id),
+    };
+    let http = matched_chain(
+        "http",
+        chain_match(Some("raw_buffer"), &HTTP_APPLICATION_PROTOCOLS),
+        vec![hcm("outbound", vec![], vec![route("/", "server")], vec![])],
+    );
+    let passthrough = filter_chain(
+        "PassthroughFilterChain",
+        vec![tcp_proxy("passthrough", "PassthroughCluster")],
+    );
+    let mut mtls = cluster("server", &[upstream]);
+    mtls["transport_socket"] = upstream_mtls(&caller_files, Some("server"), &["istio"]);
+    let mut pinned = cluster("pinned", &[upstream]);
+    pinned["upstream_bind_config"] = upstream_bind_config(any(40000), &[SO_REUSEADDR]);
+    pinned["circuit_breakers"] = circuit_breakers(Some(10), None, None, Some(3));
+    pinned["upstream_connection_options"] = tcp_keepalive(Some(3), Some(10), Some(5));
+    pinned["typed_extension_protocol_options"] = http1_protocol_options(None, Some(100));
+    let config = bootstrap(
+        vec![sniffing_listener(
+            "outbound",
+            any(10000),
+            100,
+            true,
+            vec![http],
+            Some(passthrough),
+        )],
+        vec![mtls, cluster("PassthroughCluster", &[upstream]), pinned],
+    );
+    let (ok, log) = validate(dir.path(), "caller", &config);
+    assert!(ok, "{log}");
+
+    let server_files = TlsFiles {
+        cert: &server.cert,
+        key: &server.key,
+        ca: &ca.ca(),
+        peer_ids: std::slice::from_ref(&caller.spiffe_id),
+    };
+    for require in [true, false] {
+        let config = inbound(&server_files, require);
+        let (ok, log) = validate(dir.path(), "server", &config);
+        assert!(ok, "require_client_certificate={require}: {log}");
+    }
+}
+
+/// The check is real: a certificate file that is not there fails it.
+#[test]
+fn validate_rejects_a_missing_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = TlsFiles {
+        cert: &dir.path().join("nope.pem"),
+        key: &dir.path().join("nope.key"),
+        ca: &dir.path().join("ca.pem"),
+        peer_ids: &[],
+    };
+    let (ok, log) = validate(dir.path(), "bad", &inbound(&files, true));
+    assert!(!ok, "{log}");
+    assert!(log.contains("Invalid path"), "{log}");
+}
