@@ -65,9 +65,9 @@ fn codes(report: &Report, source: Source) -> Vec<(String, u64, Option<String>)> 
 #[test]
 fn each_server_is_named_from_its_access_log() {
     for (variant, races, server) in [
-        ("node", 3, "Node.js's 5.0 s"),
-        ("cherrypy", 3, "CherryPy's 10.0 s"),
-        ("tomcat", 2, "Tomcat's 20.0 s"),
+        ("node", 3, "Node.js's default keep-alive timeout of 5.0 s"),
+        ("cherrypy", 3, "CherryPy's default keep-alive timeout of 10.0 s"),
+        ("tomcat", 2, "Tomcat's default keep-alive timeout of 20.0 s"),
     ] {
         let report = diagnose_with(variant, &["envoy.access.log"], lab_options(variant));
         let input = &report.inputs[0];

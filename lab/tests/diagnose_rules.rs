@@ -64,7 +64,7 @@ fn judge_all(config: &Config) -> Vec<(Option<&'static str>, Option<String>)> {
         let direct = if request.flags == 0 && request.attempts.unwrap_or(1) <= 1 {
             None
         } else {
-            connlab_filter::diagnose::http(&facts(&request, judged.reuse), config)
+            connlab_filter::diagnose::http(&facts(&request, judged.reuse, None), config)
         };
         assert_eq!(judged.diagnosis, direct, "{line}");
         out.push((

@@ -40,6 +40,22 @@ pub fn fix(code: &str) -> Option<&'static str> {
             "the backend reset a connection that was not idle-reused: look at the backend (crash, \
              connection limits, a Connection: close it did not send)"
         }
+        "upstream_protocol_error" => {
+            "the backend's answer is not the protocol the cluster speaks: check the port, the \
+             cluster's protocol (HTTP/1.1 vs HTTP/2, TLS) and the server's response"
+        }
+        "upstream_local_reset" => {
+            "Envoy reset the stream itself: check its buffer, header and stream limits and \
+             whether the pool was draining"
+        }
+        "circuit_breaker_overflow" => {
+            "raise the cluster's circuit_breakers thresholds (Istio: DestinationRule \
+             connectionPool) or add capacity; the overflow stats say which limit"
+        }
+        "no_healthy_upstream" => {
+            "no endpoint passed health checks or outlier detection: check the endpoints and the \
+             outlier_detection settings"
+        }
         "plaintext_on_tls" | "sniff_fallthrough" => {
             "raise the client listener's protocol detection timeout (listener_filters_timeout, \
              Istio protocolDetectionTimeout) or declare the protocol (port name http-*/appProtocol)"

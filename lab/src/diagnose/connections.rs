@@ -1,9 +1,10 @@
 //! What the filter sees live, rebuilt from access-log lines: each request
-//! is put on its upstream connection (Envoy's local address + the upstream
-//! host, or `%UPSTREAM_CONNECTION_ID%` when the log has it) with its `nth`
-//! and idle time, then judged by the filter's own rules
-//! (`connlab_filter::diagnose::http`, `connlab_filter::reuse::ReuseTable`),
-//! built natively: one rule set in both places, never a second copy.
+//! is put on its upstream connection (Envoy's local address and the upstream
+//! host, as the filter keys it; `%UPSTREAM_CONNECTION_ID%` instead of the
+//! local address when the log has it) with its `nth` and idle time, then
+//! judged by the filter's own rules (`connlab_filter::diagnose::http`,
+//! `connlab_filter::reuse::ReuseTable`), built natively: one rule set in
+//! both places, never a second copy.
 //!
 //! Lines are taken in log order, which is the order the filter records them
 //! in (both run when a request ends, `on_log`); on one HTTP/1.1 connection
@@ -11,7 +12,7 @@
 
 use connlab_filter::config::Config;
 use connlab_filter::diagnose::{self, Diagnosis, HttpFacts};
-use connlab_filter::flags::UF;
+use connlab_filter::flags::{UF, UH, UO};
 use connlab_filter::reuse::{Reuse, ReuseTable};
 
 use super::line::Request;
@@ -24,7 +25,7 @@ pub const TABLE_CAP: usize = 1 << 16;
 #[derive(Debug)]
 pub struct Connections {
     table: ReuseTable,
-    key: String,
+    local: String,
 }
 
 /// A request as the filter would have judged it.
@@ -44,28 +45,24 @@ impl Connections {
     pub fn new(cap: usize) -> Self {
         Connections {
             table: ReuseTable::new(cap),
-            key: String::new(),
+            local: String::new(),
         }
     }
 
-    /// The connection's key, in `self.key`; false when the line cannot
-    /// tell which connection carried the request.
-    fn key_of(&mut self, r: &Request<'_>) -> bool {
-        self.key.clear();
-        if let Some(id) = r.connection_id {
-            self.key.push_str("cx#");
-            self.key.push_str(&id.to_string());
-            return true;
-        }
-        match (&r.upstream_local, &r.upstream_host) {
-            (Some(local), host) => {
-                self.key.push_str(local);
-                self.key.push('>');
-                self.key.push_str(host.as_deref().unwrap_or(""));
-                true
+    /// The connection's local end, in `self.local` (the upstream host is
+    /// the other); false when the line cannot tell which connection
+    /// carried the request.
+    fn local_of(&mut self, r: &Request<'_>) -> bool {
+        self.local.clear();
+        match (r.connection_id, &r.upstream_local) {
+            (Some(id), _) => {
+                self.local.push_str("cx#");
+                self.local.push_str(&id.to_string());
             }
-            _ => false,
+            (None, Some(local)) => self.local.push_str(local),
+            (None, None) => return false,
         }
+        true
     }
 
     /// Records the request on its connection and applies the rules, as the
@@ -75,11 +72,12 @@ impl Connections {
     /// so a new one on the same port starts at nth 1.
     pub fn judge(&mut self, r: &Request<'_>, config: &Config) -> Judged {
         let connected = r.flags & UF == 0;
-        let keyed = self.key_of(r);
+        let keyed = self.local_of(r);
+        let peer = r.upstream_host.as_deref().unwrap_or_default();
         let reuse = match r.start_ns {
             Some(start) if keyed && connected => {
                 let end = start.saturating_add(r.duration_ms.unwrap_or(0).saturating_mul(1_000_000));
-                self.table.record(&self.key, start, end)
+                self.table.record(&self.local, peer, start, end)
             }
             _ => Reuse::default(),
         };
@@ -87,17 +85,24 @@ impl Connections {
         let diagnosis = if healthy {
             None
         } else {
-            diagnose::http(&facts(r, reuse), config)
+            let pinned_port = match (&r.upstream_host, r.flags & UF != 0) {
+                (Some(host), true) => self.table.pinned_port(host),
+                _ => None,
+            };
+            diagnose::http(&facts(r, reuse, pinned_port), config)
         };
         if keyed && matches!(diagnosis.as_ref().map(|d| d.code), Some("keepalive_race" | "upstream_reset")) {
-            self.table.forget(&self.key);
+            self.table.forget(&self.local, peer);
         }
         Judged { reuse, diagnosis }
     }
 }
 
-/// The facts the filter reads from Envoy's attributes, from the log line.
-pub fn facts<'a>(r: &'a Request<'_>, reuse: Reuse) -> HttpFacts<'a> {
+/// The facts the filter reads from Envoy's attributes, from the log line:
+/// `%DURATION%` for the time from the request's start to its end, the
+/// cluster only where the filter reads it (UO, UH). Access logs carry no
+/// gRPC status.
+pub fn facts<'a>(r: &'a Request<'_>, reuse: Reuse, pinned_port: Option<u16>) -> HttpFacts<'a> {
     HttpFacts {
         code: r.code,
         flags: r.flags,
@@ -105,6 +110,10 @@ pub fn facts<'a>(r: &'a Request<'_>, reuse: Reuse) -> HttpFacts<'a> {
         failure: r.failure.as_deref(),
         attempts: r.attempts,
         reuse,
+        elapsed_ms: r.duration_ms,
+        cluster: (r.flags & (UO | UH) != 0).then_some(r.cluster.as_deref()).flatten(),
+        pinned_port,
+        grpc_status: None,
     }
 }
 
@@ -155,6 +164,7 @@ mod tests {
 
     #[test]
     fn same_local_port_to_another_host_is_another_connection() {
+        // The filter keys on both ends too.
         let mut c = Connections::default();
         c.judge(&request(0.0, "10.0.0.5:40000", 200, "-"), &config());
         let mut other = request(5.6, "10.0.0.5:40000", 503, "UC");

@@ -51,6 +51,7 @@ pub struct Request<'a> {
     pub attempts: Option<u64>,
     pub upstream_host: Option<Cow<'a, str>>,
     pub upstream_local: Option<Cow<'a, str>>,
+    pub cluster: Option<Cow<'a, str>>,
     pub connection_id: Option<u64>,
     /// The fields its format has (bits of `Field::bit`), present or `-`.
     pub has: u32,
@@ -196,6 +197,7 @@ fn from_values<'a>(v: &Values<'a>) -> Option<Request<'a>> {
         attempts: number(v.attempts).ok()?,
         upstream_host: v.upstream_host.map(Cow::Borrowed),
         upstream_local: v.upstream_local.map(Cow::Borrowed),
+        cluster: v.cluster.map(Cow::Borrowed),
         connection_id: number(v.connection_id).ok()?,
         has: 0,
     })
@@ -262,6 +264,7 @@ fn into_owned(r: Request<'_>) -> Request<'static> {
         attempts: r.attempts,
         upstream_host: own(r.upstream_host),
         upstream_local: own(r.upstream_local),
+        cluster: own(r.cluster),
         connection_id: r.connection_id,
         has: r.has,
     }

@@ -189,7 +189,7 @@ pub struct CodeReport {
 pub struct FailedReuse {
     #[serde(flatten)]
     pub idle: IdleReport,
-    /// "Node.js's 5.0 s keep-alive timeout", when the median fits a known
+    /// "Node.js's default keep-alive timeout of 5.0 s", when the median fits a known
     /// server default (the filter's `server_idle_timeouts`).
     pub consistent_with: Option<String>,
 }
@@ -248,7 +248,7 @@ pub(super) fn build(
         .sum();
     let failed_reuse_idle = failed_reuse.report().map(|idle| FailedReuse {
         consistent_with: matching_server(idle.median_ms, config)
-            .map(|s| format!("{}'s {} keep-alive timeout", s.name, human_ms(s.idle_ms))),
+            .map(|s| format!("{}'s default keep-alive timeout of {}", s.name, human_ms(s.idle_ms))),
         idle,
     });
     Report {
@@ -274,7 +274,10 @@ fn cannot_tell(has: &BTreeMap<Format, u32>) -> Vec<String> {
             );
         }
         if lacks(Field::StartTime) || lacks(Field::Duration) {
-            lost.push("when requests started and ended (%START_TIME%, %DURATION%), so no idle time");
+            lost.push(
+                "when requests started and ended (%START_TIME%, %DURATION%), so no idle time and \
+                 no time from request to reset: a reset is upstream_reset, never keepalive_race",
+            );
         }
         if lacks(Field::Details) {
             lost.push(
