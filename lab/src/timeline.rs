@@ -1,0 +1,345 @@
+//! A run as a timeline around a fault: per-second throughput and p99, the
+//! phases before / during / after, and the time to recover — what the seed
+//! 002 JMeter report showed (and what an average hides: the mean barely
+//! moves while p99 and max explode). Pure numbers from client records, plus
+//! the SVG plot drawn with `plotters`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::{percentile, Record};
+
+/// Throughput counts as recovered when every second from then on reaches
+/// this share of the throughput before the fault.
+pub const RECOVERED_SHARE: f64 = 0.9;
+
+/// One second of the run (requests by the second they *started*: a request
+/// that hung shows its latency where it began).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Second {
+    /// OK responses that ended in this second.
+    pub ok: u64,
+    /// Requests started in this second that failed or never finished.
+    pub failed: u64,
+    /// p99 latency of requests started in this second, ms (0 when none).
+    pub p99_ms: f64,
+}
+
+/// Latency and success over a span of requests (by start time).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    pub from_s: u64,
+    pub to_s: u64,
+    pub requests: u64,
+    /// Share of requests answered 2xx/3xx, percent.
+    pub success_pct: f64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// OK responses per second (ends in the span / its length).
+    pub throughput: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    pub fault_s: u64,
+    pub seconds: Vec<Second>,
+    pub before: Phase,
+    /// From the fault to recovery (to the end when it never recovered).
+    pub during: Phase,
+    /// From recovery to the end; `None` when it never recovered.
+    pub after: Option<Phase>,
+    /// Seconds from the fault until throughput is back for good.
+    pub recovered_after_s: Option<u64>,
+    /// The lowest per-second throughput after the fault as a share of the
+    /// throughput before it, percent.
+    pub dip_pct: f64,
+}
+
+/// The timeline of `records` with a fault at `fault_s`; the first `warmup_s`
+/// seconds are left out of "before". It ends with the last second in which
+/// a request started (later ends are requests cut by the run's bound), and
+/// that second, cut short, is ignored for recovery.
+pub fn timeline(records: &[Record], fault_s: u64, warmup_s: u64) -> Timeline {
+    let last_start = records.iter().map(|r| r.start_ms).fold(0.0, f64::max);
+    let n = if records.is_empty() {
+        0
+    } else {
+        second(last_start) + 1
+    };
+    let mut seconds = vec![Second::default(); n];
+    let mut started: Vec<Vec<f64>> = vec![Vec::new(); n];
+    for r in records {
+        if r.is_ok() {
+            if let Some(s) = seconds.get_mut(second(r.end_ms)) {
+                s.ok += 1;
+            }
+        } else {
+            seconds[second(r.start_ms)].failed += 1;
+        }
+        started[second(r.start_ms)].push(r.latency_ms());
+    }
+    for (s, mut lat) in seconds.iter_mut().zip(started) {
+        lat.sort_by(f64::total_cmp);
+        s.p99_ms = percentile(&lat, 99.0);
+    }
+    let full = n.saturating_sub(1); // seconds before the cut last one
+    let fault = (fault_s as usize).min(full);
+    let baseline = mean(
+        seconds[(warmup_s as usize).min(fault)..fault]
+            .iter()
+            .map(|s| s.ok),
+    );
+    let recovered = (fault..full).find(|&from| {
+        seconds[from..full]
+            .iter()
+            .all(|s| s.ok as f64 >= RECOVERED_SHARE * baseline)
+    });
+    let dip = seconds[fault..full.max(fault)]
+        .iter()
+        .map(|s| s.ok)
+        .min()
+        .unwrap_or(0);
+    let stop = recovered.unwrap_or(n) as u64;
+    Timeline {
+        fault_s,
+        before: phase(records, warmup_s, fault_s),
+        during: phase(records, fault_s, stop),
+        after: recovered.map(|r| phase(records, r as u64, n as u64)),
+        recovered_after_s: recovered.map(|r| (r - fault) as u64),
+        dip_pct: if baseline > 0.0 {
+            (1000.0 * dip as f64 / baseline).round() / 10.0
+        } else {
+            0.0
+        },
+        seconds,
+    }
+}
+
+fn second(ms: f64) -> usize {
+    (ms.max(0.0) / 1000.0).floor() as usize
+}
+
+fn mean(values: impl Iterator<Item = u64>) -> f64 {
+    let (sum, count) = values.fold((0u64, 0u64), |(s, c), v| (s + v, c + 1));
+    if count == 0 {
+        0.0
+    } else {
+        sum as f64 / count as f64
+    }
+}
+
+fn phase(records: &[Record], from_s: u64, to_s: u64) -> Phase {
+    let (from, to) = (from_s as f64 * 1000.0, to_s as f64 * 1000.0);
+    let span: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.start_ms >= from && r.start_ms < to)
+        .collect();
+    let mut lat: Vec<f64> = span.iter().map(|r| r.latency_ms()).collect();
+    lat.sort_by(f64::total_cmp);
+    let ok = span.iter().filter(|r| r.is_ok()).count();
+    let ended_ok = records
+        .iter()
+        .filter(|r| r.is_ok() && r.end_ms >= from && r.end_ms < to)
+        .count();
+    let round = |v: f64| (v * 10.0).round() / 10.0;
+    Phase {
+        from_s,
+        to_s,
+        requests: span.len() as u64,
+        success_pct: if span.is_empty() {
+            0.0
+        } else {
+            (10_000.0 * ok as f64 / span.len() as f64).round() / 100.0
+        },
+        mean_ms: round(lat.iter().sum::<f64>() / lat.len().max(1) as f64),
+        p50_ms: round(percentile(&lat, 50.0)),
+        p99_ms: round(percentile(&lat, 99.0)),
+        max_ms: round(lat.last().copied().unwrap_or(0.0)),
+        throughput: round(ended_ok as f64 / (to_s.saturating_sub(from_s)).max(1) as f64),
+    }
+}
+
+/// The timeline as an SVG plot: OK responses per second (left axis), p99
+/// latency of requests started that second (right axis, seconds), the fault
+/// as a vertical red line.
+pub fn plot_svg(timeline: &Timeline, title: &str) -> Result<String, String> {
+    use plotters::prelude::*;
+    let n = timeline.seconds.len().max(1) as u32;
+    let top_tput = timeline
+        .seconds
+        .iter()
+        .map(|s| s.ok)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64
+        * 1.15;
+    let top_p99 = timeline
+        .seconds
+        .iter()
+        .map(|s| s.p99_ms / 1000.0)
+        .fold(0.0, f64::max)
+        .max(0.01)
+        * 1.15;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 420)).into_drawing_area();
+        let draw = || -> Result<(), Box<dyn std::error::Error + '_>> {
+            root.fill(&WHITE)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 18))
+                .margin(10)
+                .x_label_area_size(35)
+                .y_label_area_size(55)
+                .right_y_label_area_size(55)
+                .build_cartesian_2d(0u32..n, 0.0..top_tput)?
+                .set_secondary_coord(0u32..n, 0.0..top_p99);
+            chart
+                .configure_mesh()
+                .x_desc("second of the run")
+                .y_desc("OK responses / s")
+                .draw()?;
+            chart
+                .configure_secondary_axes()
+                .y_desc("p99 latency (s)")
+                .draw()?;
+            chart
+                .draw_series(LineSeries::new(
+                    timeline
+                        .seconds
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| (i as u32, s.ok as f64)),
+                    BLUE.stroke_width(2),
+                ))?
+                .label("throughput (OK/s)")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+            chart
+                .draw_secondary_series(LineSeries::new(
+                    timeline
+                        .seconds
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| (i as u32, s.p99_ms / 1000.0)),
+                    GREEN.stroke_width(2),
+                ))?
+                .label("p99 of requests started that second (s)")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN));
+            let fault = timeline.fault_s as u32;
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(fault, 0.0), (fault, top_tput)],
+                    RED.stroke_width(2),
+                )))?
+                .label("fault")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
+            root.present()?;
+            Ok(())
+        };
+        draw().map_err(|e| format!("timeline plot: {e}"))?;
+    }
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(worker: u32, start_ms: f64, latency_ms: f64, ok: bool) -> Record {
+        Record {
+            worker,
+            seq: 0,
+            start_ms,
+            end_ms: start_ms + latency_ms,
+            status: ok.then_some(200),
+            error: (!ok).then_some(crate::http1::ErrorKind::Timeout),
+            local: None,
+            reused: true,
+            tag: None,
+        }
+    }
+
+    /// Two workers, 10 requests/s each for 20 s (`until_ms`); worker 1 hangs at the fault
+    /// (t = 10 s) for `hang_ms`, then resumes.
+    fn run(hang_ms: f64) -> Vec<Record> {
+        run_until(hang_ms, 20_000.0)
+    }
+
+    fn run_until(hang_ms: f64, until_ms: f64) -> Vec<Record> {
+        let mut records = Vec::new();
+        for w in 0..2 {
+            let mut t = 0.0;
+            while t < until_ms {
+                if w == 1 && (10_000.0..10_100.0).contains(&t) {
+                    records.push(rec(w, t, hang_ms, false));
+                    t += hang_ms;
+                    continue;
+                }
+                records.push(rec(w, t, 5.0, true));
+                t += 100.0;
+            }
+        }
+        records
+    }
+
+    #[test]
+    fn a_hung_worker_halves_throughput_until_it_gives_up() {
+        let t = timeline(&run(6_000.0), 10, 2);
+        assert_eq!(t.before.throughput, 20.0);
+        assert_eq!(t.recovered_after_s, Some(6));
+        assert_eq!(t.dip_pct, 50.0);
+        assert_eq!(t.during.max_ms, 6_000.0);
+        assert!(
+            t.during.mean_ms < 250.0,
+            "the mean hides it: {}",
+            t.during.mean_ms
+        );
+        assert_eq!(t.after.as_ref().map(|a| a.success_pct), Some(100.0));
+        assert_eq!(t.seconds[10].p99_ms, 6_000.0);
+    }
+
+    #[test]
+    fn a_worker_that_never_comes_back_never_recovers() {
+        let t = timeline(&run_until(30_000.0, 40_000.0), 10, 2);
+        assert_eq!(t.recovered_after_s, None);
+        assert!(t.after.is_none());
+        assert_eq!(t.dip_pct, 50.0);
+    }
+
+    #[test]
+    fn requests_cut_by_the_bound_do_not_add_empty_seconds() {
+        // Worker 1 still hangs when the run stops starting requests at 20 s;
+        // its record ends at the bound, 40 s.
+        let t = timeline(&run_until(30_000.0, 20_000.0), 10, 2);
+        assert_eq!(t.seconds.len(), 20);
+        assert_eq!(t.dip_pct, 50.0);
+        assert_eq!(t.during.max_ms, 30_000.0);
+    }
+
+    #[test]
+    fn no_fault_effect_recovers_at_once() {
+        let t = timeline(&run(5.0), 10, 2);
+        assert_eq!(t.recovered_after_s, Some(0));
+        assert_eq!(t.during.requests, 0);
+    }
+
+    #[test]
+    fn plot_is_an_svg_with_the_fault_marked() {
+        let svg = plot_svg(&timeline(&run(6_000.0), 10, 2), "half-open").unwrap();
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.contains("half-open"));
+        assert!(svg.contains("fault"));
+    }
+
+    #[test]
+    fn empty_records_give_an_empty_timeline() {
+        let t = timeline(&[], 10, 2);
+        assert_eq!(t.recovered_after_s, None);
+        assert!(plot_svg(&t, "empty").is_ok());
+    }
+}
