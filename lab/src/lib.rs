@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod backend;
+pub mod capture;
 pub mod certs;
 pub mod check;
 pub mod client;
