@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use connlab::html_report::{self, recorded};
 use connlab::junit;
 use connlab::outcome::Outcome;
-use connlab::progress::{Phase, Reporter, RunId, Sink};
+use connlab::progress::{self, Phase, Reporter, RunId, Sink};
 use connlab::scenario::{self, Scenario};
 use connlab::{image, paths, report, run};
 use futures::StreamExt;
@@ -214,7 +214,7 @@ async fn run_selected(
     image: &str,
     options: &RunOptions,
 ) -> anyhow::Result<ExitCode> {
-    let progress = Reporter::for_stderr();
+    let progress = std::sync::Arc::new(Reporter::for_stderr());
     let runs = selected.iter().flat_map(|(scenario, variants)| {
         variants
             .iter()
@@ -233,7 +233,13 @@ async fn run_selected(
         });
         progress_ref.phase(&id, Phase::StartingNodes);
         let started = std::time::Instant::now();
-        let result = run::run_variant(scenario, variant, image, keep.as_deref()).await;
+        let sink: std::sync::Arc<dyn Sink> = progress_ref.clone();
+        let result = progress::scope(
+            sink,
+            id.clone(),
+            run::run_variant(scenario, variant, image, keep.as_deref()),
+        )
+        .await;
         let word = match &result {
             Ok(outcome) => outcome.verdict.word(),
             Err(_) => "ERROR",
