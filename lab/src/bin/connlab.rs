@@ -276,6 +276,15 @@ async fn run_selected(
         }
         finished.push((id, keep, wall, result));
     }
+    // JUnit and the report list runs in the order of the scenario files,
+    // not the order they happened to end in.
+    let order = |id: &RunId| {
+        selected
+            .iter()
+            .flat_map(|(s, variants)| variants.iter().map(move |v| (&s.name, &v.name)))
+            .position(|(s, v)| *s == id.scenario && *v == id.variant)
+    };
+    finished.sort_by_key(|(id, ..)| (order(id), id.repeat));
     let outcomes: Vec<Outcome> = finished
         .iter()
         .filter_map(|(_, _, _, r)| r.as_ref().ok().cloned())
