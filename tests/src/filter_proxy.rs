@@ -38,7 +38,12 @@ impl Proxy {
 
     /// As `start`, with the connection manager upgrading these protocols
     /// (`websocket`, `CONNECT`) into tunnels.
-    pub fn start_upgrading(config: Value, route: Value, upstream: Value, upgrades: &[&str]) -> Proxy {
+    pub fn start_upgrading(
+        config: Value,
+        route: Value,
+        upstream: Value,
+        upgrades: &[&str],
+    ) -> Proxy {
         Proxy::launch(config, vec![route], vec![upstream], upgrades)
     }
 

@@ -329,7 +329,8 @@ pub fn large_response(size: usize) -> Server {
             Err(_) => return,
         });
         let mut writer = stream;
-        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\nconnection: keep-alive\r\n\r\n");
+        let head =
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\nconnection: keep-alive\r\n\r\n");
         let body = vec![b'x'; size];
         loop {
             let mut length = 0usize;
@@ -349,7 +350,8 @@ pub fn large_response(size: usize) -> Server {
                     }
                 }
             }
-            if std::io::copy(&mut (&mut reader).take(length as u64), &mut std::io::sink()).is_err() {
+            if std::io::copy(&mut (&mut reader).take(length as u64), &mut std::io::sink()).is_err()
+            {
                 return;
             }
             if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&body).is_err() {
