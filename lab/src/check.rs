@@ -215,11 +215,24 @@ fn access_log_classes(entries: &[Value]) -> Counts {
             "{} {} {}",
             field(entry, "code"),
             field(entry, "flags"),
-            field(entry, "details")
+            without_address(&field(entry, "details"))
         );
         *counts.entry(class).or_default() += 1;
     }
     counts
+}
+
+/// Connect failures' details name the peer (`...|remote_address:172.18.0.2:8080}`),
+/// whose address Docker picks per run; a class keeps `remote_address:*` so
+/// that runs compare.
+fn without_address(details: &str) -> String {
+    match details.split_once("remote_address:") {
+        Some((head, tail)) => {
+            let end = tail.find(['}', '|']).unwrap_or(tail.len());
+            format!("{head}remote_address:*{}", &tail[end..])
+        }
+        None => details.to_string(),
+    }
 }
 
 /// Every stat a check reads, and the variant's extra ones, as `node:stat`.

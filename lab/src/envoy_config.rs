@@ -5,7 +5,7 @@
 //! One function per Envoy block; each returns the block and nothing else.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
@@ -337,17 +337,17 @@ pub fn sniffing_listener(
 
 /// A certificate and key from PEM files, and the CA that peers' certificates
 /// must chain to, with (if any) the SPIFFE URIs a peer may present.
-#[derive(Debug, Clone, Copy)]
-pub struct TlsFiles<'a> {
-    pub cert: &'a Path,
-    pub key: &'a Path,
-    pub ca: &'a Path,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
     /// Peer identities accepted (URI SANs, e.g. `spiffe://.../sa/caller`);
     /// empty: any certificate the CA signed.
-    pub peer_ids: &'a [String],
+    pub peer_ids: Vec<String>,
 }
 
-impl TlsFiles<'_> {
+impl TlsFiles {
     fn common_context(&self) -> Value {
         let mut validation = json!({"trusted_ca": {"filename": self.ca}});
         if !self.peer_ids.is_empty() {
@@ -371,7 +371,7 @@ impl TlsFiles<'_> {
 /// Downstream mTLS (a server sidecar's inbound): the client must present a
 /// certificate (`require_client_certificate`: Istio STRICT), or may
 /// (validated when presented).
-pub fn downstream_mtls(files: &TlsFiles<'_>, require_client_certificate: bool) -> Value {
+pub fn downstream_mtls(files: &TlsFiles, require_client_certificate: bool) -> Value {
     json!({
         "name": "envoy.transport_sockets.tls",
         "typed_config": {
@@ -386,7 +386,7 @@ pub fn downstream_mtls(files: &TlsFiles<'_>, require_client_certificate: bool) -
 /// node's certificate, verifies the server's against the CA (and
 /// `peer_ids`), sends `sni` and offers `alpn` (Istio: `istio-http/1.1`,
 /// `istio`).
-pub fn upstream_mtls(files: &TlsFiles<'_>, sni: Option<&str>, alpn: &[&str]) -> Value {
+pub fn upstream_mtls(files: &TlsFiles, sni: Option<&str>, alpn: &[&str]) -> Value {
     let mut common = files.common_context();
     if !alpn.is_empty() {
         common["alpn_protocols"] = json!(alpn);
@@ -561,12 +561,12 @@ mod tests {
 
     #[test]
     fn mtls_contexts_carry_certificate_ca_and_peer_identities() {
-        let ids = ["spiffe://cluster.local/ns/lab/sa/caller".to_string()];
+        let ids = vec!["spiffe://cluster.local/ns/lab/sa/caller".to_string()];
         let files = TlsFiles {
-            cert: Path::new("/c/server.pem"),
-            key: Path::new("/c/server.key"),
-            ca: Path::new("/c/ca.pem"),
-            peer_ids: &ids,
+            cert: "/c/server.pem".into(),
+            key: "/c/server.key".into(),
+            ca: "/c/ca.pem".into(),
+            peer_ids: ids.clone(),
         };
         let strict = downstream_mtls(&files, true);
         let context = &strict["typed_config"];
@@ -590,7 +590,7 @@ mod tests {
         );
 
         let anyone = TlsFiles {
-            peer_ids: &[],
+            peer_ids: vec![],
             ..files
         };
         let upstream = upstream_mtls(&anyone, Some("outbound_.8080_._.server"), &["istio"]);

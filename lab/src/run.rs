@@ -114,6 +114,9 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
         addresses.learn(lab, name).await?;
     }
     let order = start_order(variant).map_err(|n| LabError::role(&n, "Envoy cycle"))?;
+    // The run's CA: each Envoy's certificate is issued as it starts.
+    let ca = crate::certs::Authority::create(lab.dir())
+        .map_err(|e| LabError::role("certs", e.to_string()))?;
     for name in order {
         let node = &variant.nodes[&name];
         let Some(config) = node.kind.envoy() else {
@@ -121,7 +124,15 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
         };
         let from = networks_of(variant, node);
         let resolve = |endpoint: &str| addresses.reach(variant, &from, endpoint);
-        envoy::start(lab, &name, spec(variant, &name, node), config, &resolve).await?;
+        envoy::start(
+            lab,
+            &name,
+            spec(variant, &name, node),
+            config,
+            &resolve,
+            &ca,
+        )
+        .await?;
         addresses.learn(lab, &name).await?;
     }
     // Faults at time 0 are in place before the first request; the rest run

@@ -30,7 +30,7 @@ fn any(port: u16) -> SocketAddr {
 }
 
 /// A server sidecar's inbound listener: mTLS, then a TCP proxy to the app.
-fn inbound(files: &TlsFiles<'_>, require_client_certificate: bool) -> Value {
+fn inbound(files: &TlsFiles, require_client_certificate: bool) -> Value {
     let mut chain = filter_chain("inbound", vec![tcp_proxy("inbound", "backend")]);
     chain["transport_socket"] = downstream_mtls(files, require_client_certificate);
     bootstrap(
@@ -53,10 +53,10 @@ fn sniffing_mtls_and_pinned_port_configs_load_in_envoy() {
     let upstream = SocketAddr::from(([127, 0, 0, 1], 15006));
 
     let caller_files = TlsFiles {
-        cert: &caller.cert,
-        key: &caller.key,
-        ca: &ca.ca(),
-        peer_ids: std::slice::from_ref(&server.spiffe_id),
+        cert: caller.cert.clone(),
+        key: caller.key.clone(),
+        ca: ca.ca(),
+        peer_ids: vec![server.spiffe_id.clone()],
     };
     let http = matched_chain(
         "http",
@@ -89,10 +89,10 @@ fn sniffing_mtls_and_pinned_port_configs_load_in_envoy() {
     assert!(ok, "{log}");
 
     let server_files = TlsFiles {
-        cert: &server.cert,
-        key: &server.key,
-        ca: &ca.ca(),
-        peer_ids: std::slice::from_ref(&caller.spiffe_id),
+        cert: server.cert.clone(),
+        key: server.key.clone(),
+        ca: ca.ca(),
+        peer_ids: vec![caller.spiffe_id.clone()],
     };
     for require in [true, false] {
         let config = inbound(&server_files, require);
@@ -106,10 +106,10 @@ fn sniffing_mtls_and_pinned_port_configs_load_in_envoy() {
 fn validate_rejects_a_missing_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let files = TlsFiles {
-        cert: &dir.path().join("nope.pem"),
-        key: &dir.path().join("nope.key"),
-        ca: &dir.path().join("ca.pem"),
-        peer_ids: &[],
+        cert: dir.path().join("nope.pem"),
+        key: dir.path().join("nope.key"),
+        ca: dir.path().join("ca.pem"),
+        peer_ids: vec![],
     };
     let (ok, log) = validate(dir.path(), "bad", &inbound(&files, true));
     assert!(!ok, "{log}");

@@ -210,3 +210,16 @@ fn packets_are_unknown_until_captured() {
         .insert("backend".into(), capture.into_iter().rev().collect());
     assert_eq!(measure(&check, &seen), Ok(0));
 }
+
+#[test]
+fn access_log_classes_drop_the_peer_address() {
+    assert_eq!(
+        without_address(
+            "upstream_reset_before_response_started{remote_connection_failure|\
+             immediate_connect_error:_Cannot_assign_requested_address|remote_address:172.18.0.2:8080}"
+        ),
+        "upstream_reset_before_response_started{remote_connection_failure|\
+         immediate_connect_error:_Cannot_assign_requested_address|remote_address:*}"
+    );
+    assert_eq!(without_address("via_upstream"), "via_upstream");
+}

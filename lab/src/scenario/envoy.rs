@@ -31,6 +31,25 @@ pub enum ListenerKind {
     Http,
     /// A TCP proxy to one upstream, behind `connlab_net`.
     TcpProxy,
+    /// Protocol sniffing, as Istio's outbound listener for a port of unknown
+    /// protocol: `tls_inspector` + `http_inspector` wait at most
+    /// `detection_timeout_ms` for the first bytes; plaintext HTTP takes the
+    /// HTTP chain (routes to `upstream`), anything else — and, with
+    /// `continue_on_timeout`, a connection silent until the timeout — the
+    /// default chain `PassthroughFilterChain`, a TCP proxy to `passthrough`.
+    Sniffing,
+}
+
+/// Downstream mTLS on a listener, in Istio's PeerAuthentication terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mtls {
+    /// Every connection must be TLS with a client certificate the run's CA
+    /// signed (`require_client_certificate`); plaintext fails the handshake.
+    Strict,
+    /// `tls_inspector` picks: TLS connections get mTLS as in `strict`,
+    /// plaintext ones a plaintext chain (`<listener>-plaintext`).
+    Permissive,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -45,6 +64,16 @@ pub struct Listener {
     /// `http`: routes matched in order before the catch-all.
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// `http` / `tcp_proxy`: downstream mTLS with this node's certificate.
+    pub mtls: Option<Mtls>,
+    /// `sniffing`: where the default chain's TCP proxy goes.
+    pub passthrough: Option<String>,
+    /// `sniffing`: `listener_filters_timeout` (Istio's
+    /// `protocolDetectionTimeout`).
+    pub detection_timeout_ms: Option<u64>,
+    /// `sniffing`: `continue_on_listener_filters_timeout` (Istio sets it;
+    /// without it a connection silent until the timeout is closed).
+    pub continue_on_timeout: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -97,8 +126,10 @@ pub struct Upstream {
     /// TCP keep-alive on upstream connections
     /// (`upstream_connection_options.tcp_keepalive`).
     pub tcp_keepalive: Option<TcpKeepalive>,
-    // Room for TLS origination (`tls = { ... }`), which the sniffing
-    // scenarios add with their certificates.
+    /// Originate mTLS: present this node's certificate and accept only the
+    /// endpoints' own (their SPIFFE identities, from the run's CA).
+    #[serde(default)]
+    pub mtls: bool,
 }
 
 fn default_connect_timeout_ms() -> u64 {

@@ -327,3 +327,108 @@ fn every_shipped_scenario_loads() {
     let scenarios = load_all(&dir).unwrap_or_else(|e| panic!("{e}"));
     assert!(!scenarios.is_empty());
 }
+
+/// GOOD with its listener made a sniffing one (`rest` replaces the closing
+/// brace, so a test can add or drop keys).
+fn sniffing(rest: &str) -> String {
+    GOOD.replace(
+        "listeners.main = { kind = \"http\", port = 10000, upstream = \"backend\" }",
+        &format!(
+            "listeners.main = {{ kind = \"sniffing\", port = 10000, upstream = \"backend\"{rest}"
+        ),
+    )
+}
+
+#[test]
+fn a_sniffing_listener_loads() {
+    let text = sniffing(", passthrough = \"backend\", detection_timeout_ms = 100 }");
+    let scenario = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let envoy = scenario.variants[0].nodes["envoy"].kind.envoy().unwrap();
+    assert_eq!(envoy.listeners["main"].detection_timeout_ms, Some(100));
+}
+
+#[test]
+fn a_sniffing_listener_without_its_default_chain_or_timeout() {
+    assert_error(
+        &sniffing(", detection_timeout_ms = 100 }"),
+        "kind = \"sniffing\"",
+        "nodes.envoy.listeners.main",
+        "needs `passthrough`",
+    );
+    assert_error(
+        &sniffing(", passthrough = \"backend\" }"),
+        "kind = \"sniffing\"",
+        "nodes.envoy.listeners.main",
+        "needs `detection_timeout_ms`",
+    );
+    assert_error(
+        &sniffing(", passthrough = \"backend\", detection_timeout_ms = 0 }"),
+        "detection_timeout_ms = 0",
+        "nodes.envoy.listeners.main.detection_timeout_ms",
+        "must be above 0",
+    );
+}
+
+#[test]
+fn a_passthrough_to_an_unknown_upstream() {
+    assert_error(
+        &sniffing(", passthrough = \"PassthroughCluster\", detection_timeout_ms = 100 }"),
+        "PassthroughCluster",
+        "nodes.envoy.listeners.main.passthrough",
+        "no upstream `PassthroughCluster`",
+    );
+}
+
+#[test]
+fn a_sniffing_key_on_another_listener_kind() {
+    assert_error(
+        &GOOD.replace(
+            "upstream = \"backend\" }",
+            "upstream = \"backend\", detection_timeout_ms = 100 }",
+        ),
+        "detection_timeout_ms = 100",
+        "nodes.envoy.listeners.main.detection_timeout_ms",
+        "only a `sniffing` listener",
+    );
+}
+
+#[test]
+fn an_unknown_or_misplaced_mtls_mode() {
+    assert_error(
+        &GOOD.replace(
+            "upstream = \"backend\" }",
+            "upstream = \"backend\", mtls = \"mutual\" }",
+        ),
+        "mtls = \"mutual\"",
+        "listeners.main",
+        "unknown variant `mutual`",
+    );
+    assert_error(
+        &sniffing(", passthrough = \"backend\", detection_timeout_ms = 100, mtls = \"strict\" }"),
+        "mtls = \"strict\"",
+        "nodes.envoy.listeners.main.mtls",
+        "no downstream mTLS",
+    );
+    assert_error(
+        &GOOD.replace(
+            "endpoints = [\"backend\"] }",
+            "endpoints = [\"backend\"], mtls = \"strict\" }",
+        ),
+        "mtls = \"strict\"",
+        "upstreams.backend",
+        "expected a boolean",
+    );
+}
+
+#[test]
+fn a_connlab_backend_knob_on_another_server() {
+    assert_error(
+        &GOOD.replace(
+            "server = \"node\"",
+            "server = \"node\"\nawait_client_close_ms = 2000",
+        ),
+        "await_client_close_ms",
+        "nodes.backend.await_client_close_ms",
+        "connlab-backend",
+    );
+}

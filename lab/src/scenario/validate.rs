@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::envoy::{EnvoyNode, ListenerKind};
+use super::envoy::{EnvoyNode, Listener, ListenerKind};
 use super::node::{NodeKind, Server};
 use super::{Measure, Variant};
 
@@ -196,6 +196,7 @@ fn envoy_node(v: &Variant, path: &str, envoy: &EnvoyNode) -> Result<(), Invalid>
             }
             _ => {}
         }
+        sniffing(envoy, &lpath, listener)?;
         if let Some(upstream) = &listener.upstream {
             if !envoy.upstreams.contains_key(upstream) {
                 return err(format!("{lpath}.upstream"), no_upstream(envoy, upstream));
@@ -220,6 +221,60 @@ fn envoy_node(v: &Variant, path: &str, envoy: &EnvoyNode) -> Result<(), Invalid>
         }
     }
     Ok(())
+}
+
+/// A sniffing listener has its HTTP upstream, its passthrough and its
+/// timeout; the other kinds have none of the sniffing keys.
+fn sniffing(envoy: &EnvoyNode, lpath: &str, listener: &Listener) -> Result<(), Invalid> {
+    let sniffing_keys = [
+        ("passthrough", listener.passthrough.is_some()),
+        (
+            "detection_timeout_ms",
+            listener.detection_timeout_ms.is_some(),
+        ),
+        (
+            "continue_on_timeout",
+            listener.continue_on_timeout.is_some(),
+        ),
+    ];
+    if listener.kind != ListenerKind::Sniffing {
+        return match sniffing_keys.iter().find(|(_, set)| *set) {
+            Some((key, _)) => err(
+                format!("{lpath}.{key}"),
+                "only a `sniffing` listener has it",
+            ),
+            None => Ok(()),
+        };
+    }
+    if listener.all_routes().is_empty() {
+        return err(
+            lpath,
+            "a sniffing listener needs `upstream` (its HTTP chain)",
+        );
+    }
+    if listener.mtls.is_some() {
+        return err(
+            format!("{lpath}.mtls"),
+            "a sniffing listener is a client sidecar's outbound: no downstream mTLS",
+        );
+    }
+    match &listener.passthrough {
+        None => {
+            return err(
+                lpath,
+                "a sniffing listener needs `passthrough` (its default chain)",
+            )
+        }
+        Some(p) if !envoy.upstreams.contains_key(p) => {
+            return err(format!("{lpath}.passthrough"), no_upstream(envoy, p));
+        }
+        Some(_) => {}
+    }
+    match listener.detection_timeout_ms {
+        None => err(lpath, "a sniffing listener needs `detection_timeout_ms`"),
+        Some(0) => err(format!("{lpath}.detection_timeout_ms"), "must be above 0"),
+        Some(_) => Ok(()),
+    }
 }
 
 fn no_upstream(envoy: &EnvoyNode, name: &str) -> String {
