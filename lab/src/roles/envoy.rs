@@ -81,7 +81,7 @@ pub fn bootstrap(
 }
 
 /// The filter's configuration as written in the scenario.
-fn filter_config(envoy: &EnvoyNode) -> Value {
+pub fn filter_config(envoy: &EnvoyNode) -> Value {
     serde_json::to_value(&envoy.filter).unwrap_or_default()
 }
 
