@@ -48,6 +48,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         evidence: Option<PathBuf>,
     },
+    /// Name the failures in access logs, Envoy logs with the filter's
+    /// events, or a tcpdump capture, with the filter's own rules.
+    Diagnose(connlab::diagnose::cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,11 @@ fn real_main() -> anyhow::Result<ExitCode> {
     let dir = cli
         .scenarios
         .unwrap_or_else(|| paths::root().join("scenarios"));
+    // Reads logs, not scenarios: a broken scenario file must not stop it.
+    if let Command::Diagnose(args) = &cli.command {
+        connlab::diagnose::cli::run(args, &dir)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let scenarios = scenario::load_all(&dir)?;
     match cli.command {
         Command::List => {
@@ -125,6 +133,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             };
             runtime.block_on(run_selected(&selected, &image, &options))
         }
+        Command::Diagnose(_) => Ok(ExitCode::SUCCESS),
     }
 }
 
