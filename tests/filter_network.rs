@@ -16,7 +16,7 @@ use connlab::envoy_config::{bootstrap, cluster, downstream_tls, listener, net_wa
 use connlab_tests::certs::Certs;
 use connlab_tests::envoy_process::EnvoyProcess;
 use connlab_tests::raw_servers::{sink, Sink};
-use connlab_tests::{filter_wasm, wait_stat};
+use connlab_tests::{envoy_minor, filter_wasm, wait_stat};
 use serde_json::{json, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -205,8 +205,20 @@ fn sniff_fallthrough_when_the_first_byte_comes_after_the_detection_timeout() {
     assert_eq!(wait_stat(&lab.envoy, name, 1, TIMEOUT), 1);
 }
 
+/// Envoy 1.36 leaves `connection.transport_failure_reason` unset when a
+/// downstream TLS handshake fails (found by `make test-envoy-versions`):
+/// there the filter must degrade to no diagnosis, never to a wrong one.
+fn without_downstream_tls_failure_reason(lab: &Lab, event: &Value) -> bool {
+    if envoy_minor(&lab.envoy).is_some_and(|minor| minor >= 37) {
+        return false;
+    }
+    assert_eq!(event["tls_failure"], Value::Null, "{event:#?}");
+    assert_eq!(event["diagnosis"], Value::Null, "{event:#?}");
+    true
+}
+
 fn tls_listener(certs: &Certs, client_ca: bool) -> Value {
-    let mut tls = chain("tls", &json!({}));
+    let mut tls = chain("tls", &all_events());
     let ca = certs.path("ca.pem");
     tls["transport_socket"] = downstream_tls(
         &certs.path("server.pem"),
@@ -227,6 +239,9 @@ fn plaintext_on_tls_when_http_reaches_a_tls_listener() {
         .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
         .expect("send");
     let event = lab.event(1);
+    if without_downstream_tls_failure_reason(&lab, &event) {
+        return;
+    }
     assert_eq!(event["diagnosis"], "plaintext_on_tls", "{event:#?}");
     let failure = event["tls_failure"].as_str().unwrap_or_default();
     assert!(
@@ -243,6 +258,9 @@ fn tls_handshake_failed_when_a_client_has_no_certificate_for_mtls() {
     let event = lab.event(1);
     let _ = openssl.kill();
     let _ = openssl.wait();
+    if without_downstream_tls_failure_reason(&lab, &event) {
+        return;
+    }
     assert_eq!(event["diagnosis"], "tls_handshake_failed", "{event:#?}");
     assert!(
         event["tls_failure"]

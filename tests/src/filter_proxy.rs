@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::envoy_process::EnvoyProcess;
-use connlab::envoy_config::{bootstrap, file_access_log, hcm, http_wasm, listener};
 use crate::{filter_wasm, http1};
+use connlab::envoy_config::{bootstrap, file_access_log, hcm, http_wasm, listener};
 
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// The access log line: what Envoy itself says, beside the filter's state.
@@ -33,18 +33,38 @@ impl Proxy {
 
     /// As `start`, with several routes and clusters.
     pub fn start_with(config: Value, routes: Vec<Value>, clusters: Vec<Value>) -> Proxy {
+        Proxy::launch(config, routes, clusters, &[])
+    }
+
+    /// As `start`, with the connection manager upgrading these protocols
+    /// (`websocket`, `CONNECT`) into tunnels.
+    pub fn start_upgrading(
+        config: Value,
+        route: Value,
+        upstream: Value,
+        upgrades: &[&str],
+    ) -> Proxy {
+        Proxy::launch(config, vec![route], vec![upstream], upgrades)
+    }
+
+    fn launch(config: Value, routes: Vec<Value>, clusters: Vec<Value>, upgrades: &[&str]) -> Proxy {
         let dir = tempfile::tempdir().expect("temp dir");
         let access_log = dir.path().join("access.log");
         let filters = vec![http_wasm(&filter_wasm(), "connlab_http", Some(&config))];
-        let main = listener(
+        let mut manager = hcm(
             "main",
-            vec![hcm(
-                "main",
-                filters,
-                routes,
-                vec![file_access_log(&access_log, LOG_FORMAT)],
-            )],
+            filters,
+            routes,
+            vec![file_access_log(&access_log, LOG_FORMAT)],
         );
+        if !upgrades.is_empty() {
+            let upgrades: Vec<Value> = upgrades
+                .iter()
+                .map(|u| serde_json::json!({"upgrade_type": u}))
+                .collect();
+            manager["typed_config"]["upgrade_configs"] = Value::Array(upgrades);
+        }
+        let main = listener("main", vec![manager]);
         let envoy = EnvoyProcess::start(&bootstrap(vec![main], clusters)).expect("start Envoy");
         let addr = envoy.listener("main").expect("listener address");
         Proxy {
@@ -97,7 +117,10 @@ impl Proxy {
         );
         assert_eq!(event["code"], status, "{event:#?}");
         assert_eq!(event["flags"], flags, "{event:#?}");
-        self.assert_logged(&format!("{status} flags={} state={code}", envoy_flags(flags)));
+        self.assert_logged(&format!(
+            "{status} flags={} state={code}",
+            envoy_flags(flags)
+        ));
         event.clone()
     }
 

@@ -49,3 +49,35 @@ pub fn wait_stat(
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// The running Envoy's minor version (`40` for 1.40.0), from the admin API.
+pub fn envoy_minor(envoy: &envoy_process::EnvoyProcess) -> Option<u32> {
+    let info: serde_json::Value =
+        serde_json::from_str(&envoy.admin_get("/server_info").ok()?).ok()?;
+    // "version": "<sha>/1.40.0/Clean/RELEASE/BoringSSL"
+    let version = info["version"].as_str()?.split('/').nth(1)?;
+    version.split('.').nth(1)?.parse().ok()
+}
+
+/// A free loopback port below the kernel's ephemeral range, for pinning an
+/// upstream source port: a port from `closed_port()` is in the ephemeral
+/// range, where any concurrent connection (another test's) may take it
+/// first and make the pinned bind() fail.
+pub fn pinnable_port() -> u16 {
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let span = low.saturating_sub(10_000).max(1);
+    // Different per process and per call, so parallel tests pick apart.
+    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let start = (std::process::id() as u16)
+        .wrapping_mul(7919)
+        .wrapping_add(call.wrapping_mul(101))
+        % span;
+    (0..span)
+        .map(|i| 10_000 + (start + i) % span)
+        .find(|port| TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], *port))).is_ok())
+        .expect("a free port below the ephemeral range")
+}

@@ -209,8 +209,9 @@ pub fn garbage_on_reused_connection() -> Server {
 /// alive, after `delay`.
 pub fn always(status: u16, delay: Duration) -> Server {
     serve(move |_, mut stream| {
-        let response =
-            format!("HTTP/1.1 {status} Status\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n");
+        let response = format!(
+            "HTTP/1.1 {status} Status\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n"
+        );
         while read_head(&mut stream) {
             thread::sleep(delay);
             if stream.write_all(response.as_bytes()).is_err() {
@@ -275,7 +276,8 @@ pub fn h2_reset_later_streams(goaway: bool) -> Server {
             if stream.read_exact(&mut head).is_err() {
                 return;
             }
-            let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+            let len =
+                (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
             let (kind, flags) = (head[3], head[4]);
             let id = u32::from_be_bytes([head[5] & 0x7f, head[6], head[7], head[8]]);
             let mut payload = vec![0u8; len];
@@ -315,4 +317,46 @@ fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     frame.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
     frame.extend_from_slice(payload);
     frame
+}
+
+/// Reads each request with its `content-length` body and answers `size`
+/// bytes of body, keeping the connection alive (the bench's large-body
+/// workload).
+pub fn large_response(size: usize) -> Server {
+    serve(move |_, stream| {
+        let mut reader = std::io::BufReader::new(match stream.try_clone() {
+            Ok(s) => s,
+            Err(_) => return,
+        });
+        let mut writer = stream;
+        let head =
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\nconnection: keep-alive\r\n\r\n");
+        let body = vec![b'x'; size];
+        loop {
+            let mut length = 0usize;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match std::io::BufRead::read_line(&mut reader, &mut line) {
+                    Ok(1..) => {}
+                    _ => return,
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            if std::io::copy(&mut (&mut reader).take(length as u64), &mut std::io::sink()).is_err()
+            {
+                return;
+            }
+            if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&body).is_err() {
+                return;
+            }
+        }
+    })
 }

@@ -2,8 +2,9 @@
 //! attributes, hands them to the pure modules (config, reuse, sniff,
 //! diagnose, event) and logs, counts and stores what they return.
 //!
-//! One module, three plugin `root_id`s: `connlab_http` (HTTP filter),
-//! `connlab_net` (network filter) and `connlab_noop` (does nothing: the floor
+//! One module, four plugin `root_id`s: `connlab_http` (HTTP filter),
+//! `connlab_net` (network filter) and `connlab_noop` / `connlab_noop_net`
+//! (HTTP / network filters that do nothing: the floor
 //! every proxy-wasm filter costs, for measuring connlab's own share in your
 //! Envoy).
 
@@ -39,6 +40,14 @@ enum Kind {
     Http,
     Net,
     Noop,
+    /// The empty network filter (`connlab_noop_net`).
+    NoopNet,
+}
+
+impl Kind {
+    fn is_noop(self) -> bool {
+        matches!(self, Kind::Noop | Kind::NoopNet)
+    }
 }
 
 /// What every request or connection context of one plugin shares.
@@ -75,9 +84,10 @@ impl RootContext for Root {
             "connlab_http" | "" => Kind::Http,
             "connlab_net" => Kind::Net,
             "connlab_noop" => Kind::Noop,
+            "connlab_noop_net" => Kind::NoopNet,
             other => {
                 log_error(&format!(
-                    "connlab: unknown root_id `{other}`: use connlab_http, connlab_net or connlab_noop"
+                    "connlab: unknown root_id `{other}`: use connlab_http, connlab_net, connlab_noop or connlab_noop_net"
                 ));
                 return false;
             }
@@ -97,7 +107,7 @@ impl RootContext for Root {
         };
         let table = RefCell::new(ReuseTable::new(config.reuse_table_cap));
         let limiter = RefCell::new(EventLimiter::new(config.events_per_second));
-        let metrics = if self.kind == Kind::Noop {
+        let metrics = if self.kind.is_noop() {
             metrics::Metrics::default()
         } else {
             metrics::Metrics::define()
@@ -109,7 +119,7 @@ impl RootContext for Root {
             limiter,
             evictions_counted: std::cell::Cell::new(0),
         }));
-        if self.kind != Kind::Noop && hostcalls::set_tick_period(FLUSH_PERIOD).is_err() {
+        if !self.kind.is_noop() && hostcalls::set_tick_period(FLUSH_PERIOD).is_err() {
             // Without a tick the metrics are never handed over; events still
             // work. Not a reason to refuse the filter.
             log_error("connlab: the host refused a tick period: metrics will not be flushed");
@@ -140,7 +150,7 @@ impl RootContext for Root {
 
     fn get_type(&self) -> Option<ContextType> {
         Some(match self.kind {
-            Kind::Net => ContextType::StreamContext,
+            Kind::Net | Kind::NoopNet => ContextType::StreamContext,
             Kind::Http | Kind::Noop => ContextType::HttpContext,
         })
     }
@@ -154,9 +164,9 @@ impl RootContext for Root {
     }
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
-        match &self.shared {
-            Some(shared) => Some(Box::new(net::Connection::new(Rc::clone(shared)))),
-            None => Some(Box::new(Noop)),
+        match (&self.shared, self.kind) {
+            (Some(shared), Kind::Net) => Some(Box::new(net::Connection::new(Rc::clone(shared)))),
+            _ => Some(Box::new(Noop)),
         }
     }
 }

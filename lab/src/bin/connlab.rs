@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use connlab::html_report::{self, recorded};
+use connlab::junit;
 use connlab::outcome::Outcome;
+use connlab::progress::{self, Phase, Reporter, RunId, Sink};
 use connlab::scenario::{self, Scenario};
 use connlab::{image, paths, report, run};
 use futures::StreamExt;
@@ -23,7 +26,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// List the scenarios and their variants.
-    List,
+    List {
+        /// One JSON array of every variant (scenario, variant, expect,
+        /// seed, timeout_s, about): the input of the CI matrix.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a scenario (every variant, or one), or all of them.
     Run {
         /// Scenario name (see `connlab list`).
@@ -47,6 +55,21 @@ enum Command {
         /// Envoy access log and stats) under DIR/<scenario>/<variant>-<n>/.
         #[arg(long, value_name = "DIR")]
         evidence: Option<PathBuf>,
+        /// Write a JUnit XML report: one test case per variant run.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Write a static HTML report to DIR/index.html (evidence kept under
+        /// DIR/evidence unless --evidence says elsewhere).
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+    },
+    /// Render the HTML report of recorded runs (an --evidence directory).
+    Report {
+        /// The evidence directory (<scenario>/<run>/outcome.json inside).
+        evidence: PathBuf,
+        /// Where index.html goes.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
     /// Name the failures in access logs, Envoy logs with the filter's
     /// events, or a tcpdump capture, with the filter's own rules.
@@ -75,7 +98,16 @@ fn real_main() -> anyhow::Result<ExitCode> {
     }
     let scenarios = scenario::load_all(&dir)?;
     match cli.command {
-        Command::List => {
+        Command::List { json: true } => {
+            println!("{}", serde_json::to_string_pretty(&matrix(&scenarios))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { evidence, out } => {
+            let index = html_report::write_all(&out, &evidence)?;
+            println!("report: {}", index.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::List { json: false } => {
             for s in &scenarios {
                 println!("{}  ({})  {}", s.name, s.seed, s.summary);
                 for v in &s.variants {
@@ -97,6 +129,8 @@ fn real_main() -> anyhow::Result<ExitCode> {
             jobs,
             repeat,
             evidence,
+            junit,
+            report,
         } => {
             let selected: Vec<(&Scenario, Vec<&scenario::Variant>)> = if all {
                 scenarios
@@ -129,7 +163,9 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 json,
                 jobs: jobs.max(1),
                 repeat: repeat.max(1),
-                evidence,
+                evidence: evidence.or_else(|| report.as_ref().map(|dir| dir.join("evidence"))),
+                junit,
+                report,
             };
             runtime.block_on(run_selected(&selected, &image, &options))
         }
@@ -142,6 +178,35 @@ struct RunOptions {
     jobs: usize,
     repeat: usize,
     evidence: Option<PathBuf>,
+    junit: Option<PathBuf>,
+    report: Option<PathBuf>,
+}
+
+/// One row per variant: what a CI matrix job needs to run it.
+#[derive(serde::Serialize)]
+struct MatrixRow<'a> {
+    scenario: &'a str,
+    variant: &'a str,
+    expect: String,
+    seed: &'a str,
+    timeout_s: u64,
+    about: &'a str,
+}
+
+fn matrix(scenarios: &[Scenario]) -> Vec<MatrixRow<'_>> {
+    scenarios
+        .iter()
+        .flat_map(|s| {
+            s.variants.iter().map(move |v| MatrixRow {
+                scenario: &s.name,
+                variant: &v.name,
+                expect: v.expect.word().to_lowercase(),
+                seed: &s.seed,
+                timeout_s: v.timeout_s,
+                about: &v.about,
+            })
+        })
+        .collect()
 }
 
 async fn run_selected(
@@ -149,22 +214,46 @@ async fn run_selected(
     image: &str,
     options: &RunOptions,
 ) -> anyhow::Result<ExitCode> {
+    let progress = std::sync::Arc::new(Reporter::for_stderr());
     let runs = selected.iter().flat_map(|(scenario, variants)| {
         variants
             .iter()
             .flat_map(move |variant| (0..options.repeat).map(move |n| (*scenario, *variant, n)))
     });
+    let progress_ref = &progress;
     let mut pending = futures::stream::iter(runs.map(|(scenario, variant, n)| async move {
+        let id = RunId {
+            scenario: scenario.name.clone(),
+            variant: variant.name.clone(),
+            repeat: n,
+        };
         let keep = options.evidence.as_ref().map(|dir| {
             dir.join(&scenario.name)
                 .join(format!("{}-{n}", variant.name))
         });
-        let result = run::run_variant(scenario, variant, image, keep.as_deref()).await;
-        (scenario, variant, result)
+        progress_ref.phase(&id, Phase::StartingNodes);
+        let started = std::time::Instant::now();
+        let sink: std::sync::Arc<dyn Sink> = progress_ref.clone();
+        let result = progress::scope(
+            sink,
+            id.clone(),
+            run::run_variant(scenario, variant, image, keep.as_deref()),
+        )
+        .await;
+        let word = match &result {
+            Ok(outcome) => outcome.verdict.word(),
+            Err(_) => "ERROR",
+        };
+        progress_ref.phase(&id, Phase::Finished { word });
+        if let (Some(dir), Ok(outcome)) = (&keep, &result) {
+            if let Err(e) = recorded::save(dir, outcome, &variant.faults) {
+                eprintln!("connlab: {}: {e}", dir.display());
+            }
+        }
+        (id, keep, started.elapsed(), result)
     }))
     .buffer_unordered(options.jobs);
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    let mut errors = 0;
+    let mut finished = Vec::new();
     loop {
         // Ctrl-C returns at once: dropping the runs in flight makes each
         // Lab remove every container and network it made before we exit.
@@ -176,28 +265,57 @@ async fn run_selected(
                 return Ok(ExitCode::from(130));
             }
         };
-        let Some((scenario, variant, result)) = next else {
+        let Some((id, keep, wall, result)) = next else {
             break;
         };
-        match result {
-            Ok(outcome) => {
-                if options.json {
-                    println!("{}", serde_json::to_string(&outcome)?);
-                } else {
-                    println!("{}", report::line(&outcome));
-                }
-                outcomes.push(outcome);
-            }
-            Err(e) => {
-                errors += 1;
-                eprintln!("{:>11} {}/{}: {e}", "ERROR", scenario.name, variant.name);
-            }
+        let result = result.map_err(|e| e.to_string());
+        match &result {
+            Ok(outcome) if options.json => println!("{}", serde_json::to_string(outcome)?),
+            Ok(outcome) => progress.println(&report::line(outcome)),
+            Err(e) => eprintln!("{:>11} {id}: {e}", "ERROR"),
         }
+        finished.push((id, keep, wall, result));
     }
+    // JUnit and the report list runs in the order of the scenario files,
+    // not the order they happened to end in.
+    let order = |id: &RunId| {
+        selected
+            .iter()
+            .flat_map(|(s, variants)| variants.iter().map(move |v| (&s.name, &v.name)))
+            .position(|(s, v)| *s == id.scenario && *v == id.variant)
+    };
+    finished.sort_by_key(|(id, ..)| (order(id), id.repeat));
+    let outcomes: Vec<Outcome> = finished
+        .iter()
+        .filter_map(|(_, _, _, r)| r.as_ref().ok().cloned())
+        .collect();
+    let errors = finished.len() - outcomes.len();
     if options.repeat > 1 {
         for line in report::stability(&outcomes) {
             println!("{line}");
         }
+    }
+    if let Some(path) = &options.junit {
+        let cases: Vec<junit::Case> = finished
+            .iter()
+            .map(|(id, keep, wall, result)| junit::Case {
+                run: id,
+                result: result.as_ref().map_err(String::as_str),
+                evidence: keep.as_deref(),
+                wall: *wall,
+            })
+            .collect();
+        junit::write(path, &cases)?;
+        eprintln!("junit: {}", path.display());
+    }
+    if let Some(dir) = &options.report {
+        let recorded: Vec<PathBuf> = finished
+            .iter()
+            .filter(|(_, _, _, result)| result.is_ok())
+            .filter_map(|(_, keep, _, _)| keep.clone())
+            .collect();
+        let index = html_report::write(dir, &recorded)?;
+        println!("report: {}", index.display());
     }
     let summary = report::summary(&outcomes, errors);
     if options.json {

@@ -1,0 +1,131 @@
+//! The HTML report of recorded runs (tests/data/recorded, no Docker) in
+//! headless Chromium: it loads without errors or network requests, and
+//! every plot has its marks. A screenshot is kept at
+//! target/connlab-report.png for a person to look at.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use connlab::{html_report, paths};
+
+/// `$CONNLAB_CHROMIUM`, else the first Chromium on PATH (`make host-tools`
+/// installs Debian's).
+fn chromium() -> PathBuf {
+    if let Some(path) = std::env::var_os("CONNLAB_CHROMIUM") {
+        return path.into();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("no chromium on PATH: run `make host-tools`"))
+}
+
+fn headless(args: &[&str], page: &Path) -> (String, String) {
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--no-first-run",
+            "--disable-extensions",
+            "--allow-file-access-from-files",
+        ])
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("run chromium");
+    assert!(out.status.success(), "chromium failed: {out:?}");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs in the page before anything else: records errors (script errors,
+/// console.error, resources that failed) and, once loaded, the marks of
+/// each plot and every resource the page fetched, into `#connlab-check`.
+const CHECK: &str = r#"<script>
+window.__errors = [];
+addEventListener('error', e => __errors.push(String(e.message || (e.target && (e.target.src || e.target.href)) || e)), true);
+const __consoleError = console.error;
+console.error = (...a) => { __errors.push(a.join(' ')); __consoleError(...a); };
+addEventListener('load', () => {
+  const plots = [...document.querySelectorAll('figure[data-plot][data-marks]')].map(f => ({
+    plot: f.dataset.plot, expected: +f.dataset.marks,
+    circles: f.querySelectorAll('svg circle').length,
+    width: f.querySelector('svg') ? f.querySelector('svg').getBoundingClientRect().width : 0,
+  }));
+  const pre = document.createElement('pre');
+  pre.id = 'connlab-check';
+  pre.textContent = JSON.stringify({
+    errors: __errors, plots,
+    resources: performance.getEntriesByType('resource').map(r => r.name),
+    summaryRows: document.querySelectorAll('#summary tr').length - 1,
+  });
+  document.body.appendChild(pre);
+});
+</script>"#;
+
+#[test]
+fn the_recorded_report_renders_in_chromium_with_every_mark() {
+    let root = paths::root();
+    let recorded = root.join("tests/data/recorded");
+    let out = root.join("target/connlab-report-test");
+    let _ = std::fs::remove_dir_all(&out);
+    let index = html_report::write_all(&out, &recorded).unwrap_or_else(|e| panic!("{e:#}"));
+    let html = std::fs::read_to_string(&index).expect("index.html");
+    let runs = html_report::recorded::find_runs(&recorded).len();
+
+    let check = out.join("check.html");
+    std::fs::write(
+        &check,
+        html.replacen("<head>", &format!("<head>{CHECK}"), 1),
+    )
+    .unwrap();
+    let (dom, stderr) = headless(&["--virtual-time-budget=5000", "--dump-dom"], &check);
+    let json = dom
+        .split("<pre id=\"connlab-check\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap_or_else(|| panic!("the page script did not run:\n{dom}\n{stderr}"));
+    let json = json.replace("&quot;", "\"").replace("&amp;", "&");
+    let result: serde_json::Value = serde_json::from_str(&json).expect("check JSON");
+
+    assert_eq!(result["errors"], serde_json::json!([]), "{stderr}");
+    assert_eq!(
+        result["resources"],
+        serde_json::json!([]),
+        "fetched something"
+    );
+    assert_eq!(result["summaryRows"], runs);
+    let plots = result["plots"].as_array().expect("plots");
+    // One timeline per run at least.
+    assert!(
+        plots.iter().filter(|p| p["plot"] == "timeline").count() == runs,
+        "{plots:?}"
+    );
+    for plot in plots {
+        assert!(plot["expected"].as_u64().unwrap() > 0, "{plot}");
+        assert_eq!(plot["circles"], plot["expected"], "{plot}");
+        assert!(plot["width"].as_f64().unwrap() > 300.0, "{plot}");
+    }
+    assert!(
+        !stderr.contains("Uncaught"),
+        "console errors in chromium's log:\n{stderr}"
+    );
+
+    let png = root.join("target/connlab-report.png");
+    let _ = std::fs::remove_file(&png);
+    headless(
+        &[
+            &format!("--screenshot={}", png.display()),
+            "--window-size=1100,2600",
+        ],
+        &index,
+    );
+    let bytes = std::fs::read(&png).expect("screenshot written");
+    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+}
