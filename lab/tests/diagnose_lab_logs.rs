@@ -66,21 +66,13 @@ fn codes(report: &Report, source: Source) -> Vec<(String, u64, Option<String>)> 
 fn each_server_is_named_from_its_access_log() {
     for (variant, races, server) in [
         ("node", 3, "Node.js's default keep-alive timeout of 5.0 s"),
-        (
-            "cherrypy",
-            3,
-            "CherryPy's default keep-alive timeout of 10.0 s",
-        ),
+        ("cherrypy", 3, "CherryPy's default keep-alive timeout of 10.0 s"),
         ("tomcat", 2, "Tomcat's default keep-alive timeout of 20.0 s"),
     ] {
         let report = diagnose_with(variant, &["envoy.access.log"], lab_options(variant));
         let input = &report.inputs[0];
         assert_eq!((input.malformed, input.other), (0, 0), "{variant}");
-        assert_eq!(
-            input.formats.get("Istio TEXT"),
-            Some(&(races * 2)),
-            "{variant}"
-        );
+        assert_eq!(input.formats.get("Istio TEXT"), Some(&(races * 2)), "{variant}");
         assert_eq!(
             codes(&report, Source::AccessLog),
             [(
@@ -108,11 +100,7 @@ fn default_settings_name_no_server_outside_their_window() {
     let report = diagnose("tomcat", &["envoy.access.log"]);
     assert_eq!(
         codes(&report, Source::AccessLog),
-        [(
-            "keepalive_race".to_string(),
-            2,
-            Some("connlab run keepalive-race".to_string())
-        )]
+        [("keepalive_race".to_string(), 2, Some("connlab run keepalive-race".to_string()))]
     );
     assert_eq!(report.failed_reuse_idle.unwrap().consistent_with, None);
     let node = diagnose("node", &["envoy.access.log"]);
@@ -138,14 +126,8 @@ fn diagnose_offline_agrees_with_the_filter_live() {
         // The same idle times, to the millisecond the log prints.
         let offline_idle = &offline.diagnoses[0].idle.as_ref().unwrap();
         let live_idle = &live.diagnoses[0].idle.as_ref().unwrap();
-        assert!(
-            offline_idle.min_ms.abs_diff(live_idle.min_ms) <= 2,
-            "{variant}"
-        );
-        assert!(
-            offline_idle.max_ms.abs_diff(live_idle.max_ms) <= 2,
-            "{variant}"
-        );
+        assert!(offline_idle.min_ms.abs_diff(live_idle.min_ms) <= 2, "{variant}");
+        assert!(offline_idle.max_ms.abs_diff(live_idle.max_ms) <= 2, "{variant}");
     }
 }
 
@@ -154,11 +136,7 @@ fn the_fixed_variants_have_nothing_to_diagnose() {
     for variant in ["fixed-idle-timeout", "fixed-server-keepalive"] {
         let report = diagnose(variant, &["envoy.access.log", "envoy.events.jsonl"]);
         assert_eq!(report.requests, 6, "{variant}");
-        assert!(
-            report.diagnoses.is_empty(),
-            "{variant}: {:?}",
-            report.diagnoses
-        );
+        assert!(report.diagnoses.is_empty(), "{variant}: {:?}", report.diagnoses);
         assert!(report.failed_reuse_idle.is_none());
     }
 }
