@@ -71,6 +71,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Name the failures in access logs, Envoy logs with the filter's
+    /// events, or a tcpdump capture, with the filter's own rules.
+    Diagnose(connlab::diagnose::cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +91,11 @@ fn real_main() -> anyhow::Result<ExitCode> {
     let dir = cli
         .scenarios
         .unwrap_or_else(|| paths::root().join("scenarios"));
+    // Reads logs, not scenarios: a broken scenario file must not stop it.
+    if let Command::Diagnose(args) = &cli.command {
+        connlab::diagnose::cli::run(args, &dir)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let scenarios = scenario::load_all(&dir)?;
     match cli.command {
         Command::List { json: true } => {
@@ -161,6 +169,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             };
             runtime.block_on(run_selected(&selected, &image, &options))
         }
+        Command::Diagnose(_) => Ok(ExitCode::SUCCESS),
     }
 }
 
