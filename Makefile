@@ -38,6 +38,7 @@ help:
 	@echo "make fuzz-filter   long fuzz run of the filter's wire and config parsers"
 	@echo "make test-envoy-versions  the filter's real-Envoy tests on Envoy $(ENVOY_VERSIONS)"
 	@echo "make filter-image  the filter as an OCI image (Istio wasm layout) in local Docker"
+	@echo "make bench-diagnose  connlab diagnose on a generated 1 GB Istio log, beside grep -c UC"
 
 filter:
 	@scripts/build-filter.sh
@@ -85,3 +86,8 @@ test-envoy-versions: host-tools filter
 
 filter-image: filter
 	@filter/image/build.sh
+
+# Generates target/bench/istio-1000000000.log once (BENCH_BYTES to change).
+.PHONY: bench-diagnose
+bench-diagnose:
+	@scripts/bench-diagnose.sh

@@ -261,7 +261,12 @@ fn throughput_workloads(rounds: usize) {
     let http_listener = |name: &str, root_id: &str| {
         listener(
             name,
-            vec![hcm(name, vec![http_wasm(&wasm, root_id, None)], vec![route("/", "big")], vec![])],
+            vec![hcm(
+                name,
+                vec![http_wasm(&wasm, root_id, None)],
+                vec![route("/", "big")],
+                vec![],
+            )],
         )
     };
     let tcp_listener = |name: &str, root_id: &str| {
@@ -307,8 +312,18 @@ fn throughput_workloads(rounds: usize) {
     stream("tcp_connlab");
     let mut rows = Vec::new();
     for (workload, run, empty, connlab) in [
-        ("1 MiB request + response bodies (connlab_http)", &bodies as &dyn Fn(&str) -> f64, "body_empty", "body_connlab"),
-        ("long TCP stream (connlab_net + tcp_proxy)", &stream, "tcp_empty", "tcp_connlab"),
+        (
+            "1 MiB request + response bodies (connlab_http)",
+            &bodies as &dyn Fn(&str) -> f64,
+            "body_empty",
+            "body_connlab",
+        ),
+        (
+            "long TCP stream (connlab_net + tcp_proxy)",
+            &stream,
+            "tcp_empty",
+            "tcp_connlab",
+        ),
     ] {
         let (mut e, mut c, mut loss) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
@@ -349,7 +364,10 @@ fn large_bodies(addr: SocketAddr, requests: usize, connections: usize, size: usi
             std::thread::spawn(move || {
                 let mut conn = http1::Conn::connect(addr, Duration::from_secs(5)).expect("connect");
                 conn.set_read_timeout(Some(Duration::from_secs(30)));
-                let head = format!("POST / HTTP/1.1\r\nhost: bench\r\ncontent-length: {}\r\n\r\n", body.len());
+                let head = format!(
+                    "POST / HTTP/1.1\r\nhost: bench\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
                 while left
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .is_ok()

@@ -84,7 +84,9 @@ fn validate(value: &Value, schema: &Value, at: &str, errors: &mut Vec<String>) {
             None => {}
             // `sha256`: empty or 64 lower-case hex digits.
             Some("(^$|^[a-f0-9]{64}$)") => {
-                let hex = s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                let hex = s.len() == 64
+                    && s.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
                 if !(s.is_empty() || hex) {
                     fail("not empty nor 64 lower-case hex digits".into());
                 }

@@ -8,10 +8,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use connlab::envoy_config::{bootstrap, cluster, hcm, listener, net_wasm, retry_policy, route};
 use connlab_tests::envoy_process::EnvoyProcess;
-use connlab::envoy_config::{
-    bootstrap, cluster, hcm, listener, net_wasm, retry_policy, route,
-};
 use connlab_tests::filter_proxy::{Proxy, TIMEOUT};
 use connlab_tests::{
     any_local_port, backend, closed_port, filter_wasm, pinnable_port, raw_servers, wait_stat,
@@ -57,7 +55,10 @@ fn a_reset_long_after_the_request_is_an_upstream_reset_not_a_keepalive_race() {
     let late = &events[1];
     assert_eq!(late["diagnosis"], "upstream_reset", "{late:#?}");
     assert_eq!(late["flags"], "UC");
-    assert!(explain(late).contains("after the request was sent"), "{late:#?}");
+    assert!(
+        explain(late).contains("after the request was sent"),
+        "{late:#?}"
+    );
     assert!(!explain(late).contains("idle_timeout"), "{late:#?}");
     proxy.assert_logged("503 flags=UC state=upstream_reset");
 }
@@ -115,7 +116,9 @@ fn circuit_breaker_overflow_has_its_own_code() {
         assert!(explain(&event).contains(needle), "{needle}: {event:#?}");
     }
     assert_eq!(
-        proxy.envoy.stat("cluster.upstream.upstream_rq_pending_overflow"),
+        proxy
+            .envoy
+            .stat("cluster.upstream.upstream_rq_pending_overflow"),
         1,
         "the stat the explanation names"
     );
@@ -149,7 +152,10 @@ fn one_local_address_to_two_upstream_hosts_is_two_connections() {
     let proxy = Proxy::start_with(
         json!({"events": "all"}),
         vec![route("/a", "a"), route("/b", "b")],
-        vec![pin(cluster("a", &[a.addr()])), pin(cluster("b", &[b.addr()]))],
+        vec![
+            pin(cluster("a", &[a.addr()])),
+            pin(cluster("b", &[b.addr()])),
+        ],
     );
     let mut conn = proxy.connect();
     for path in ["/a", "/b", "/a", "/b"] {
@@ -165,11 +171,17 @@ fn one_local_address_to_two_upstream_hosts_is_two_connections() {
     let events = proxy.events(4);
     let local = format!("127.0.0.1:{pinned}");
     assert!(
-        events.iter().all(|e| e["upstream"]["local"] == local.as_str()),
+        events
+            .iter()
+            .all(|e| e["upstream"]["local"] == local.as_str()),
         "{events:#?}"
     );
     let nths: Vec<&Value> = events.iter().map(|e| &e["upstream"]["nth"]).collect();
-    assert_eq!(nths, [&json!(1), &json!(1), &json!(2), &json!(2)], "{events:#?}");
+    assert_eq!(
+        nths,
+        [&json!(1), &json!(1), &json!(2), &json!(2)],
+        "{events:#?}"
+    );
 }
 
 #[test]
@@ -192,12 +204,19 @@ fn a_slow_client_on_a_listener_that_does_not_sniff_is_not_a_sniff_fallthrough() 
         .expect("send");
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
-    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     drop(stream);
     let events = envoy.wait_events(1, TIMEOUT);
     let event = events.first().expect("a conn event");
     assert_eq!(event["class"], "http1", "{event:#?}");
-    assert!(event["first_byte_ms"].as_u64().unwrap_or_default() >= 650, "{event:#?}");
+    assert!(
+        event["first_byte_ms"].as_u64().unwrap_or_default() >= 650,
+        "{event:#?}"
+    );
     assert_eq!(event["diagnosis"], Value::Null, "{event:#?}");
 }
 
@@ -234,8 +253,14 @@ fn an_outage_logs_a_bounded_number_of_events_and_counts_every_request() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(logged + suppressed, 600, "every event logged or counted");
-    assert!(logged <= 100 * (seconds + 1), "{logged} lines in {seconds} s");
+    assert!(
+        logged <= 100 * (seconds + 1),
+        "{logged} lines in {seconds} s"
+    );
     assert!(suppressed > 0);
     let counted = "wasmcustom.connlab_events_suppressed_total";
-    assert_eq!(wait_stat(&proxy.envoy, counted, suppressed, TIMEOUT), suppressed);
+    assert_eq!(
+        wait_stat(&proxy.envoy, counted, suppressed, TIMEOUT),
+        suppressed
+    );
 }

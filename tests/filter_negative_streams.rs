@@ -33,7 +33,11 @@ fn h2_cluster(addr: std::net::SocketAddr) -> Value {
 /// one's event.
 fn second_h2_request(goaway: bool) -> (Proxy, Value) {
     let server = raw_servers::h2_reset_later_streams(goaway);
-    let proxy = Proxy::start(json!({"events": "all"}), the_route(), h2_cluster(server.addr()));
+    let proxy = Proxy::start(
+        json!({"events": "all"}),
+        the_route(),
+        h2_cluster(server.addr()),
+    );
     let mut conn = proxy.connect();
     assert_eq!(conn.get("/").expect("first request").status, 200);
     std::thread::sleep(Duration::from_millis(300));
@@ -54,7 +58,10 @@ fn an_http2_rst_stream_on_a_reused_connection_is_not_a_keepalive_race() {
     assert_eq!(event["diagnosis"], "upstream_reset", "{event:#?}");
     assert_eq!(event["flags"], "UR", "{event:#?}");
     assert!(
-        event["explain"].as_str().unwrap_or_default().contains("RST_STREAM"),
+        event["explain"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("RST_STREAM"),
         "{event:#?}"
     );
     proxy.assert_logged("503 flags=UR state=upstream_reset");
@@ -66,8 +73,7 @@ fn an_http2_goaway_refusing_a_stream_is_not_a_keepalive_race() {
     assert_eq!(event["diagnosis"], "upstream_reset", "{event:#?}");
     assert_eq!(event["flags"], "UR", "{event:#?}");
     assert_eq!(
-        event["details"],
-        "upstream_reset_before_response_started{remote_refused_stream_reset}",
+        event["details"], "upstream_reset_before_response_started{remote_refused_stream_reset}",
         "{event:#?}"
     );
 }
@@ -79,7 +85,11 @@ fn a_client_that_disconnects_while_envoy_retries_gets_no_retry_code() {
     let server = raw_servers::always(503, Duration::from_millis(300));
     let mut route = the_route();
     route["route"]["retry_policy"] = retry_policy("5xx", 3, &[]);
-    let proxy = Proxy::start(json!({"events": "all"}), route, cluster("upstream", &[server.addr()]));
+    let proxy = Proxy::start(
+        json!({"events": "all"}),
+        route,
+        cluster("upstream", &[server.addr()]),
+    );
     let mut stream = TcpStream::connect_timeout(&proxy.addr, TIMEOUT).expect("connect");
     stream
         .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
@@ -90,7 +100,10 @@ fn a_client_that_disconnects_while_envoy_retries_gets_no_retry_code() {
     let event = &events[0];
     let flags = event["flags"].as_str().unwrap_or_default();
     assert!(flags.split(',').any(|f| f == "DC"), "{event:#?}");
-    assert!(event["attempts"].as_u64().unwrap_or_default() >= 2, "{event:#?}");
+    assert!(
+        event["attempts"].as_u64().unwrap_or_default() >= 2,
+        "{event:#?}"
+    );
     assert_eq!(event["diagnosis"], Value::Null, "{event:#?}");
 }
 

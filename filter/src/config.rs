@@ -338,7 +338,10 @@ mod tests {
             rejected_key(r#"{"fallthrough_chains":[""]}"#),
             "fallthrough_chains"
         );
-        assert_eq!(rejected_key(r#"{"events_per_second":0}"#), "events_per_second");
+        assert_eq!(
+            rejected_key(r#"{"events_per_second":0}"#),
+            "events_per_second"
+        );
         assert_eq!(rejected_key(r#"{"race_window_ms":0}"#), "race_window_ms");
         assert_eq!(rejected_key("[1]"), "(config)");
         assert_eq!(rejected_key("{"), "(config)");

@@ -170,7 +170,10 @@ fn failure(facts: &HttpFacts<'_>, config: &Config) -> Option<Diagnosis> {
     }
     if facts.flags & UF != 0 || !reason.is_empty() {
         if reason.contains("cannot assign requested address") || reason.contains("error: 99") {
-            return diagnosis("source_address_conflict", source_address_explain(facts, shown));
+            return diagnosis(
+                "source_address_conflict",
+                source_address_explain(facts, shown),
+            );
         }
         if reason.contains("connection refused") || reason.contains("error: 111") {
             return diagnosis(
@@ -348,7 +351,9 @@ fn keepalive_race_explain(idle_ms: u64, nth: u64, elapsed: Option<u64>, config: 
         ),
         None => String::new(),
     };
-    let within = elapsed.map_or(String::new(), |ms| format!(" {} after the request", human_ms(ms)));
+    let within = elapsed.map_or(String::new(), |ms| {
+        format!(" {} after the request", human_ms(ms))
+    });
     format!(
         "Envoy reused an upstream connection that had been idle {} (request {nth} on it) and \
          the backend closed it{within}, before answering{matched}: set the cluster's \
@@ -402,21 +407,19 @@ pub fn conn(facts: &ConnFacts<'_>, config: &Config) -> Option<Diagnosis> {
         .is_some_and(|c| config.fallthrough_chains.iter().any(|f| f == c));
     match facts.first_byte_ms {
         Some(ms)
-            if fell_through
-                && facts.class.looks_like_http()
-                && ms >= config.sniff_threshold_ms =>
+            if fell_through && facts.class.looks_like_http() && ms >= config.sniff_threshold_ms =>
         {
             diagnosis(
-            "sniff_fallthrough",
-            format!(
-                "the client's first bytes ({}) arrived {} after accept, past the {} protocol \
+                "sniff_fallthrough",
+                format!(
+                    "the client's first bytes ({}) arrived {} after accept, past the {} protocol \
                  detection timeout, so the connection took filter chain '{}' instead of an HTTP \
                  chain; raise listener_filters_timeout or declare the protocol",
-                facts.class.name(),
-                human_ms(ms),
-                human_ms(config.sniff_threshold_ms),
-                facts.chain.unwrap_or("(unnamed)")
-            ),
+                    facts.class.name(),
+                    human_ms(ms),
+                    human_ms(config.sniff_threshold_ms),
+                    facts.chain.unwrap_or("(unnamed)")
+                ),
             )
         }
         _ => None,

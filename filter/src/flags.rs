@@ -42,6 +42,24 @@ pub fn short_names(mask: u64) -> String {
     out
 }
 
+/// The inverse of [`short_names`]: `UC,URX` (as `%RESPONSE_FLAGS%` prints
+/// them) to the bitmask the rules read, so `connlab diagnose` feeds access-log
+/// lines to the same rules. `-` and unknown names are 0; `0x...` (what
+/// `short_names` prints for a bit it does not know) is read back.
+pub fn from_short_names(text: &str) -> u64 {
+    text.split(',')
+        .map(str::trim)
+        .map(|name| match SHORT_NAMES.iter().position(|n| *n == name) {
+            Some(bit) => 1u64 << bit,
+            None => name
+                .strip_prefix("0x")
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                .filter(|v| v.is_power_of_two())
+                .unwrap_or(0),
+        })
+        .fold(0, |mask, bit| mask | bit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +82,16 @@ mod tests {
         assert_eq!(short_names(0x4), "UT");
         assert_eq!(short_names(0x4000), "DC");
         assert_eq!(short_names(0x10000000), "DR");
+    }
+
+    #[test]
+    fn names_read_back_to_the_same_mask() {
+        for mask in [0, 0x40, 0x20 | 0x8000, 0x1fff_ffff, 0x2000_0001, 1 << 63] {
+            assert_eq!(from_short_names(&short_names(mask)), mask, "{mask:#x}");
+        }
+        assert_eq!(from_short_names("-"), 0);
+        assert_eq!(from_short_names("UC, URX"), UC | URX);
+        assert_eq!(from_short_names("XX,UC,0xzz,0x3"), UC);
     }
 
     #[test]

@@ -183,7 +183,10 @@ fn draw_timeline(root: &Area, plot: &Timeline, lanes: usize) -> DrawResult {
         }))?;
     }
     let px_per_s = f64::from(WIDTH - 2 * MARGIN - LANE_LABELS) / (x1 - x0);
-    let layout = layout(&plot.marks, px_per_s);
+    // Dense lanes keep every mark at its true time (and smaller): nudging
+    // hundreds of marks apart would move them in time.
+    let layout = layout(&plot.marks, if labelled { px_per_s } else { 0.0 });
+    let radius = if labelled { 7 } else { 4 };
     let font = ("sans-serif", 12).into_font();
     chart.draw_series(plot.marks.iter().zip(&layout).map(|(m, at)| {
         let color = class_color(&m.class);
@@ -199,7 +202,7 @@ fn draw_timeline(root: &Area, plot: &Timeline, lanes: usize) -> DrawResult {
         };
         let dy = if at.label_below { 9 } else { -21 };
         EmptyElement::at((m.start_s, lane_y(m.lane)))
-            + Circle::new((at.dx, 0), 7, style)
+            + Circle::new((at.dx, 0), radius, style)
             + Text::new(label, (at.dx - 4, dy), font.clone().color(&color))
     }))?;
     Ok(())
@@ -236,7 +239,12 @@ fn layout(marks: &[Mark], px_per_s: f64) -> Vec<Placement> {
                 .get(&m.lane)
                 .copied()
                 .unwrap_or((f64::MIN, f64::MIN, f64::MIN));
-        let shown = x.max(last_x + 15.0);
+        // px_per_s 0: no nudging at all.
+        let shown = if px_per_s > 0.0 {
+            x.max(last_x + 15.0)
+        } else {
+            x
+        };
         let width = 6.6 * (m.class.len() + 12) as f64;
         let label_below = shown - 4.0 < above_end && shown - 4.0 >= below_end;
         let (above_end, below_end) = if label_below {
@@ -262,8 +270,8 @@ fn latency_text(ms: f64) -> String {
 }
 
 /// Per-second throughput (OK and failed requests, stacked bars, left axis)
-/// with p99 and max latency (right axis, log scale); a circle per second on
-/// the p99 line. Faults as shaded intervals.
+/// with p99 and max latency (right axis, log scale); a circle per second
+/// with requests on the p99 line. Faults as shaded intervals.
 pub fn throughput(seconds: &[Second], faults: &[Interval]) -> Result<String, String> {
     render(380, |root| draw_throughput(root, seconds, faults))
 }
@@ -287,6 +295,8 @@ fn draw_throughput(root: &Area, seconds: &[Second], faults: &[Interval]) -> Draw
         .set_secondary_coord(0.0..end, (0.1..slowest).log_scale());
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(0xe0, 0xe0, 0xe0))
         .x_desc("second of the workload")
         .y_desc("requests / s")
         .label_style(("sans-serif", 14))
@@ -321,21 +331,25 @@ fn draw_throughput(root: &Area, seconds: &[Second], faults: &[Interval]) -> Draw
     }))?;
     let line = RGBColor(0x15, 0x65, 0xc0);
     let at = |i: usize, ms: f64| (i as f64 + 0.5, ms.max(0.1));
+    // Seconds in which no request ended have no latency to draw.
+    let busy = || {
+        seconds
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.ok + s.failed > 0)
+    };
     chart.draw_secondary_series(LineSeries::new(
-        seconds.iter().enumerate().map(|(i, s)| at(i, s.p99_ms)),
+        busy().map(|(i, s)| at(i, s.p99_ms)),
         line.stroke_width(2),
     ))?;
     chart.draw_secondary_series(DashedLineSeries::new(
-        seconds.iter().enumerate().map(|(i, s)| at(i, s.max_ms)),
+        busy().map(|(i, s)| at(i, s.max_ms)),
         4,
         3,
         line.stroke_width(1),
     ))?;
     chart.draw_secondary_series(
-        seconds
-            .iter()
-            .enumerate()
-            .map(|(i, s)| Circle::new(at(i, s.p99_ms), 3, line.filled())),
+        busy().map(|(i, s)| Circle::new(at(i, s.p99_ms), 3, line.filled())),
     )?;
     Ok(())
 }
@@ -386,8 +400,8 @@ mod tests {
     }
 
     #[test]
-    fn throughput_has_a_circle_per_second() {
-        let seconds = vec![
+    fn throughput_has_a_circle_per_second_with_requests() {
+        let mut seconds = vec![
             Second {
                 ok: 10,
                 failed: 0,
@@ -396,8 +410,9 @@ mod tests {
             };
             5
         ];
+        seconds[2] = Second::default();
         let svg = throughput(&seconds, &[]).unwrap();
-        assert_eq!(circles(&svg), 5);
+        assert_eq!(circles(&svg), 4);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::IsTerminal;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -40,8 +40,11 @@ pub enum Phase {
         k: u64,
         n: Option<u64>,
     },
-    /// The client idles this long before its next request.
+    /// Request `k` of `n` ended and the client idles `remaining` before
+    /// the next one.
     IdleGap {
+        k: u64,
+        n: Option<u64>,
         remaining: Duration,
     },
     CollectingEvidence,
@@ -58,8 +61,12 @@ impl fmt::Display for Phase {
             Phase::FaultsInPlace => write!(f, "faults in place"),
             Phase::Request { k, n: Some(n) } => write!(f, "request {k} of {n}"),
             Phase::Request { k, n: None } => write!(f, "request {k}"),
-            Phase::IdleGap { remaining } => {
-                write!(f, "idle gap, {:.1} s left", remaining.as_secs_f64())
+            Phase::IdleGap { k, n, remaining } => {
+                let left = remaining.as_secs_f64();
+                match n {
+                    Some(n) => write!(f, "request {k} of {n}, idle gap {left:.1} s left"),
+                    None => write!(f, "request {k}, idle gap {left:.1} s left"),
+                }
             }
             Phase::CollectingEvidence => write!(f, "collecting evidence"),
             Phase::Finished { word } => write!(f, "{}", word.to_lowercase()),
@@ -156,7 +163,7 @@ impl Sink for Live {
 }
 
 /// `[   12.3s] keepalive-race/node: request 3 of 6`, one line per change;
-/// idle-gap countdowns print once per gap, not per tick.
+/// an idle-gap countdown prints once per gap, not per tick.
 pub struct Plain {
     started: Instant,
     out: Mutex<Box<dyn std::io::Write + Send>>,
@@ -176,10 +183,11 @@ impl Plain {
 impl Sink for Plain {
     fn phase(&self, run: &RunId, phase: Phase) {
         if let Ok(mut last) = self.last.lock() {
-            let repeat = matches!(
-                (last.get(run), phase),
-                (Some(Phase::IdleGap { .. }), Phase::IdleGap { .. })
-            );
+            let repeat = match (last.get(run), phase) {
+                (Some(Phase::IdleGap { k: a, .. }), Phase::IdleGap { k: b, .. }) => *a == b,
+                (Some(before), now) => *before == now,
+                (None, _) => false,
+            };
             last.insert(run.clone(), phase);
             if repeat {
                 return;
@@ -193,6 +201,55 @@ impl Sink for Plain {
     }
 }
 
+tokio::task_local! {
+    static CURRENT: (Arc<dyn Sink>, RunId);
+}
+
+/// Runs `run` with `sink` and `id` as the place [`emit`] reports to, so the
+/// run code needs no extra parameters for progress.
+pub async fn scope<F: std::future::Future>(sink: Arc<dyn Sink>, id: RunId, run: F) -> F::Output {
+    CURRENT.scope((sink, id), run).await
+}
+
+/// Reports a phase of the current run (nothing outside [`scope`]).
+pub fn emit(phase: Phase) {
+    let _ = CURRENT.try_with(|(sink, id)| sink.phase(id, phase));
+}
+
+/// Awaits `finish` (a client node's end) while reporting its requests from
+/// the client's output so far, every half second.
+pub async fn watch_client<T>(
+    lab: &crate::runtime::Lab,
+    role: &str,
+    workload: &Workload,
+    finish: impl std::future::Future<Output = T>,
+) -> T {
+    if CURRENT.try_with(|_| ()).is_err() {
+        return finish.await;
+    }
+    let watch = async {
+        let (mut seen, mut since) = (0u64, Instant::now());
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let (stdout, _) = lab.logs(role).await;
+            let finished = stdout
+                .lines()
+                .filter(|l| l.starts_with("{\"type\":\"request\""))
+                .count() as u64;
+            if finished != seen {
+                (seen, since) = (finished, Instant::now());
+            }
+            if let Some(phase) = client_phase(workload, seen, since.elapsed()) {
+                emit(phase);
+            }
+        }
+    };
+    tokio::select! {
+        out = finish => out,
+        never = watch => never,
+    }
+}
+
 /// What the client's progress watcher knows about the workload.
 #[derive(Debug, Clone, Default)]
 pub struct Workload {
@@ -200,6 +257,23 @@ pub struct Workload {
     pub requests: Option<u64>,
     /// The idle gaps before each request, cycled (see `ClientConfig`).
     pub gaps_ms: Vec<u64>,
+}
+
+impl Workload {
+    pub fn of(config: &crate::client::ClientConfig) -> Workload {
+        Workload {
+            requests: config
+                .requests
+                .filter(|_| config.duration_ms.is_none())
+                .map(|n| n * u64::from(config.connections)),
+            // With several workers the gaps overlap: no single countdown.
+            gaps_ms: if config.connections == 1 {
+                config.gaps_ms.clone()
+            } else {
+                Vec::new()
+            },
+        }
+    }
 }
 
 /// Turns the client's output so far (`connlab-client` prints one line per
@@ -224,7 +298,11 @@ pub fn client_phase(workload: &Workload, finished: u64, since: Duration) -> Opti
     let remaining = Duration::from_millis(gap).saturating_sub(since);
     // Gaps under a second are not worth a line of their own.
     if gap >= 1000 && !remaining.is_zero() {
-        Some(Phase::IdleGap { remaining })
+        Some(Phase::IdleGap {
+            k: finished,
+            n: workload.requests,
+            remaining,
+        })
     } else {
         Some(Phase::Request {
             k: finished,
@@ -236,7 +314,6 @@ pub fn client_phase(workload: &Workload, finished: u64, since: Duration) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
@@ -269,6 +346,8 @@ mod tests {
             plain.phase(
                 &run(),
                 Phase::IdleGap {
+                    k: 1,
+                    n: Some(6),
                     remaining: Duration::from_secs(s),
                 },
             );
@@ -284,7 +363,7 @@ mod tests {
             [
                 "keepalive-race/node: starting nodes",
                 "keepalive-race/node: request 1 of 6",
-                "keepalive-race/node: idle gap, 5.0 s left",
+                "keepalive-race/node: request 1 of 6, idle gap 5.0 s left",
                 "keepalive-race/node: request 2 of 6",
             ]
         );
@@ -301,6 +380,8 @@ mod tests {
         assert_eq!(
             client_phase(&workload, 1, Duration::from_millis(500)),
             Some(Phase::IdleGap {
+                k: 1,
+                n: Some(6),
                 remaining: Duration::from_secs(5)
             })
         );

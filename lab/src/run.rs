@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::check::{self, Evidence};
 use crate::faults::{self, Fault};
 use crate::outcome::Outcome;
+use crate::progress::{self, Phase, Workload};
 use crate::roles::{backend, client, envoy};
 use crate::runtime::{Lab, LabError};
 use crate::scenario::{Scenario, Variant};
@@ -81,15 +82,23 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
     for fault in now {
         fault.inject(lab).await?;
     }
+    progress::emit(Phase::FaultsInPlace);
     client::start(lab, &variant.client).await?;
     let limit = Duration::from_secs(variant.timeout_s);
     let lab_ref: &Lab = lab;
+    let workload = Workload::of(&variant.client);
     let (output, scheduled) = tokio::join!(
-        client::finish(lab_ref, limit),
+        progress::watch_client(
+            lab_ref,
+            client::ROLE,
+            &workload,
+            client::finish(lab_ref, limit)
+        ),
         faults::run_schedule(lab_ref, &later)
     );
     scheduled?;
     let output = output?;
+    progress::emit(Phase::CollectingEvidence);
     // Envoy flushes its access log on a timer; let the last lines land.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut seen = BTreeMap::new();

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::envoy_process::EnvoyProcess;
-use connlab::envoy_config::{bootstrap, file_access_log, hcm, http_wasm, listener};
 use crate::{filter_wasm, http1};
+use connlab::envoy_config::{bootstrap, file_access_log, hcm, http_wasm, listener};
 
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// The access log line: what Envoy itself says, beside the filter's state.
@@ -38,7 +38,12 @@ impl Proxy {
 
     /// As `start`, with the connection manager upgrading these protocols
     /// (`websocket`, `CONNECT`) into tunnels.
-    pub fn start_upgrading(config: Value, route: Value, upstream: Value, upgrades: &[&str]) -> Proxy {
+    pub fn start_upgrading(
+        config: Value,
+        route: Value,
+        upstream: Value,
+        upgrades: &[&str],
+    ) -> Proxy {
         Proxy::launch(config, vec![route], vec![upstream], upgrades)
     }
 
@@ -112,7 +117,10 @@ impl Proxy {
         );
         assert_eq!(event["code"], status, "{event:#?}");
         assert_eq!(event["flags"], flags, "{event:#?}");
-        self.assert_logged(&format!("{status} flags={} state={code}", envoy_flags(flags)));
+        self.assert_logged(&format!(
+            "{status} flags={} state={code}",
+            envoy_flags(flags)
+        ));
         event.clone()
     }
 

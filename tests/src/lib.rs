@@ -52,7 +52,8 @@ pub fn wait_stat(
 
 /// The running Envoy's minor version (`40` for 1.40.0), from the admin API.
 pub fn envoy_minor(envoy: &envoy_process::EnvoyProcess) -> Option<u32> {
-    let info: serde_json::Value = serde_json::from_str(&envoy.admin_get("/server_info").ok()?).ok()?;
+    let info: serde_json::Value =
+        serde_json::from_str(&envoy.admin_get("/server_info").ok()?).ok()?;
     // "version": "<sha>/1.40.0/Clean/RELEASE/BoringSSL"
     let version = info["version"].as_str()?.split('/').nth(1)?;
     version.split('.').nth(1)?.parse().ok()

@@ -209,8 +209,9 @@ pub fn garbage_on_reused_connection() -> Server {
 /// alive, after `delay`.
 pub fn always(status: u16, delay: Duration) -> Server {
     serve(move |_, mut stream| {
-        let response =
-            format!("HTTP/1.1 {status} Status\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n");
+        let response = format!(
+            "HTTP/1.1 {status} Status\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n"
+        );
         while read_head(&mut stream) {
             thread::sleep(delay);
             if stream.write_all(response.as_bytes()).is_err() {
@@ -275,7 +276,8 @@ pub fn h2_reset_later_streams(goaway: bool) -> Server {
             if stream.read_exact(&mut head).is_err() {
                 return;
             }
-            let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+            let len =
+                (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
             let (kind, flags) = (head[3], head[4]);
             let id = u32::from_be_bytes([head[5] & 0x7f, head[6], head[7], head[8]]);
             let mut payload = vec![0u8; len];
@@ -327,7 +329,8 @@ pub fn large_response(size: usize) -> Server {
             Err(_) => return,
         });
         let mut writer = stream;
-        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\nconnection: keep-alive\r\n\r\n");
+        let head =
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\nconnection: keep-alive\r\n\r\n");
         let body = vec![b'x'; size];
         loop {
             let mut length = 0usize;
@@ -347,7 +350,8 @@ pub fn large_response(size: usize) -> Server {
                     }
                 }
             }
-            if std::io::copy(&mut (&mut reader).take(length as u64), &mut std::io::sink()).is_err() {
+            if std::io::copy(&mut (&mut reader).take(length as u64), &mut std::io::sink()).is_err()
+            {
                 return;
             }
             if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&body).is_err() {

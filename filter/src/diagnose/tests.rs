@@ -16,7 +16,12 @@ fn reused(nth: u64, idle_ms: u64) -> Reuse {
 }
 
 /// A reset on a reused idle connection, `elapsed_ms` after the request.
-fn reset_on_reused(flags: u64, details: &'static str, idle: u64, elapsed: u64) -> HttpFacts<'static> {
+fn reset_on_reused(
+    flags: u64,
+    details: &'static str,
+    idle: u64,
+    elapsed: u64,
+) -> HttpFacts<'static> {
     HttpFacts {
         code: Some(503),
         flags,
@@ -50,9 +55,18 @@ fn healthy_requests_have_no_diagnosis() {
 #[test]
 fn keepalive_race_names_idle_time_and_server() {
     for (idle, server) in [
-        (5_900, "consistent with Node.js's default keep-alive timeout of 5.0 s"),
-        (10_050, "consistent with CherryPy's default keep-alive timeout of 10.0 s"),
-        (20_700, "consistent with Tomcat's default keep-alive timeout of 20.0 s"),
+        (
+            5_900,
+            "consistent with Node.js's default keep-alive timeout of 5.0 s",
+        ),
+        (
+            10_050,
+            "consistent with CherryPy's default keep-alive timeout of 10.0 s",
+        ),
+        (
+            20_700,
+            "consistent with Tomcat's default keep-alive timeout of 20.0 s",
+        ),
     ] {
         let facts = reset_on_reused(UC, TERMINATION, idle, 2);
         let d = http(&facts, &Config::default()).unwrap();
@@ -76,7 +90,11 @@ fn keepalive_race_outside_every_window_names_no_server() {
     assert!(!d.explain.contains("consistent"), "{}", d.explain);
     // The case: Node.js with keepAliveTimeout 3 s, idle 3.5 s: no
     // known default fits, so no server is named.
-    let d = http(&reset_on_reused(UC, TERMINATION, 3_500, 1), &Config::default()).unwrap();
+    let d = http(
+        &reset_on_reused(UC, TERMINATION, 3_500, 1),
+        &Config::default(),
+    )
+    .unwrap();
     assert_eq!(d.code, "keepalive_race");
     assert!(!d.explain.contains("Node.js"), "{}", d.explain);
 }
@@ -286,9 +304,17 @@ fn fallthrough_explanation_names_chain_and_delay() {
 
 #[test]
 fn a_late_reset_is_an_upstream_reset_mid_request_not_a_race() {
-    let d = http(&reset_on_reused(UC, TERMINATION, 5_900, 1_500), &Config::default()).unwrap();
+    let d = http(
+        &reset_on_reused(UC, TERMINATION, 5_900, 1_500),
+        &Config::default(),
+    )
+    .unwrap();
     assert_eq!(d.code, "upstream_reset");
-    assert!(d.explain.contains("1.5 s after the request"), "{}", d.explain);
+    assert!(
+        d.explain.contains("1.5 s after the request"),
+        "{}",
+        d.explain
+    );
     assert!(!d.explain.contains("idle_timeout"), "{}", d.explain);
     // At the window's edge it still is one.
     let edge = reset_on_reused(UC, TERMINATION, 5_900, Config::default().race_window_ms);
@@ -350,7 +376,10 @@ fn overflow_protocol_error_and_local_reset_have_their_own_codes() {
         Some("upstream_protocol_error")
     );
     let lr = "upstream_reset_before_response_started{local_reset}";
-    assert_eq!(code(&reset_on_reused(LR, lr, 5_900, 1)), Some("upstream_local_reset"));
+    assert_eq!(
+        code(&reset_on_reused(LR, lr, 5_900, 1)),
+        Some("upstream_local_reset")
+    );
     assert_eq!(
         code(&reset_on_reused(LR | UC, TERMINATION, 5_900, 1)),
         Some("upstream_local_reset")
@@ -379,7 +408,11 @@ fn retries_that_ran_out_are_not_ok() {
     };
     let d = http(&gave_up, &Config::default()).unwrap();
     assert_eq!(d.code, "retried_then_failed");
-    assert!(d.explain.contains("409") && d.explain.contains("URX"), "{}", d.explain);
+    assert!(
+        d.explain.contains("409") && d.explain.contains("URX"),
+        "{}",
+        d.explain
+    );
     // A 200 that Envoy passed on after giving up is not "ok" either.
     let mut passed_on = gave_up.clone();
     passed_on.code = Some(200);
@@ -443,11 +476,19 @@ fn pinned_port_only_with_evidence() {
     };
     let d = http(&eaddrnotavail(Some(40000)), &Config::default()).unwrap();
     assert_eq!(d.code, "source_address_conflict");
-    assert!(d.explain.contains("pinned") && d.explain.contains("40000"), "{}", d.explain);
+    assert!(
+        d.explain.contains("pinned") && d.explain.contains("40000"),
+        "{}",
+        d.explain
+    );
     let d = http(&eaddrnotavail(None), &Config::default()).unwrap();
     assert_eq!(d.code, "source_address_conflict");
     assert!(!d.explain.contains("pinned"), "{}", d.explain);
-    assert!(d.explain.contains("ephemeral ports ran out"), "{}", d.explain);
+    assert!(
+        d.explain.contains("ephemeral ports ran out"),
+        "{}",
+        d.explain
+    );
 }
 
 #[test]

@@ -8,8 +8,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
 use super::{
-    now_ns, read_int, read_string, read_uint, report_missing, set_diagnosis_state,
-    Shared,
+    now_ns, read_int, read_string, read_uint, report_missing, set_diagnosis_state, Shared,
 };
 use crate::config::Events;
 use crate::diagnose::{self, Diagnosis, HttpFacts};

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use connlab::html_report::{self, recorded};
 use connlab::junit;
 use connlab::outcome::Outcome;
-use connlab::progress::{Phase, Reporter, RunId, Sink};
+use connlab::progress::{self, Phase, Reporter, RunId, Sink};
 use connlab::scenario::{self, Scenario};
 use connlab::{image, paths, report, run};
 use futures::StreamExt;
@@ -71,6 +71,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Name the failures in access logs, Envoy logs with the filter's
+    /// events, or a tcpdump capture, with the filter's own rules.
+    Diagnose(connlab::diagnose::cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +91,11 @@ fn real_main() -> anyhow::Result<ExitCode> {
     let dir = cli
         .scenarios
         .unwrap_or_else(|| paths::root().join("scenarios"));
+    // Reads logs, not scenarios: a broken scenario file must not stop it.
+    if let Command::Diagnose(args) = &cli.command {
+        connlab::diagnose::cli::run(args, &dir)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let scenarios = scenario::load_all(&dir)?;
     match cli.command {
         Command::List { json: true } => {
@@ -161,6 +169,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             };
             runtime.block_on(run_selected(&selected, &image, &options))
         }
+        Command::Diagnose(_) => Ok(ExitCode::SUCCESS),
     }
 }
 
@@ -205,7 +214,7 @@ async fn run_selected(
     image: &str,
     options: &RunOptions,
 ) -> anyhow::Result<ExitCode> {
-    let progress = Reporter::for_stderr();
+    let progress = std::sync::Arc::new(Reporter::for_stderr());
     let runs = selected.iter().flat_map(|(scenario, variants)| {
         variants
             .iter()
@@ -224,7 +233,13 @@ async fn run_selected(
         });
         progress_ref.phase(&id, Phase::StartingNodes);
         let started = std::time::Instant::now();
-        let result = run::run_variant(scenario, variant, image, keep.as_deref()).await;
+        let sink: std::sync::Arc<dyn Sink> = progress_ref.clone();
+        let result = progress::scope(
+            sink,
+            id.clone(),
+            run::run_variant(scenario, variant, image, keep.as_deref()),
+        )
+        .await;
         let word = match &result {
             Ok(outcome) => outcome.verdict.word(),
             Err(_) => "ERROR",
@@ -261,6 +276,15 @@ async fn run_selected(
         }
         finished.push((id, keep, wall, result));
     }
+    // JUnit and the report list runs in the order of the scenario files,
+    // not the order they happened to end in.
+    let order = |id: &RunId| {
+        selected
+            .iter()
+            .flat_map(|(s, variants)| variants.iter().map(move |v| (&s.name, &v.name)))
+            .position(|(s, v)| *s == id.scenario && *v == id.variant)
+    };
+    finished.sort_by_key(|(id, ..)| (order(id), id.repeat));
     let outcomes: Vec<Outcome> = finished
         .iter()
         .filter_map(|(_, _, _, r)| r.as_ref().ok().cloned())

@@ -127,9 +127,10 @@ fn section(out: &Path, i: usize, run: &RecordedRun) -> String {
     if let Some(seconds) = timeline::seconds(run) {
         let (plot, _) = timeline::timeline(run);
         html.push_str("<h3>Throughput and latency per second</h3>");
+        let busy = seconds.iter().filter(|s| s.ok + s.failed > 0).count();
         html.push_str(&figure(
             "throughput",
-            seconds.len(),
+            busy,
             plots::throughput(&seconds, &plot.faults),
         ));
     }

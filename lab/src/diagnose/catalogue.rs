@@ -1,0 +1,146 @@
+//! What to do about each diagnosis, and which lab scenario replays it.
+//! Codes the catalogue does not know (a newer filter's) still get counted
+//! and explained by the filter's own sentence; they just have no fix line.
+
+use std::path::Path;
+
+use connlab_filter::config::Config;
+use connlab_filter::diagnose::matching_server;
+
+/// The fix an SRE applies for a code.
+pub fn fix(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "keepalive_race" => {
+            "set the upstream cluster's idle_timeout below the backend's keep-alive timeout \
+             (Istio: DestinationRule trafficPolicy.connectionPool.http.idleTimeout), or raise the \
+             backend's keep-alive timeout above Envoy's; `retry_on: reset` recovers the request \
+             (`reset-before-request` does not)"
+        }
+        "retried_then_ok" => {
+            "the retry policy hid failed attempts: find them in the next hop's access log (often \
+             503 UC keepalive_race) and fix that cause; retries only mask it"
+        }
+        "retried_then_failed" => "every attempt failed: fix the cause the first attempt shows",
+        "source_address_conflict" => {
+            "do not pin the upstream source port (upstream_bind_config without a port); if ports \
+             ran out, widen net.ipv4.ip_local_port_range or reuse connections"
+        }
+        "connect_refused" => "nothing listens on the endpoint: check the port and the app's readiness",
+        "connect_timeout" => {
+            "the host did not answer the SYN within connect_timeout: a dead or filtered node \
+             (--pcap shows SYN retransmits without answer)"
+        }
+        "connect_failed" => "the upstream connection could not be opened: see the failure reason",
+        "tls_handshake_failed" => "check certificates, SNI and the TLS mode on both sides",
+        "upstream_timeout" => {
+            "the upstream did not answer within the route timeout: if its node died, pooled \
+             connections are half-open; set per-try timeouts, TCP keep-alive or TCP_USER_TIMEOUT"
+        }
+        "upstream_reset" => {
+            "the backend reset a connection that was not idle-reused: look at the backend (crash, \
+             connection limits, a Connection: close it did not send)"
+        }
+        "upstream_protocol_error" => {
+            "the backend's answer is not the protocol the cluster speaks: check the port, the \
+             cluster's protocol (HTTP/1.1 vs HTTP/2, TLS) and the server's response"
+        }
+        "upstream_local_reset" => {
+            "Envoy reset the stream itself: check its buffer, header and stream limits and \
+             whether the pool was draining"
+        }
+        "circuit_breaker_overflow" => {
+            "raise the cluster's circuit_breakers thresholds (Istio: DestinationRule \
+             connectionPool) or add capacity; the overflow stats say which limit"
+        }
+        "no_healthy_upstream" => {
+            "no endpoint passed health checks or outlier detection: check the endpoints and the \
+             outlier_detection settings"
+        }
+        "plaintext_on_tls" | "sniff_fallthrough" => {
+            "raise the client listener's protocol detection timeout (listener_filters_timeout, \
+             Istio protocolDetectionTimeout) or declare the protocol (port name http-*/appProtocol)"
+        }
+        _ => return None,
+    })
+}
+
+/// The scenario (and variant, when the evidence picks one) that replays a
+/// code; `idle_ms` is the typical idle time of the failed reuses.
+pub fn replay(code: &str, idle_ms: Option<u64>, config: &Config) -> Option<(&'static str, Option<String>)> {
+    Some(match code {
+        "keepalive_race" => {
+            let server = idle_ms.and_then(|ms| matching_server(ms, config));
+            // The variant of the matching server; with no match, every
+            // variant (guessing one would claim a server the evidence does
+            // not name).
+            let variant = match server.map(|s| s.name.to_ascii_lowercase()) {
+                Some(n) if n.starts_with("node") => Some("node"),
+                Some(n) if n.starts_with("cherrypy") => Some("cherrypy"),
+                Some(n) if n.starts_with("tomcat") => Some("tomcat"),
+                _ => None,
+            };
+            ("keepalive-race", variant.map(str::to_string))
+        }
+        "retried_then_ok" => ("keepalive-race", Some("retry-hidden".to_string())),
+        "source_address_conflict" => ("source-port-reuse", None),
+        "plaintext_on_tls" | "sniff_fallthrough" => ("sniff-timeout", None),
+        "upstream_timeout" | "connect_timeout" => ("half-open", None),
+        _ => return None,
+    })
+}
+
+/// The `connlab run` command for a replay, when `scenarios` has that
+/// scenario (and variant); a variant that is not there is dropped, a
+/// scenario that is not there gives `None`.
+pub fn command(scenarios: &Path, scenario: &str, variant: Option<&str>) -> Option<String> {
+    let text = std::fs::read_to_string(scenarios.join(format!("{scenario}.toml"))).ok()?;
+    let has_variant = |v: &str| {
+        toml::from_str::<toml::Table>(&text)
+            .ok()
+            .and_then(|t| t.get("variants").and_then(|v| v.as_array()).cloned())
+            .is_some_and(|vs| vs.iter().any(|x| x.get("name").and_then(|n| n.as_str()) == Some(v)))
+    };
+    Some(match variant {
+        Some(v) if has_variant(v) => format!("connlab run {scenario} --variant {v}"),
+        _ => format!("connlab run {scenario}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_filter_code_has_a_fix() {
+        for code in connlab_filter::diagnose::HTTP_CODES
+            .iter()
+            .chain(connlab_filter::diagnose::CONN_CODES.iter())
+        {
+            assert!(fix(code).is_some(), "{code}");
+        }
+    }
+
+    #[test]
+    fn keepalive_race_replays_the_matching_server() {
+        let c = Config::default();
+        let variant = |ms| replay("keepalive_race", Some(ms), &c).unwrap().1;
+        assert_eq!(variant(5_600).as_deref(), Some("node"));
+        assert_eq!(variant(10_200).as_deref(), Some("cherrypy"));
+        assert_eq!(variant(20_100).as_deref(), Some("tomcat"));
+        assert_eq!(variant(60_000), None);
+    }
+
+    #[test]
+    fn commands_name_only_what_the_checkout_has() {
+        let dir = crate::paths::root().join("scenarios");
+        assert_eq!(
+            command(&dir, "keepalive-race", Some("tomcat")).as_deref(),
+            Some("connlab run keepalive-race --variant tomcat")
+        );
+        assert_eq!(
+            command(&dir, "keepalive-race", Some("nope")).as_deref(),
+            Some("connlab run keepalive-race")
+        );
+        assert_eq!(command(&dir, "no-such-scenario", None), None);
+    }
+}

@@ -1,0 +1,228 @@
+//! `connlab diagnose`: the filter's diagnoses on logs people already have.
+//!
+//! Lines stream through in bounded memory (one line at a time, state only
+//! per live upstream connection, capped), each parsed in whatever format it
+//! is in (`line`), put on its upstream connection and judged by the
+//! filter's own rules (`connections`), and counted per diagnosis (`report`).
+//! `tcp` does the same for packet captures, over `crate::pcap`.
+
+pub mod catalogue;
+pub mod cli;
+pub mod connections;
+pub mod idle;
+pub mod line;
+pub mod render;
+pub mod report;
+pub mod tcp;
+pub mod template;
+pub mod time;
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use connlab_filter::config::Config;
+
+use connections::Connections;
+use line::{Format, Formats, Line};
+use report::{CodeStats, Example, InputReport, Report, Source};
+
+/// Longest line kept; the rest of a longer one is skipped and the line
+/// counted as malformed (no log format diagnose reads comes near it).
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Distinct diagnosis codes a report keeps apart (the filter has about 15).
+const MAX_CODES: usize = 48;
+
+/// How many malformed lines a report lists (all are counted).
+const MALFORMED_SHOWN: usize = 5;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The filter's configuration (its defaults, or the user's plugin
+    /// config): the same rules with the same settings.
+    pub config: Config,
+    pub formats: Formats,
+    /// Where `connlab run` finds scenarios (for the replay line).
+    pub scenarios: PathBuf,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            config: Config::default(),
+            formats: Formats::new(None),
+            scenarios: crate::paths::root().join("scenarios"),
+        }
+    }
+}
+
+/// Reads inputs one after the other and builds one report.
+#[derive(Debug)]
+pub struct Diagnoser {
+    options: Options,
+    inputs: Vec<InputReport>,
+    codes: BTreeMap<(Source, String), CodeStats>,
+    failed_reuse: idle::Idle,
+    requests: u64,
+    /// Field sets each format had, for "what cannot be told".
+    has: BTreeMap<Format, u32>,
+}
+
+impl Diagnoser {
+    pub fn new(options: Options) -> Self {
+        Diagnoser {
+            options,
+            inputs: Vec::new(),
+            codes: BTreeMap::new(),
+            failed_reuse: idle::Idle::default(),
+            requests: 0,
+            has: BTreeMap::new(),
+        }
+    }
+
+    /// Streams one input (a file, or stdin as `-`). Each input is one
+    /// Envoy's log: its connections are tracked apart from the others'.
+    pub fn read(&mut self, name: &str, mut reader: impl BufRead) -> std::io::Result<()> {
+        let mut input = InputReport::new(name);
+        let mut connections = Connections::default();
+        let mut buf = Vec::with_capacity(1024);
+        while let Some(truncated) = read_line(&mut reader, &mut buf, MAX_LINE)? {
+            input.lines += 1;
+            input.bytes += buf.len() as u64 + 1;
+            if truncated {
+                input.malformed(MALFORMED_SHOWN, "longer than 64 KiB");
+                continue;
+            }
+            let text = String::from_utf8_lossy(&buf);
+            let parsed = self.options.formats.parse(&text);
+            self.take(&mut input, &mut connections, parsed, &text);
+        }
+        self.inputs.push(input);
+        Ok(())
+    }
+
+    fn take(&mut self, input: &mut InputReport, connections: &mut Connections, parsed: Line<'_>, text: &str) {
+        let at = || format!("{}:{}", input.name, input.lines);
+        match parsed {
+            Line::Other => input.other += 1,
+            Line::Malformed(why) => input.malformed(MALFORMED_SHOWN, why),
+            Line::Event(event) => {
+                input.events += 1;
+                let Some(code) = event.diagnosis.as_deref() else {
+                    return;
+                };
+                let stats = self.codes_entry(Source::FilterEvent, code);
+                stats.add(event.time_ns, || Example::from_event(at(), text, &event));
+                if let (None, Some(explain)) = (&stats.explain, &event.explain) {
+                    stats.explain = Some(explain.clone());
+                }
+                if let Some(ms) = event.idle_ms {
+                    stats.idle.add(ms);
+                }
+            }
+            Line::Request(format, request) => {
+                input.requests += 1;
+                *input.formats.entry(format.name().to_string()).or_default() += 1;
+                *self.has.entry(format).or_default() |= request.has;
+                self.requests += 1;
+                let judged = connections.judge(&request, &self.options.config);
+                let Some(d) = judged.diagnosis else {
+                    return;
+                };
+                if judged.reuse.nth > 1 && matches!(d.code, "keepalive_race" | "upstream_reset") {
+                    if let Some(ms) = judged.reuse.idle_ms {
+                        self.failed_reuse.add(ms);
+                    }
+                }
+                let stats = self.codes_entry(Source::AccessLog, d.code);
+                stats.add(request.start_ns, || {
+                    Example::from_request(at(), text, &request, &judged.reuse)
+                });
+                if stats.explain.is_none() {
+                    stats.explain = Some(d.explain);
+                }
+                if let Some(ms) = judged.reuse.idle_ms.filter(|_| judged.reuse.nth > 1) {
+                    stats.idle.add(ms);
+                }
+            }
+        }
+    }
+
+    /// The counts for a code. Codes from the wire (events) are bounded: a
+    /// code is a short lower-case token, and past `MAX_CODES` distinct ones
+    /// the rest are counted together, so garbage cannot grow the report.
+    fn codes_entry(&mut self, source: Source, code: &str) -> &mut CodeStats {
+        let token = !code.is_empty()
+            && code.len() <= 48
+            && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        let mut key = (source, code.to_string());
+        if !token || (!self.codes.contains_key(&key) && self.codes.len() >= MAX_CODES) {
+            key.1 = "(unrecognized)".to_string();
+        }
+        self.codes.entry(key).or_default()
+    }
+
+    pub fn finish(self) -> Report {
+        report::build(
+            self.inputs,
+            self.codes,
+            &self.failed_reuse,
+            self.requests,
+            &self.has,
+            &self.options,
+        )
+    }
+}
+
+/// Reads one line (without its `\n`) into `buf`, keeping at most `max`
+/// bytes; `None` at the end, `Some(true)` when the line was longer.
+pub fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let mut truncated = false;
+    let mut any = false;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(any.then_some(truncated));
+        }
+        any = true;
+        let (chunk, done) = match memchr::memchr(b'\n', available) {
+            Some(i) => (&available[..i], Some(i + 1)),
+            None => (available, None),
+        };
+        let room = max.saturating_sub(buf.len());
+        if chunk.len() > room {
+            truncated = true;
+        }
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = done.unwrap_or(available.len());
+        reader.consume(used);
+        if done.is_some() {
+            return Ok(Some(truncated));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_bounded_and_the_last_needs_no_newline() {
+        let data = format!("a\n{}\nb", "x".repeat(100));
+        let mut reader = std::io::BufReader::with_capacity(7, data.as_bytes());
+        let mut buf = Vec::new();
+        assert_eq!(read_line(&mut reader, &mut buf, 10).unwrap(), Some(false));
+        assert_eq!(buf, b"a");
+        assert_eq!(read_line(&mut reader, &mut buf, 10).unwrap(), Some(true));
+        assert_eq!(buf.len(), 10);
+        assert_eq!(read_line(&mut reader, &mut buf, 10).unwrap(), Some(false));
+        assert_eq!(buf, b"b");
+        assert_eq!(read_line(&mut reader, &mut buf, 10).unwrap(), None);
+    }
+}

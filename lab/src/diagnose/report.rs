@@ -1,0 +1,305 @@
+//! The report: per diagnosis code its count, share, first and last time, an
+//! example line with the fields that decided it, the fix and the scenario
+//! that replays it; the idle times of failed reuses; what the inputs' formats
+//! cannot tell. One serde type for `--json` and the human summary.
+
+use std::collections::BTreeMap;
+
+use connlab_filter::diagnose::{human_ms, matching_server};
+use connlab_filter::reuse::Reuse;
+use serde::Serialize;
+
+use super::idle::{Idle, IdleReport};
+use super::line::{Event, Format, Request};
+use super::template::Field;
+use super::{catalogue, time, Options};
+
+/// Where a diagnosis came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// Access-log lines judged by the filter's rules here.
+    AccessLog,
+    /// The filter's own events, as it logged them live.
+    FilterEvent,
+}
+
+/// Longest example line kept.
+const EXAMPLE_CHARS: usize = 400;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Example {
+    /// `file:line`.
+    pub at: String,
+    pub line: String,
+    /// The fields the diagnosis was made from, in order.
+    pub fields: Vec<(String, String)>,
+}
+
+fn clipped(text: &str) -> String {
+    match text.char_indices().nth(EXAMPLE_CHARS) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+impl Example {
+    pub fn from_request(at: String, text: &str, r: &Request<'_>, reuse: &Reuse) -> Example {
+        let mut fields = Vec::new();
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                fields.push((k.to_string(), v));
+            }
+        };
+        put("code", r.code.map(|c| c.to_string()));
+        put("flags", Some(r.flags_text.to_string()).filter(|f| !f.is_empty()));
+        put("details", r.details.as_deref().map(str::to_string));
+        put("failure", r.failure.as_deref().map(str::to_string));
+        put("attempts", r.attempts.map(|a| a.to_string()));
+        let connection = match (&r.upstream_local, &r.upstream_host) {
+            (Some(l), Some(h)) => Some(format!("{l} -> {h}")),
+            (None, Some(h)) => Some(format!("? -> {h}")),
+            (Some(l), None) => Some(l.to_string()),
+            (None, None) => None,
+        };
+        put("connection", connection);
+        put("nth", Some(reuse.nth).filter(|n| *n > 0).map(|n| n.to_string()));
+        put("idle", reuse.idle_ms.filter(|_| reuse.nth > 1).map(human_ms));
+        put("duration", r.duration_ms.map(|ms| format!("{ms} ms")));
+        Example {
+            at,
+            line: clipped(text),
+            fields,
+        }
+    }
+
+    pub fn from_event(at: String, text: &str, e: &Event) -> Example {
+        let mut fields = Vec::new();
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                fields.push((k.to_string(), v));
+            }
+        };
+        put("event", Some(e.kind.clone()));
+        put("code", e.code.map(|c| c.to_string()));
+        put("flags", Some(e.flags.clone()).filter(|f| !f.is_empty()));
+        put("details", e.details.clone());
+        let connection = match (&e.local, &e.peer) {
+            (Some(l), Some(p)) => Some(format!("{l} -> {p}")),
+            (Some(l), None) => Some(l.clone()),
+            _ => None,
+        };
+        put("connection", connection);
+        put("nth", e.nth.map(|n| n.to_string()));
+        put("idle", e.idle_ms.map(human_ms));
+        Example {
+            at,
+            line: clipped(text),
+            fields,
+        }
+    }
+}
+
+/// Running counts for one code.
+#[derive(Debug, Default)]
+pub struct CodeStats {
+    pub count: u64,
+    pub first_ns: Option<u64>,
+    pub last_ns: Option<u64>,
+    pub example: Option<Example>,
+    pub explain: Option<String>,
+    /// Idle times of the reused connections among them.
+    pub idle: Idle,
+}
+
+impl CodeStats {
+    pub fn add(&mut self, at_ns: Option<u64>, example: impl FnOnce() -> Example) {
+        self.count += 1;
+        if let Some(ns) = at_ns {
+            self.first_ns = Some(self.first_ns.map_or(ns, |f| f.min(ns)));
+            self.last_ns = Some(self.last_ns.map_or(ns, |l| l.max(ns)));
+        }
+        if self.example.is_none() {
+            self.example = Some(example());
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InputReport {
+    pub name: String,
+    pub lines: u64,
+    pub bytes: u64,
+    pub requests: u64,
+    /// Requests per format detected.
+    pub formats: BTreeMap<String, u64>,
+    pub events: u64,
+    /// Lines in no format diagnose reads (Envoy's own log lines...).
+    pub other: u64,
+    /// Lines that looked like an access log or event but did not parse.
+    pub malformed: u64,
+    /// The first few malformed lines: `file:line: why`.
+    pub malformed_first: Vec<String>,
+}
+
+impl InputReport {
+    pub fn new(name: &str) -> Self {
+        InputReport {
+            name: name.to_string(),
+            lines: 0,
+            bytes: 0,
+            requests: 0,
+            formats: BTreeMap::new(),
+            events: 0,
+            other: 0,
+            malformed: 0,
+            malformed_first: Vec::new(),
+        }
+    }
+
+    pub fn malformed(&mut self, shown: usize, why: &str) {
+        self.malformed += 1;
+        if self.malformed_first.len() < shown {
+            self.malformed_first
+                .push(format!("{}:{}: {why}", self.name, self.lines));
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CodeReport {
+    pub code: String,
+    pub source: Source,
+    pub count: u64,
+    /// Percent of all requests read (access logs only: the filter logs
+    /// only failures by default, so its events have no denominator).
+    pub share_pct: Option<f64>,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub explain: Option<String>,
+    pub example: Option<Example>,
+    /// Idle times of the reused connections among these requests.
+    pub idle: Option<IdleReport>,
+    pub fix: Option<String>,
+    /// `connlab run ...` when this checkout has the scenario.
+    pub replay: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedReuse {
+    #[serde(flatten)]
+    pub idle: IdleReport,
+    /// "Node.js's default keep-alive timeout of 5.0 s", when the median fits a known
+    /// server default (the filter's `server_idle_timeouts`).
+    pub consistent_with: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub inputs: Vec<InputReport>,
+    pub requests: u64,
+    pub diagnosed: u64,
+    pub diagnoses: Vec<CodeReport>,
+    /// Idle times before reused connections failed (keepalive_race and
+    /// upstream_reset with nth > 1).
+    pub failed_reuse_idle: Option<FailedReuse>,
+    /// What the formats read cannot tell, and what that means.
+    pub cannot_tell: Vec<String>,
+}
+
+pub(super) fn build(
+    inputs: Vec<InputReport>,
+    codes: BTreeMap<(Source, String), CodeStats>,
+    failed_reuse: &Idle,
+    requests: u64,
+    has: &BTreeMap<Format, u32>,
+    options: &Options,
+) -> Report {
+    let config = &options.config;
+    let mut diagnoses: Vec<CodeReport> = codes
+        .into_iter()
+        .map(|((source, code), stats)| {
+            let idle = stats.idle.report();
+            let replay = catalogue::replay(&code, idle.as_ref().map(|i| i.median_ms), config)
+                .and_then(|(s, v)| catalogue::command(&options.scenarios, s, v.as_deref()));
+            CodeReport {
+                share_pct: (source == Source::AccessLog && requests > 0)
+                    .then(|| stats.count as f64 * 100.0 / requests as f64),
+                first: stats.first_ns.map(time::format_ms),
+                last: stats.last_ns.map(time::format_ms),
+                explain: stats.explain,
+                example: stats.example,
+                idle,
+                fix: catalogue::fix(&code).map(str::to_string),
+                replay,
+                count: stats.count,
+                source,
+                code,
+            }
+        })
+        .collect();
+    diagnoses.sort_by(|a, b| {
+        (a.source, std::cmp::Reverse(a.count), &a.code).cmp(&(b.source, std::cmp::Reverse(b.count), &b.code))
+    });
+    let diagnosed = diagnoses
+        .iter()
+        .filter(|d| d.source == Source::AccessLog)
+        .map(|d| d.count)
+        .sum();
+    let failed_reuse_idle = failed_reuse.report().map(|idle| FailedReuse {
+        consistent_with: matching_server(idle.median_ms, config)
+            .map(|s| format!("{}'s default keep-alive timeout of {}", s.name, human_ms(s.idle_ms))),
+        idle,
+    });
+    Report {
+        inputs,
+        requests,
+        diagnosed,
+        diagnoses,
+        failed_reuse_idle,
+        cannot_tell: cannot_tell(has),
+    }
+}
+
+/// For each format read, the fields it lacks and what is lost without them.
+fn cannot_tell(has: &BTreeMap<Format, u32>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (format, &fields) in has {
+        let lacks = |f: Field| fields & f.bit() == 0;
+        let mut lost = Vec::new();
+        if lacks(Field::UpstreamLocal) && lacks(Field::UpstreamConnectionId) {
+            lost.push(
+                "which upstream connection carried each request (%UPSTREAM_LOCAL_ADDRESS%), so no \
+                 nth or idle time: a reset is upstream_reset, never keepalive_race",
+            );
+        }
+        if lacks(Field::StartTime) || lacks(Field::Duration) {
+            lost.push(
+                "when requests started and ended (%START_TIME%, %DURATION%), so no idle time and \
+                 no time from request to reset: a reset is upstream_reset, never keepalive_race",
+            );
+        }
+        if lacks(Field::Details) {
+            lost.push(
+                "whether a reset came before the response started (%RESPONSE_CODE_DETAILS%): \
+                 resets are upstream_reset",
+            );
+        }
+        if lacks(Field::Failure) {
+            lost.push(
+                "why a connect failed (%UPSTREAM_TRANSPORT_FAILURE_REASON%): EADDRNOTAVAIL, refused \
+                 and timeout are all connect_failed",
+            );
+        }
+        if lacks(Field::Attempts) {
+            lost.push(
+                "how many attempts a request took (%UPSTREAM_REQUEST_ATTEMPT_COUNT%): retried_then_ok \
+                 and retried_then_failed cannot be told (URX still marks retries that gave up)",
+            );
+        }
+        for what in lost {
+            out.push(format!("{}: {what}", format.name()));
+        }
+    }
+    out
+}

@@ -1,0 +1,164 @@
+//! The rules exist once. `connlab diagnose` has no rule of its own: for
+//! every line it calls `connlab_filter::diagnose::http` (the function the
+//! wasm filter calls in Envoy) on the facts the line carries. These tests
+//! prove it two ways:
+//! 1. for lines covering every code and their nearest negatives, diagnose's
+//!    code and sentence equal what `connlab_filter::diagnose::http` returns
+//!    on the same facts, so a changed rule changes both (there is nothing
+//!    else for it to change);
+//! 2. a changed rule *setting* (the filter's own config: server timeouts,
+//!    match window) changes diagnose's answer the way it changes the
+//!    filter's.
+//!
+//! A guard also fails if rule text (the reasons the rules match on) ever
+//! appears in diagnose's own sources.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use connlab::diagnose::connections::{facts, Connections};
+use connlab::diagnose::line::{Formats, Line};
+use connlab::diagnose::{Diagnoser, Options};
+use connlab_filter::config::{self, Config};
+
+/// Istio TEXT lines (`connlab::access_log::ISTIO_TEXT_FORMAT`): one
+/// connection's healthy first request, then each case on it or on others.
+fn istio(time: &str, code: u16, flags: &str, details: &str, failure: &str, local: &str, duration: u32) -> String {
+    format!(
+        "[{time}] \"GET / HTTP/1.1\" {code} {flags} {details} - \"{failure}\" 0 95 {duration} - \"-\" \
+         \"curl/8.5.0\" \"id\" \"envoy:10000\" \"10.0.0.9:8080\" backend {local} 10.0.0.5:10000 \
+         10.0.0.7:51000 - default"
+    )
+}
+
+const TERMINATION: &str = "upstream_reset_before_response_started{connection_termination}";
+
+fn cases() -> Vec<String> {
+    vec![
+        istio("2026-12-01T00:00:00.000Z", 200, "-", "via_upstream", "-", "10.0.0.5:40000", 3),
+        // Reused after 5.6 s and reset before the response: keepalive_race.
+        istio("2026-12-01T00:00:05.603Z", 503, "UC", TERMINATION, "-", "10.0.0.5:40000", 1),
+        // A reset on a fresh connection: upstream_reset.
+        istio("2026-12-01T00:00:06.000Z", 503, "UC", TERMINATION, "-", "10.0.0.5:40001", 1),
+        // Reused after a short idle, reset after the response started.
+        istio("2026-12-01T00:00:07.000Z", 200, "-", "via_upstream", "-", "10.0.0.5:40002", 1),
+        istio("2026-12-01T00:00:07.100Z", 200, "UR", "upstream_reset_after_response_started{remote_reset}", "-", "10.0.0.5:40002", 1),
+        // Connect failures by reason.
+        istio("2026-12-01T00:00:08.000Z", 503, "UF,URX", "upstream_reset_before_response_started{remote_connection_failure}", "immediate_connect_error:_Cannot_assign_requested_address|remote_address:10.0.0.9:8080", "-", 0),
+        istio("2026-12-01T00:00:09.000Z", 503, "UF", "upstream_reset_before_response_started{remote_connection_failure}", "delayed_connect_error:_Connection_refused", "-", 0),
+        istio("2026-12-01T00:00:10.000Z", 503, "UF", "upstream_reset_before_response_started{connection_timeout}", "-", "-", 1000),
+        istio("2026-12-01T00:00:11.000Z", 504, "UT", "response_timeout", "-", "10.0.0.5:40003", 15000),
+        // A 503 the backend itself sent: healthy at the proxy level.
+        istio("2026-12-01T00:00:12.000Z", 503, "-", "via_upstream", "-", "10.0.0.5:40004", 2),
+    ]
+}
+
+fn judge_all(config: &Config) -> Vec<(Option<&'static str>, Option<String>)> {
+    let formats = Formats::new(None);
+    let mut connections = Connections::default();
+    let mut out = Vec::new();
+    for line in cases() {
+        let Line::Request(_, request) = formats.parse(&line) else {
+            panic!("{line}")
+        };
+        let judged = connections.judge(&request, config);
+        // The filter's function on the same facts gives the same answer.
+        let direct = if request.flags == 0 && request.attempts.unwrap_or(1) <= 1 {
+            None
+        } else {
+            connlab_filter::diagnose::http(&facts(&request, judged.reuse, None), config)
+        };
+        assert_eq!(judged.diagnosis, direct, "{line}");
+        out.push((
+            judged.diagnosis.as_ref().map(|d| d.code),
+            judged.diagnosis.map(|d| d.explain),
+        ));
+    }
+    out
+}
+
+#[test]
+fn diagnose_answers_what_the_filter_function_answers() {
+    let codes: Vec<Option<&str>> = judge_all(&Config::default()).into_iter().map(|(c, _)| c).collect();
+    assert_eq!(
+        codes,
+        [
+            None,
+            Some("keepalive_race"),
+            Some("upstream_reset"),
+            None,
+            Some("upstream_reset"),
+            Some("source_address_conflict"),
+            Some("connect_refused"),
+            Some("connect_timeout"),
+            Some("upstream_timeout"),
+            None,
+        ]
+    );
+}
+
+#[test]
+fn a_changed_rule_setting_changes_diagnose_too() {
+    let default = judge_all(&Config::default());
+    assert!(default[1].1.as_deref().unwrap().contains("Node.js"), "{:?}", default[1]);
+    // The same plugin configuration a user loads into the filter.
+    let config = config::parse(br#"{"server_idle_timeouts":{"gunicorn":5500},"idle_match_before_ms":200,"idle_match_after_ms":200}"#).unwrap();
+    let changed = judge_all(&config);
+    let explain = changed[1].1.as_deref().unwrap();
+    assert!(explain.contains("gunicorn") && !explain.contains("Node.js"), "{explain}");
+}
+
+#[test]
+fn the_report_counts_what_the_rules_said() {
+    let mut d = Diagnoser::new(Options::default());
+    d.read("cases.log", cases().join("\n").as_bytes()).unwrap();
+    let report = d.finish();
+    assert_eq!(report.requests, 10);
+    assert_eq!(report.diagnosed, 7);
+    let race = report.diagnoses.iter().find(|c| c.code == "keepalive_race").unwrap();
+    assert_eq!(race.count, 1);
+    assert_eq!(race.first.as_deref(), Some("2026-12-01T00:00:05.603Z"));
+    assert_eq!(race.replay.as_deref(), Some("connlab run keepalive-race --variant node"));
+    let example = race.example.as_ref().unwrap();
+    assert_eq!(example.at, "cases.log:2");
+    assert!(example.fields.contains(&("nth".into(), "2".into())));
+    assert!(example.fields.contains(&("idle".into(), "5.6 s".into())));
+    let idle = report.failed_reuse_idle.as_ref().unwrap();
+    assert_eq!(idle.idle.count, 2, "keepalive_race and the reused upstream_reset");
+}
+
+/// No second copy: the reasons the filter's rules match on never appear in
+/// diagnose's sources outside tests.
+#[test]
+fn diagnose_has_no_rule_text_of_its_own() {
+    let dir = connlab::paths::root().join("lab/src/diagnose");
+    let mut checked = 0;
+    for entry in walk(&dir) {
+        let text = std::fs::read_to_string(&entry).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap().to_ascii_lowercase();
+        for rule_text in [
+            "before response started",
+            "before_response_started",
+            "cannot assign requested address",
+            "connection refused",
+            "error: 99",
+        ] {
+            assert!(!code.contains(rule_text), "{} has rule text `{rule_text}`", entry.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 8);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n != "tests") {
+                out.extend(walk(&p));
+            }
+        } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("tests.rs") {
+            out.push(p);
+        }
+    }
+    out
+}
