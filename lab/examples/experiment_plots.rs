@@ -2,7 +2,7 @@
 //! drawn with the lab's own evidence code:
 //!
 //!     cargo run -p connlab-lab --example experiment_plots -- \
-//!         timeline CLIENT_JSONL FAULT_S TITLE OUT.svg
+//!         timeline CLIENT_JSONL FAULT_S OUT.svg
 //!
 //! CLIENT_JSONL is `connlab-client`'s stdout (one JSON line per request).
 
@@ -17,14 +17,14 @@ fn main() -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["timeline", input, fault_s, title, out] => {
+        ["timeline", input, fault_s, out] => {
             let text = std::fs::read_to_string(input).with_context(|| format!("read {input}"))?;
             let records = client::parse_output(&text)
                 .with_context(|| format!("{input}: not connlab-client output"))?
                 .records;
             let fault_s: u64 = fault_s.parse().context("FAULT_S: whole seconds")?;
             let t = timeline::timeline(&records, fault_s, 2);
-            let svg = timeline::plot_svg(&t, title).map_err(anyhow::Error::msg)?;
+            let svg = timeline::plot_svg(&t).map_err(anyhow::Error::msg)?;
             std::fs::write(out, svg).with_context(|| format!("write {out}"))?;
             println!(
                 "{out}: recovered after {:?} s, dip to {} % of before",
@@ -32,6 +32,6 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        _ => bail!("usage: experiment_plots timeline CLIENT_JSONL FAULT_S TITLE OUT.svg"),
+        _ => bail!("usage: experiment_plots timeline CLIENT_JSONL FAULT_S OUT.svg"),
     }
 }

@@ -1,28 +1,17 @@
 //! A run as a timeline around a fault: per-second throughput and p99, the
 //! phases before / during / after, and the time to recover — what the seed
 //! 002 JMeter report showed (and what an average hides: the mean barely
-//! moves while p99 and max explode). Pure numbers from client records, plus
-//! the SVG plot drawn with `plotters`.
+//! moves while p99 and max explode). Pure numbers from client records; the
+//! plot is `plots::throughput`'s.
 
 use serde::{Deserialize, Serialize};
 
 use crate::client::{percentile, Record};
+use crate::plots::{self, Interval, Second};
 
 /// Throughput counts as recovered when every second from then on reaches
 /// this share of the throughput before the fault.
 pub const RECOVERED_SHARE: f64 = 0.9;
-
-/// One second of the run (requests by the second they *started*: a request
-/// that hung shows its latency where it began).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Second {
-    /// OK responses that ended in this second.
-    pub ok: u64,
-    /// Requests started in this second that failed or never finished.
-    pub failed: u64,
-    /// p99 latency of requests started in this second, ms (0 when none).
-    pub p99_ms: f64,
-}
 
 /// Latency and success over a span of requests (by start time).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -40,9 +29,10 @@ pub struct Phase {
     pub throughput: f64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Timeline {
     pub fault_s: u64,
+    /// OK and failed requests that ended in each second, and their p99/max.
     pub seconds: Vec<Second>,
     pub before: Phase,
     /// From the fault to recovery (to the end when it never recovered).
@@ -68,20 +58,22 @@ pub fn timeline(records: &[Record], fault_s: u64, warmup_s: u64) -> Timeline {
         second(last_start) + 1
     };
     let mut seconds = vec![Second::default(); n];
-    let mut started: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut ended: Vec<Vec<f64>> = vec![Vec::new(); n];
+    // A request cut by the run's bound ends after the last second: it is
+    // counted in the last one.
     for r in records {
+        let at = second(r.end_ms).min(n - 1);
         if r.is_ok() {
-            if let Some(s) = seconds.get_mut(second(r.end_ms)) {
-                s.ok += 1;
-            }
+            seconds[at].ok += 1;
         } else {
-            seconds[second(r.start_ms)].failed += 1;
+            seconds[at].failed += 1;
         }
-        started[second(r.start_ms)].push(r.latency_ms());
+        ended[at].push(r.latency_ms());
     }
-    for (s, mut lat) in seconds.iter_mut().zip(started) {
+    for (s, mut lat) in seconds.iter_mut().zip(ended) {
         lat.sort_by(f64::total_cmp);
         s.p99_ms = percentile(&lat, 99.0);
+        s.max_ms = lat.last().copied().unwrap_or(0.0);
     }
     let full = n.saturating_sub(1); // seconds before the cut last one
     let fault = (fault_s as usize).min(full);
@@ -160,90 +152,15 @@ fn phase(records: &[Record], from_s: u64, to_s: u64) -> Phase {
     }
 }
 
-/// The timeline as an SVG plot: OK responses per second (left axis), p99
-/// latency of requests started that second (right axis, seconds), the fault
-/// as a vertical red line.
-pub fn plot_svg(timeline: &Timeline, title: &str) -> Result<String, String> {
-    use plotters::prelude::*;
-    let n = timeline.seconds.len().max(1) as u32;
-    let top_tput = timeline
-        .seconds
-        .iter()
-        .map(|s| s.ok)
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64
-        * 1.15;
-    let top_p99 = timeline
-        .seconds
-        .iter()
-        .map(|s| s.p99_ms / 1000.0)
-        .fold(0.0, f64::max)
-        .max(0.01)
-        * 1.15;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (900, 420)).into_drawing_area();
-        let draw = || -> Result<(), Box<dyn std::error::Error + '_>> {
-            root.fill(&WHITE)?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 18))
-                .margin(10)
-                .x_label_area_size(35)
-                .y_label_area_size(55)
-                .right_y_label_area_size(55)
-                .build_cartesian_2d(0u32..n, 0.0..top_tput)?
-                .set_secondary_coord(0u32..n, 0.0..top_p99);
-            chart
-                .configure_mesh()
-                .x_desc("second of the run")
-                .y_desc("OK responses / s")
-                .draw()?;
-            chart
-                .configure_secondary_axes()
-                .y_desc("p99 latency (s)")
-                .draw()?;
-            chart
-                .draw_series(LineSeries::new(
-                    timeline
-                        .seconds
-                        .iter()
-                        .enumerate()
-                        .map(|(i, s)| (i as u32, s.ok as f64)),
-                    BLUE.stroke_width(2),
-                ))?
-                .label("throughput (OK/s)")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-            chart
-                .draw_secondary_series(LineSeries::new(
-                    timeline
-                        .seconds
-                        .iter()
-                        .enumerate()
-                        .map(|(i, s)| (i as u32, s.p99_ms / 1000.0)),
-                    GREEN.stroke_width(2),
-                ))?
-                .label("p99 of requests started that second (s)")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN));
-            let fault = timeline.fault_s as u32;
-            chart
-                .draw_series(std::iter::once(PathElement::new(
-                    vec![(fault, 0.0), (fault, top_tput)],
-                    RED.stroke_width(2),
-                )))?
-                .label("fault")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()?;
-            root.present()?;
-            Ok(())
-        };
-        draw().map_err(|e| format!("timeline plot: {e}"))?;
-    }
-    Ok(svg)
+/// The timeline as `plots::throughput`'s SVG, the fault shaded from its
+/// start to the end of the run.
+pub fn plot_svg(timeline: &Timeline) -> Result<String, String> {
+    let fault = Interval {
+        label: "fault".into(),
+        start_s: timeline.fault_s as f64,
+        end_s: timeline.seconds.len() as f64,
+    };
+    plots::throughput(&timeline.seconds, &[fault])
 }
 
 #[cfg(test)]
@@ -300,7 +217,8 @@ mod tests {
             t.during.mean_ms
         );
         assert_eq!(t.after.as_ref().map(|a| a.success_pct), Some(100.0));
-        assert_eq!(t.seconds[10].p99_ms, 6_000.0);
+        // The hung request ends (and shows) 6 s later.
+        assert_eq!(t.seconds[16].max_ms, 6_000.0);
     }
 
     #[test]
@@ -330,16 +248,16 @@ mod tests {
 
     #[test]
     fn plot_is_an_svg_with_the_fault_marked() {
-        let svg = plot_svg(&timeline(&run(6_000.0), 10, 2), "half-open").unwrap();
+        let svg = plot_svg(&timeline(&run(6_000.0), 10, 2)).unwrap();
         assert!(svg.starts_with("<svg"));
-        assert!(svg.contains("half-open"));
-        assert!(svg.contains("fault"));
+        // plots::throughput draws one circle per second.
+        assert_eq!(svg.matches("<circle").count(), 20);
     }
 
     #[test]
     fn empty_records_give_an_empty_timeline() {
         let t = timeline(&[], 10, 2);
         assert_eq!(t.recovered_after_s, None);
-        assert!(plot_svg(&t, "empty").is_ok());
+        assert!(plot_svg(&t).is_ok());
     }
 }
