@@ -183,3 +183,42 @@ fn retries_hidden_from_istio_text_are_said_to_be_invisible() {
     let next_hop = diagnose("retry-hidden", &["envoy.access.log"]);
     assert_eq!(codes(&next_hop, Source::AccessLog)[0].1, 3);
 }
+
+/// Real Envoy 1.40 output (tests/data/diagnose/envoy-1.40/envoy.yaml, three
+/// curls 1.5 s and 0.5 s apart against a server that closes idle
+/// connections after 1 s): the recommended `json_format` and Envoy's
+/// default format, both read, each with what it can and cannot tell.
+#[test]
+fn real_envoy_json_and_default_formats() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/diagnose/envoy-1.40");
+    let read = |file: &str| {
+        let mut d = Diagnoser::new(Options::default());
+        d.read(file, &std::fs::read(dir.join(file)).unwrap()[..]).unwrap();
+        d.finish()
+    };
+    let json = read("access.json");
+    assert_eq!(json.inputs[0].formats.get("JSON"), Some(&3));
+    assert!(json.cannot_tell.is_empty(), "{:?}", json.cannot_tell);
+    let default = read("access.default");
+    assert_eq!(default.inputs[0].formats.get("Envoy default"), Some(&3));
+    assert!(default.cannot_tell.iter().any(|l| l.contains("%UPSTREAM_LOCAL_ADDRESS%")));
+    assert!(default.cannot_tell.iter().any(|l| l.contains("%RESPONSE_CODE_DETAILS%")));
+}
+
+#[test]
+fn upstream_connection_id_tells_reuse() {
+    use connlab::diagnose::connections::Connections;
+    use connlab::diagnose::line::{Formats, Line};
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/diagnose/envoy-1.40");
+    let text = std::fs::read_to_string(dir.join("access.json")).unwrap();
+    let formats = Formats::new(None);
+    let mut connections = Connections::default();
+    let nth: Vec<u64> = text
+        .lines()
+        .map(|l| match formats.parse(l) {
+            Line::Request(_, r) => connections.judge(&r, &Default::default()).reuse.nth,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(nth, [1, 1, 2], "the server closed the first connection; the third reused the second");
+}
