@@ -3,11 +3,18 @@
 //!
 //!     cargo run -p connlab-lab --example experiment_plots -- \
 //!         timeline CLIENT_JSONL FAULT_S OUT.svg
+//!     cargo run -p connlab-lab --example experiment_plots -- \
+//!         ladder PCAP SERVER_IP:PORT TITLE OUT.svg
 //!
-//! CLIENT_JSONL is `connlab-client`'s stdout (one JSON line per request).
+//! CLIENT_JSONL is `connlab-client`'s stdout (one JSON line per request);
+//! PCAP a capture at the server. `ladder` also prints what each SYN that met
+//! TIME_WAIT got (`packet_sequence::reuse_counts`).
 
 use anyhow::{bail, Context};
-use connlab::{client, timeline};
+use std::net::SocketAddr;
+
+use connlab::ladder::{Ladder, Side};
+use connlab::{client, packet_sequence, pcap, timeline};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,6 +39,25 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        _ => bail!("usage: experiment_plots timeline CLIENT_JSONL FAULT_S OUT.svg"),
+        ["ladder", input, server, title, out] => {
+            let capture = pcap::read(input.as_ref())?;
+            let server: SocketAddr = server.parse().context("SERVER: ip:port")?;
+            let counts = packet_sequence::reuse_counts(&capture.segments, server);
+            println!("{}", serde_json::to_string(&counts)?);
+            let side = Side {
+                segments: &capture.segments,
+                near: server,
+                near_column: 1,
+                far_column: 0,
+            };
+            let ladder =
+                Ladder::from_sides(title, &["peer (as the server sees it)", "server"], &[side]);
+            std::fs::write(out, ladder.to_svg()?).with_context(|| format!("write {out}"))?;
+            Ok(())
+        }
+        _ => bail!(
+            "usage: experiment_plots timeline CLIENT_JSONL FAULT_S OUT.svg\n       \
+             experiment_plots ladder PCAP SERVER_IP:PORT TITLE OUT.svg"
+        ),
     }
 }

@@ -173,7 +173,7 @@ fn measure(check: &Check, evidence: &Evidence) -> Result<u64, String> {
                 .ok_or_else(|| format!("no packet capture at `{at}`"))?;
             let mut wanted = sequence.iter().peekable();
             for segment in seen {
-                let flags = crate::packet_sequence::flag_text(segment.flags);
+                let flags = segment.flags.to_string();
                 if wanted.peek().is_some_and(|w| **w == flags) {
                     wanted.next();
                 }

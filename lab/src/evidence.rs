@@ -20,7 +20,7 @@ pub struct Evidence {
     pub scripts: BTreeMap<String, String>,
     /// TCP segments seen at a node, in order (no role captures packets
     /// yet; a `packets` check on a node missing here is unknown).
-    pub packets: BTreeMap<String, Vec<crate::packet_sequence::Segment>>,
+    pub packets: BTreeMap<String, Vec<crate::pcap::Segment>>,
 }
 
 /// What one Envoy saw.

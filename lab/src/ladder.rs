@@ -8,12 +8,12 @@ use std::net::SocketAddr;
 
 use plotters::prelude::*;
 
-use crate::packet_sequence::{flag_text, Segment, ACK, RST, SYN};
+use crate::pcap::{Flags, Segment};
 
 /// One arrow: a segment from column `from` to column `to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Arrow {
-    pub t_us: u64,
+    pub t_ns: u64,
     pub from: usize,
     pub to: usize,
     pub label: String,
@@ -67,26 +67,26 @@ impl Ladder {
             let near_isn = side
                 .segments
                 .iter()
-                .find(|s| s.src == side.near && s.flags & SYN != 0)
+                .find(|s| s.from == side.near && s.flags.syn())
                 .map(|s| s.seq);
             let far_isn = side
                 .segments
                 .iter()
-                .find(|s| s.dst == side.near && s.flags & SYN != 0)
+                .find(|s| s.to == side.near && s.flags.syn())
                 .map(|s| s.seq);
             let mut previous_syn_from_far = false;
             for s in side.segments {
-                let from_near = s.src == side.near;
+                let from_near = s.from == side.near;
                 let (own, other) = if from_near {
                     (near_isn, far_isn)
                 } else {
                     (far_isn, near_isn)
                 };
                 let rel = |v: u32, base: Option<u32>| base.map_or(v, |b| v.wrapping_sub(b));
-                let flags = flag_text(s.flags);
-                let label = if s.flags & SYN != 0 && s.flags & ACK == 0 {
+                let flags = s.flags.to_string();
+                let label = if s.flags.syn() && !s.flags.ack() {
                     format!("{flags} seq {}", s.seq)
-                } else if s.flags & RST != 0 && s.flags & ACK == 0 {
+                } else if s.flags.rst() && !s.flags.ack() {
                     format!("{flags} seq {}", rel(s.seq, own))
                 } else {
                     let len = if s.len > 0 {
@@ -100,9 +100,9 @@ impl Ladder {
                         rel(s.ack, other)
                     )
                 };
-                let bare_ack = s.flags == ACK && s.len == 0;
+                let bare_ack = s.flags.0 & !Flags::PSH == Flags::ACK && s.len == 0;
                 arrows.push(Arrow {
-                    t_us: s.t_us,
+                    t_ns: s.t_ns,
                     from: if from_near {
                         side.near_column
                     } else {
@@ -116,10 +116,10 @@ impl Ladder {
                     label,
                     highlight: from_near && bare_ack && previous_syn_from_far,
                 });
-                previous_syn_from_far = !from_near && s.flags & SYN != 0 && s.flags & ACK == 0;
+                previous_syn_from_far = !from_near && s.flags.syn() && !s.flags.ack();
             }
         }
-        arrows.sort_by_key(|a| a.t_us);
+        arrows.sort_by_key(|a| a.t_ns);
         Ladder {
             title: title.to_string(),
             columns: columns.iter().map(|c| c.to_string()).collect(),
@@ -176,14 +176,14 @@ impl Ladder {
                 BLACK.mix(0.5).stroke_width(1),
             ))?;
         }
-        let t0 = self.arrows.first().map_or(0, |a| a.t_us);
+        let t0 = self.arrows.first().map_or(0, |a| a.t_ns);
         for (row, arrow) in self.arrows.iter().enumerate() {
             let y0 = TOP + ROW * row as i32;
             let y1 = y0 + ROW * 2 / 3;
             let (x0, x1) = (x(arrow.from), x(arrow.to));
             let color = if arrow.highlight { RED } else { BLACK };
             root.draw(&Text::new(
-                format!("{:.6}", (arrow.t_us - t0) as f64 / 1e6),
+                format!("{:.6}", (arrow.t_ns - t0) as f64 / 1e9),
                 (8, y0 + 4),
                 font(11.0).color(&BLACK.mix(0.6)),
             ))?;

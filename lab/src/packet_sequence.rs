@@ -10,104 +10,30 @@
 //! seed's capture lines 12, 14 and 16. Pure: it runs on a recorded capture.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// TCP flag bits as they sit in the header.
-pub const FIN: u8 = 0x01;
-pub const SYN: u8 = 0x02;
-pub const RST: u8 = 0x04;
-pub const PSH: u8 = 0x08;
-pub const ACK: u8 = 0x10;
-
-/// One TCP segment as a capture saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Segment {
-    /// µs since the capture started (or any fixed origin).
-    pub t_us: u64,
-    pub src: SocketAddr,
-    pub dst: SocketAddr,
-    pub flags: u8,
-    pub seq: u32,
-    pub ack: u32,
-    /// Payload bytes.
-    pub len: u32,
-}
-
-impl Segment {
-    fn has(&self, flag: u8) -> bool {
-        self.flags & flag != 0
-    }
-
-    /// Sequence space the segment occupies (SYN and FIN count one each).
-    fn seq_len(&self) -> u32 {
-        self.len + u32::from(self.has(SYN)) + u32::from(self.has(FIN))
-    }
-
-    /// A bare ACK: only the ACK flag, no payload.
-    fn is_bare_ack(&self) -> bool {
-        self.flags & (FIN | SYN | RST | PSH | ACK) == ACK && self.len == 0
-    }
-}
-
-/// Flags the way tcpdump prints them: `S`, `S.`, `.`, `P.`, `F.`, `R.`.
-pub fn flag_text(flags: u8) -> String {
-    let mut text = String::new();
-    for (bit, letter) in [(SYN, 'S'), (FIN, 'F'), (PSH, 'P'), (RST, 'R')] {
-        if flags & bit != 0 {
-            text.push(letter);
-        }
-    }
-    if flags & ACK != 0 {
-        text.push('.');
-    }
-    if text.is_empty() {
-        text.push_str("none");
-    }
-    text
-}
+use crate::pcap::{Conversation, Segment};
 
 /// `a` comes after `b` in sequence space (RFC 793 modular comparison).
 pub fn seq_after(a: u32, b: u32) -> bool {
     (b.wrapping_sub(a) as i32) < 0
 }
 
-/// One connection's segments in time order, as seen from `server`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conversation {
-    /// The peer of `server` (for a SNAT, the translated address).
-    pub peer: SocketAddr,
-    pub server: SocketAddr,
-    pub segments: Vec<Segment>,
+/// Sequence space a segment occupies (SYN and FIN count one each).
+fn seq_len(s: &Segment) -> u32 {
+    s.len + u32::from(s.flags.syn()) + u32::from(s.flags.fin())
 }
 
-/// Groups `segments` by the 4-tuple with `server`, in time order; segments
-/// that do not involve `server` are ignored.
-pub fn conversations(segments: &[Segment], server: SocketAddr) -> Vec<Conversation> {
-    let mut by_peer: BTreeMap<SocketAddr, Vec<Segment>> = BTreeMap::new();
-    for segment in segments {
-        let peer = if segment.dst == server {
-            segment.src
-        } else if segment.src == server {
-            segment.dst
-        } else {
-            continue;
-        };
-        by_peer.entry(peer).or_default().push(*segment);
-    }
-    by_peer
-        .into_iter()
-        .map(|(peer, mut segments)| {
-            segments.sort_by_key(|s| s.t_us);
-            Conversation {
-                peer,
-                server,
-                segments,
-            }
-        })
-        .collect()
+/// A bare ACK: only the ACK flag, no payload.
+fn is_bare_ack(s: &Segment) -> bool {
+    s.flags.0 & !crate::pcap::Flags::PSH == crate::pcap::Flags::ACK && s.len == 0
+}
+
+/// A SYN without ACK: a connection attempt.
+fn is_syn(s: &Segment) -> bool {
+    s.flags.syn() && !s.flags.ack()
 }
 
 /// What happened to a SYN that reused a 4-tuple the server held in
@@ -133,8 +59,9 @@ pub enum ReuseResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeWaitReuse {
     pub peer: SocketAddr,
-    /// The new SYN's time, µs, and how long after the old close it came.
-    pub t_us: u64,
+    /// The new SYN's capture time, ns, and how long after the old close it
+    /// came.
+    pub t_ns: u64,
     pub after_close_ms: u64,
     /// The new ISN is after the old `rcv_nxt` (Linux accepts those).
     pub isn_above_rcv_nxt: bool,
@@ -150,7 +77,7 @@ pub struct TimeWaitReuse {
 /// The old connection's end state, needed to recognise its numbers.
 #[derive(Debug, Clone, Copy)]
 struct Closed {
-    at_us: u64,
+    at_ns: u64,
     /// The server's rcv_nxt / snd_nxt after the close.
     rcv_nxt: u32,
     snd_nxt: u32,
@@ -158,8 +85,9 @@ struct Closed {
 }
 
 /// Per conversation, every SYN that reused the 4-tuple after a close, and
-/// what the server did with it. Only closes where the server sent the first
-/// FIN count: that is the side holding TIME_WAIT.
+/// what the server (the side that answered the first SYN) did with it.
+/// Only closes where the server sent the first FIN count: that is the side
+/// holding TIME_WAIT.
 pub fn time_wait_reuses(conversation: &Conversation) -> Vec<TimeWaitReuse> {
     let server = conversation.server;
     let mut found = Vec::new();
@@ -170,39 +98,42 @@ pub fn time_wait_reuses(conversation: &Conversation) -> Vec<TimeWaitReuse> {
     let mut first_fin: Option<bool> = None; // Some(true): the server's
     let mut fins = (false, false); // (peer, server)
     let mut pending: Option<TimeWaitReuse> = None;
-    let mut last_challenge_us: Option<u64> = None;
+    let mut last_challenge_ns: Option<u64> = None;
 
     let segments = &conversation.segments;
     for segment in segments {
-        let from_server = segment.src == server;
+        let from_server = segment.from == server;
         if let (Some(old), Some(reuse)) = (closed, pending.as_mut()) {
-            if from_server && segment.has(SYN) && segment.has(ACK) {
+            if from_server && segment.flags.syn() && segment.flags.ack() {
                 reuse.result = ReuseResult::Accepted;
                 found.push(pending.take().expect("checked above"));
                 closed = None;
-                // The new connection starts from this SYN-ACK.
+                // A new connection: from this SYN-ACK and the SYN it answers.
                 server_end = Some(segment.seq.wrapping_add(1));
+                peer_end = Some(segment.ack);
+                first_fin = None;
+                fins = (false, false);
                 continue;
             }
             if from_server
-                && segment.is_bare_ack()
+                && is_bare_ack(segment)
                 && segment.ack == old.rcv_nxt
                 && segment.seq == old.snd_nxt
             {
                 reuse.challenge_acks += 1;
-                if let Some(previous) = last_challenge_us {
+                if let Some(previous) = last_challenge_ns {
                     reuse
                         .challenge_gaps_ms
-                        .push((segment.t_us - previous) / 1000);
+                        .push((segment.t_ns - previous) / 1_000_000);
                 }
-                last_challenge_us = Some(segment.t_us);
+                last_challenge_ns = Some(segment.t_ns);
                 continue;
             }
-            if !from_server && segment.has(SYN) && !segment.has(ACK) {
+            if !from_server && is_syn(segment) {
                 reuse.syns += 1;
                 continue;
             }
-            if !from_server && segment.has(RST) {
+            if !from_server && segment.flags.rst() {
                 let killed = segment.seq == old.rcv_nxt;
                 reuse.result = if killed {
                     ReuseResult::Assassinated
@@ -210,7 +141,7 @@ pub fn time_wait_reuses(conversation: &Conversation) -> Vec<TimeWaitReuse> {
                     ReuseResult::Reset
                 };
                 found.push(pending.take().expect("checked above"));
-                last_challenge_us = None;
+                last_challenge_ns = None;
                 if killed {
                     closed = None;
                 }
@@ -218,19 +149,19 @@ pub fn time_wait_reuses(conversation: &Conversation) -> Vec<TimeWaitReuse> {
             }
             continue;
         }
-        if !from_server && segment.has(SYN) && !segment.has(ACK) {
+        if !from_server && is_syn(segment) {
             if let Some(old) = closed.filter(|c| c.server_closed_first) {
                 pending = Some(TimeWaitReuse {
-                    peer: conversation.peer,
-                    t_us: segment.t_us,
-                    after_close_ms: segment.t_us.saturating_sub(old.at_us) / 1000,
+                    peer: conversation.client,
+                    t_ns: segment.t_ns,
+                    after_close_ms: segment.t_ns.saturating_sub(old.at_ns) / 1_000_000,
                     isn_above_rcv_nxt: seq_after(segment.seq, old.rcv_nxt),
                     syns: 1,
                     challenge_acks: 0,
                     challenge_gaps_ms: Vec::new(),
                     result: ReuseResult::Unanswered,
                 });
-                last_challenge_us = None;
+                last_challenge_ns = None;
                 continue;
             }
             // A fresh connection: forget the previous one.
@@ -240,16 +171,16 @@ pub fn time_wait_reuses(conversation: &Conversation) -> Vec<TimeWaitReuse> {
             first_fin = None;
             fins = (false, false);
         }
-        let end = segment.seq.wrapping_add(segment.seq_len());
+        let end = segment.seq.wrapping_add(seq_len(segment));
         let side_end = if from_server {
             &mut server_end
         } else {
             &mut peer_end
         };
-        if segment.seq_len() > 0 && side_end.is_none_or(|e| seq_after(end, e)) {
+        if seq_len(segment) > 0 && side_end.is_none_or(|e| seq_after(end, e)) {
             *side_end = Some(end);
         }
-        if segment.has(FIN) {
+        if segment.flags.fin() {
             first_fin.get_or_insert(from_server);
             if from_server {
                 fins.1 = true;
@@ -260,14 +191,14 @@ pub fn time_wait_reuses(conversation: &Conversation) -> Vec<TimeWaitReuse> {
         if fins == (true, true) && closed.is_none() {
             if let (Some(rcv_nxt), Some(snd_nxt)) = (peer_end, server_end) {
                 closed = Some(Closed {
-                    at_us: segment.t_us,
+                    at_ns: segment.t_ns,
                     rcv_nxt,
                     snd_nxt,
                     server_closed_first: first_fin == Some(true),
                 });
             }
         }
-        if segment.has(RST) {
+        if segment.flags.rst() {
             // An aborted connection leaves no TIME_WAIT behind.
             closed = None;
             fins = (false, false);
@@ -291,12 +222,14 @@ pub struct ReuseCounts {
     pub challenge_acks: u64,
 }
 
-/// Every conversation with `server` in `segments`, summed up.
+/// Every conversation whose server (the side answering the first SYN) is
+/// `server`, summed up.
 pub fn reuse_counts(segments: &[Segment], server: SocketAddr) -> ReuseCounts {
     let mut counts = ReuseCounts::default();
-    for conversation in conversations(segments, server) {
-        counts.server_closed_first += server_first_closes(&conversation);
-        for reuse in time_wait_reuses(&conversation) {
+    let all = crate::pcap::conversations(segments);
+    for conversation in all.iter().filter(|c| c.server == server) {
+        counts.server_closed_first += server_first_closes(conversation);
+        for reuse in time_wait_reuses(conversation) {
             let isn = if reuse.isn_above_rcv_nxt {
                 "above"
             } else {
@@ -320,138 +253,92 @@ fn server_first_closes(conversation: &Conversation) -> u64 {
     let mut count = 0;
     let mut fin_seen = false;
     for segment in &conversation.segments {
-        if segment.has(SYN) && !segment.has(ACK) {
+        if is_syn(segment) {
             fin_seen = false;
         }
-        if segment.has(FIN) && !fin_seen {
+        if segment.flags.fin() && !fin_seen {
             fin_seen = true;
-            count += u64::from(segment.src == conversation.server);
+            count += u64::from(segment.from == conversation.server);
         }
     }
     count
 }
 
-/// The conversation in tcpdump's words, one token per segment: `>` from the
-/// peer, `<` from the server, then the flags (`>S <S. >. >P. <P. <F. ...`).
-/// Delayed-ACK merging varies between runs, so checks match patterns over
-/// it rather than the whole string.
-pub fn flag_tokens(conversation: &Conversation) -> Vec<String> {
-    conversation
-        .segments
-        .iter()
-        .map(|s| {
-            let arrow = if s.src == conversation.server {
-                '<'
-            } else {
-                '>'
-            };
-            format!("{arrow}{}", flag_text(s.flags))
-        })
-        .collect()
-}
-
-/// A line per segment like tcpdump's relative output: sequence numbers are
-/// relative to each side's ISN in this conversation (re-based at each SYN).
-pub struct Relative<'a>(pub &'a Conversation);
-
-impl fmt::Display for Relative<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let conversation = self.0;
-        let t0 = conversation.segments.first().map_or(0, |s| s.t_us);
-        let (mut peer_isn, mut server_isn) = (None::<u32>, None::<u32>);
-        for s in &conversation.segments {
-            let from_server = s.src == conversation.server;
-            if s.has(SYN) && peer_isn.is_none() && !from_server {
-                peer_isn = Some(s.seq);
-            }
-            if s.has(SYN) && s.has(ACK) && from_server {
-                server_isn = Some(s.seq);
-            }
-            let (own, other) = if from_server {
-                (server_isn, peer_isn)
-            } else {
-                (peer_isn, server_isn)
-            };
-            let rel = |value: u32, base: Option<u32>| base.map_or(value, |b| value.wrapping_sub(b));
-            writeln!(
-                f,
-                "{:>10.6} {} > {}: [{}] seq {} ack {} len {}",
-                (s.t_us - t0) as f64 / 1e6,
-                s.src,
-                s.dst,
-                flag_text(s.flags),
-                rel(s.seq, own),
-                if s.has(ACK) {
-                    rel(s.ack, other).to_string()
-                } else {
-                    "-".into()
-                },
-                s.len
-            )?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::pcap::Flags;
 
     const LB: &str = "10.0.2.2:40000";
     const SERVER: &str = "10.0.2.10:8080";
+    const S: u8 = Flags::SYN;
+    const A: u8 = Flags::ACK;
+    const F: u8 = Flags::FIN;
+    const R: u8 = Flags::RST;
+    const P: u8 = Flags::PSH;
+
+    fn server() -> SocketAddr {
+        SERVER.parse().unwrap()
+    }
+
+    fn lb() -> SocketAddr {
+        LB.parse().unwrap()
+    }
+
+    /// A segment at `t_us` from the server (or to it), as the capture saw it.
+    pub(crate) fn seg(
+        t_us: u64,
+        from_server: bool,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        len: u32,
+    ) -> Segment {
+        let (from, to) = if from_server {
+            (server(), lb())
+        } else {
+            (lb(), server())
+        };
+        Segment {
+            t_ns: t_us * 1000,
+            from,
+            to,
+            flags: Flags(flags),
+            seq,
+            ack,
+            len,
+            window: 14600,
+        }
+    }
 
     /// The seed's capture (003), lines 1-17, with its absolute numbers
     /// (relative ones rebuilt from its ISNs) and times.
     pub(crate) fn seed_capture() -> Vec<Segment> {
         let c = 1_640_887_617u32; // the LB's ISN
         let s = 2_030_898_605u32; // the server's ISN
-        let lines: [(u64, bool, u8, u32, u32, u32); 17] = [
-            (320_997, false, SYN, c, 0, 0),
-            (321_014, true, SYN | ACK, s, c + 1, 0),
-            (321_464, false, ACK, c + 1, s + 1, 0),
-            (321_485, false, PSH | ACK, c + 1, s + 1, 320),
-            (321_494, true, ACK, s + 1, c + 321, 0),
-            (325_898, true, PSH | ACK, s + 1, c + 321, 270),
-            (325_969, true, FIN | ACK, s + 271, c + 321, 0),
-            (326_334, false, ACK, c + 321, s + 271, 0),
-            (328_226, false, FIN | ACK, c + 321, s + 272, 0),
-            (328_266, true, ACK, s + 272, c + 322, 0),
-            (55_915_648, false, SYN, 1_563_951_501, 0, 0),
-            (55_915_670, true, ACK, s + 272, c + 322, 0),
-            (56_915_125, false, SYN, 1_563_951_501, 0, 0),
-            (56_915_172, true, ACK, s + 272, c + 322, 0),
-            (57_914_873, false, SYN, 1_563_951_501, 0, 0),
-            (57_914_881, true, ACK, s + 272, c + 322, 0),
-            (58_916_339, false, RST | ACK, 4_218_031_181, 782_496_990, 0),
-        ];
-        lines
-            .iter()
-            .map(|&(t_us, from_server, flags, seq, ack, len)| {
-                let (lb, server) = (LB.parse().unwrap(), SERVER.parse().unwrap());
-                let (src, dst) = if from_server {
-                    (server, lb)
-                } else {
-                    (lb, server)
-                };
-                Segment {
-                    t_us,
-                    src,
-                    dst,
-                    flags,
-                    seq,
-                    ack,
-                    len,
-                }
-            })
-            .collect()
-    }
-
-    fn server() -> SocketAddr {
-        SERVER.parse().unwrap()
+        vec![
+            seg(320_997, false, S, c, 0, 0),
+            seg(321_014, true, S | A, s, c + 1, 0),
+            seg(321_464, false, A, c + 1, s + 1, 0),
+            seg(321_485, false, P | A, c + 1, s + 1, 320),
+            seg(321_494, true, A, s + 1, c + 321, 0),
+            seg(325_898, true, P | A, s + 1, c + 321, 270),
+            seg(325_969, true, F | A, s + 271, c + 321, 0),
+            seg(326_334, false, A, c + 321, s + 271, 0),
+            seg(328_226, false, F | A, c + 321, s + 272, 0),
+            seg(328_266, true, A, s + 272, c + 322, 0),
+            seg(55_915_648, false, S, 1_563_951_501, 0, 0),
+            seg(55_915_670, true, A, s + 272, c + 322, 0),
+            seg(56_915_125, false, S, 1_563_951_501, 0, 0),
+            seg(56_915_172, true, A, s + 272, c + 322, 0),
+            seg(57_914_873, false, S, 1_563_951_501, 0, 0),
+            seg(57_914_881, true, A, s + 272, c + 322, 0),
+            seg(58_916_339, false, R | A, 4_218_031_181, 782_496_990, 0),
+        ]
     }
 
     fn one(segments: &[Segment]) -> Conversation {
-        let mut all = conversations(segments, server());
+        let mut all = crate::pcap::conversations(segments);
         assert_eq!(all.len(), 1);
         all.remove(0)
     }
@@ -459,12 +346,16 @@ pub(crate) mod tests {
     #[test]
     fn the_seed_capture_is_a_rejected_reuse_of_time_wait() {
         let conversation = one(&seed_capture());
+        assert_eq!(
+            conversation.flags_line(),
+            ">S <S. >. >P. <. <P. <F. >. >F. <. >S <. >S <. >S <. >R."
+        );
         let reuses = time_wait_reuses(&conversation);
         assert_eq!(
             reuses,
             [TimeWaitReuse {
-                peer: LB.parse().unwrap(),
-                t_us: 55_915_648,
+                peer: lb(),
+                t_ns: 55_915_648_000,
                 after_close_ms: 55_587,
                 isn_above_rcv_nxt: false,
                 syns: 3,
@@ -479,33 +370,6 @@ pub(crate) mod tests {
         assert_eq!(counts.reuses.get("below/reset"), Some(&1));
     }
 
-    #[test]
-    fn tokens_and_relative_lines_read_like_tcpdump() {
-        let conversation = one(&seed_capture());
-        assert_eq!(
-            flag_tokens(&conversation).join(" "),
-            ">S <S. >. >P. <. <P. <F. >. >F. <. >S <. >S <. >S <. >R."
-        );
-        let text = Relative(&conversation).to_string();
-        let lines: Vec<&str> = text.lines().collect();
-        assert!(
-            lines[5].ends_with("[P.] seq 1 ack 321 len 270"),
-            "{}",
-            lines[5]
-        );
-        assert!(
-            lines[9].ends_with("[.] seq 272 ack 322 len 0"),
-            "{}",
-            lines[9]
-        );
-        // The challenge ACK repeats the old numbers exactly (line 12).
-        assert!(
-            lines[11].ends_with("[.] seq 272 ack 322 len 0"),
-            "{}",
-            lines[11]
-        );
-    }
-
     fn with_second_syn(isn: u32, reply: Option<Segment>) -> Vec<Segment> {
         let mut segments: Vec<Segment> = seed_capture().into_iter().take(11).collect();
         segments[10].seq = isn;
@@ -516,15 +380,7 @@ pub(crate) mod tests {
     #[test]
     fn an_isn_above_rcv_nxt_answered_by_syn_ack_is_accepted() {
         let above = 1_640_887_617u32 + 322 + 1_000_000;
-        let synack = Segment {
-            t_us: 55_915_700,
-            src: server(),
-            dst: LB.parse().unwrap(),
-            flags: SYN | ACK,
-            seq: 7,
-            ack: above + 1,
-            len: 0,
-        };
+        let synack = seg(55_915_700, true, S | A, 7, above + 1, 0);
         let reuses = time_wait_reuses(&one(&with_second_syn(above, Some(synack))));
         assert_eq!(reuses.len(), 1);
         assert!(reuses[0].isn_above_rcv_nxt);
@@ -538,29 +394,9 @@ pub(crate) mod tests {
         let mut segments: Vec<Segment> = seed_capture().into_iter().take(12).collect();
         let challenge = segments[11];
         // The kernel in SYN-SENT answers the challenge ACK: RST, seq = its ack.
-        segments.push(Segment {
-            t_us: 55_915_700,
-            src: challenge.dst,
-            dst: challenge.src,
-            flags: RST,
-            seq: challenge.ack,
-            ack: 0,
-            len: 0,
-        });
-        let retransmit = Segment {
-            t_us: 56_915_125,
-            ..segments[10]
-        };
-        segments.push(retransmit);
-        segments.push(Segment {
-            t_us: 56_915_200,
-            src: server(),
-            dst: LB.parse().unwrap(),
-            flags: SYN | ACK,
-            seq: 99,
-            ack: below + 1,
-            len: 0,
-        });
+        segments.push(seg(55_915_700, false, R, challenge.ack, 0, 0));
+        segments.push(seg(56_915_125, false, S, below, 0, 0));
+        segments.push(seg(56_915_200, true, S | A, 99, below + 1, 0));
         let reuses = time_wait_reuses(&one(&segments));
         assert_eq!(reuses.len(), 1);
         assert_eq!(reuses[0].result, ReuseResult::Assassinated);
@@ -579,30 +415,29 @@ pub(crate) mod tests {
 
     #[test]
     fn a_peer_that_closed_first_leaves_no_time_wait_at_the_server() {
-        // Swap who sends the first FIN: the peer holds TIME_WAIT, so a later
-        // SYN on the same tuple is not a TIME_WAIT reuse at the server.
-        let mut segments = seed_capture();
-        segments[6].flags = ACK; // server: no FIN yet
-        segments[8].ack -= 1;
-        segments.insert(
-            9,
-            Segment {
-                t_us: 328_240,
-                flags: FIN | ACK,
-                ..segments[6]
-            },
-        );
+        // The LB sends the first FIN: it holds TIME_WAIT, so a later SYN on
+        // the same tuple is not a TIME_WAIT reuse at the server.
+        let c = 1_640_887_617u32;
+        let s = 2_030_898_605u32;
+        let mut segments: Vec<Segment> = seed_capture().into_iter().take(6).collect();
+        segments.extend([
+            seg(326_000, false, F | A, c + 321, s + 271, 0),
+            seg(326_100, true, F | A, s + 271, c + 322, 0),
+            seg(326_200, false, A, c + 322, s + 272, 0),
+        ]);
+        segments.extend(seed_capture().into_iter().skip(10));
         let conversation = one(&segments);
         assert_eq!(server_first_closes(&conversation), 0);
         assert!(time_wait_reuses(&conversation).is_empty());
+        assert_eq!(reuse_counts(&segments, server()).challenge_acks, 0);
     }
 
     #[test]
     fn an_aborted_connection_is_not_time_wait() {
         let mut segments: Vec<Segment> = seed_capture().into_iter().take(6).collect();
         segments.push(Segment {
-            t_us: 400_000,
-            flags: RST | ACK,
+            t_ns: 400_000_000,
+            flags: Flags(R | A),
             ..segments[5]
         });
         segments.extend(seed_capture().into_iter().skip(10));
@@ -610,28 +445,47 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_reuse_without_answer_is_unanswered_and_segments_of_others_are_ignored() {
-        let mut segments = with_second_syn(1_563_951_501, None);
-        segments.push(Segment {
-            src: "10.0.2.3:1".parse().unwrap(),
-            dst: "10.0.2.4:2".parse().unwrap(),
-            ..segments[0]
-        });
-        let all = conversations(&segments, server());
-        assert_eq!(all.len(), 1);
-        let reuses = time_wait_reuses(&all[0]);
+    fn a_reuse_without_answer_is_unanswered() {
+        let reuses = time_wait_reuses(&one(&with_second_syn(1_563_951_501, None)));
         assert_eq!(reuses[0].result, ReuseResult::Unanswered);
         assert_eq!((reuses[0].syns, reuses[0].challenge_acks), (1, 0));
     }
 
+    /// Real captures at a Linux 6.18 server (compose/experiments/
+    /// snat-timewait, `KEEP_CAPTURE=... run.sh precise below|rst`).
+    fn kernel_capture(bytes: &[u8]) -> Vec<Segment> {
+        crate::pcap::read_from(bytes).expect("pcap").segments
+    }
+
     #[test]
-    fn flag_text_matches_tcpdump() {
-        assert_eq!(flag_text(SYN), "S");
-        assert_eq!(flag_text(SYN | ACK), "S.");
-        assert_eq!(flag_text(ACK), ".");
-        assert_eq!(flag_text(FIN | ACK), "F.");
-        assert_eq!(flag_text(PSH | ACK), "P.");
-        assert_eq!(flag_text(RST), "R");
-        assert_eq!(flag_text(0), "none");
+    fn a_real_kernel_answers_like_the_seed_and_an_rst_frees_time_wait() {
+        let server: SocketAddr = "10.231.2.10:8080".parse().unwrap();
+        let below = kernel_capture(include_bytes!(
+            "../../compose/experiments/snat-timewait/results/precise-below.pcap"
+        ));
+        let counts = reuse_counts(&below, server);
+        assert_eq!(counts.server_closed_first, 1);
+        assert_eq!(counts.challenge_acks, 3);
+        assert_eq!(counts.reuses.get("below/reset"), Some(&1));
+        let reuse = &time_wait_reuses(&crate::pcap::conversations(&below)[0])[0];
+        assert!(reuse
+            .challenge_gaps_ms
+            .iter()
+            .all(|gap| (900..1100).contains(gap)));
+
+        let rst = kernel_capture(include_bytes!(
+            "../../compose/experiments/snat-timewait/results/precise-rst.pcap"
+        ));
+        let counts = reuse_counts(&rst, server);
+        assert_eq!(counts.reuses.get("below/assassinated"), Some(&1));
+        assert_eq!(counts.challenge_acks, 1);
+    }
+
+    #[test]
+    fn other_servers_are_not_counted() {
+        assert_eq!(
+            reuse_counts(&seed_capture(), "10.0.2.99:8080".parse().unwrap()),
+            ReuseCounts::default()
+        );
     }
 }

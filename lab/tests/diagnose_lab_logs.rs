@@ -21,19 +21,14 @@ fn diagnose(variant: &str, files: &[&str]) -> Report {
     diagnose_with(variant, files, Options::default())
 }
 
-/// The FIN delay each variant injects (scenarios/keepalive-race.toml).
-fn delay_ms(variant: &str) -> u64 {
-    match variant {
-        "cherrypy" => 1500,
-        "tomcat" => 2000,
-        _ => 1000,
-    }
-}
-
-/// The configuration the lab gave the filter in that run: its idle match
-/// window widened by the injected delay, a calibration the scenario states.
+/// The configuration the lab gave the filter in that run, as the scenario
+/// file writes it (its idle match window widened by the injected delay, a
+/// calibration the file states).
 fn lab_options(variant: &str) -> Options {
-    let json = connlab::roles::envoy::filter_config(delay_ms(variant)).to_string();
+    let path = connlab::paths::root().join("scenarios/keepalive-race.toml");
+    let scenario = connlab::scenario::Scenario::load(&path).unwrap();
+    let node = &scenario.variant(variant).unwrap().nodes["envoy"];
+    let json = connlab::roles::envoy::filter_config(node.kind.envoy().unwrap()).to_string();
     Options {
         config: connlab_filter::config::parse(json.as_bytes()).unwrap(),
         ..Options::default()
@@ -66,13 +61,21 @@ fn codes(report: &Report, source: Source) -> Vec<(String, u64, Option<String>)> 
 fn each_server_is_named_from_its_access_log() {
     for (variant, races, server) in [
         ("node", 3, "Node.js's default keep-alive timeout of 5.0 s"),
-        ("cherrypy", 3, "CherryPy's default keep-alive timeout of 10.0 s"),
+        (
+            "cherrypy",
+            3,
+            "CherryPy's default keep-alive timeout of 10.0 s",
+        ),
         ("tomcat", 2, "Tomcat's default keep-alive timeout of 20.0 s"),
     ] {
         let report = diagnose_with(variant, &["envoy.access.log"], lab_options(variant));
         let input = &report.inputs[0];
         assert_eq!((input.malformed, input.other), (0, 0), "{variant}");
-        assert_eq!(input.formats.get("Istio TEXT"), Some(&(races * 2)), "{variant}");
+        assert_eq!(
+            input.formats.get("Istio TEXT"),
+            Some(&(races * 2)),
+            "{variant}"
+        );
         assert_eq!(
             codes(&report, Source::AccessLog),
             [(
@@ -100,7 +103,11 @@ fn default_settings_name_no_server_outside_their_window() {
     let report = diagnose("tomcat", &["envoy.access.log"]);
     assert_eq!(
         codes(&report, Source::AccessLog),
-        [("keepalive_race".to_string(), 2, Some("connlab run keepalive-race".to_string()))]
+        [(
+            "keepalive_race".to_string(),
+            2,
+            Some("connlab run keepalive-race".to_string())
+        )]
     );
     assert_eq!(report.failed_reuse_idle.unwrap().consistent_with, None);
     let node = diagnose("node", &["envoy.access.log"]);
@@ -126,8 +133,14 @@ fn diagnose_offline_agrees_with_the_filter_live() {
         // The same idle times, to the millisecond the log prints.
         let offline_idle = &offline.diagnoses[0].idle.as_ref().unwrap();
         let live_idle = &live.diagnoses[0].idle.as_ref().unwrap();
-        assert!(offline_idle.min_ms.abs_diff(live_idle.min_ms) <= 2, "{variant}");
-        assert!(offline_idle.max_ms.abs_diff(live_idle.max_ms) <= 2, "{variant}");
+        assert!(
+            offline_idle.min_ms.abs_diff(live_idle.min_ms) <= 2,
+            "{variant}"
+        );
+        assert!(
+            offline_idle.max_ms.abs_diff(live_idle.max_ms) <= 2,
+            "{variant}"
+        );
     }
 }
 
@@ -136,7 +149,11 @@ fn the_fixed_variants_have_nothing_to_diagnose() {
     for variant in ["fixed-idle-timeout", "fixed-server-keepalive"] {
         let report = diagnose(variant, &["envoy.access.log", "envoy.events.jsonl"]);
         assert_eq!(report.requests, 6, "{variant}");
-        assert!(report.diagnoses.is_empty(), "{variant}: {:?}", report.diagnoses);
+        assert!(
+            report.diagnoses.is_empty(),
+            "{variant}: {:?}",
+            report.diagnoses
+        );
         assert!(report.failed_reuse_idle.is_none());
     }
 }
@@ -165,4 +182,43 @@ fn retries_hidden_from_istio_text_are_said_to_be_invisible() {
     );
     let next_hop = diagnose("retry-hidden", &["envoy.access.log"]);
     assert_eq!(codes(&next_hop, Source::AccessLog)[0].1, 3);
+}
+
+/// Real Envoy 1.40 output (tests/data/diagnose/envoy-1.40/envoy.yaml, three
+/// curls 1.5 s and 0.5 s apart against a server that closes idle
+/// connections after 1 s): the recommended `json_format` and Envoy's
+/// default format, both read, each with what it can and cannot tell.
+#[test]
+fn real_envoy_json_and_default_formats() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/diagnose/envoy-1.40");
+    let read = |file: &str| {
+        let mut d = Diagnoser::new(Options::default());
+        d.read(file, &std::fs::read(dir.join(file)).unwrap()[..]).unwrap();
+        d.finish()
+    };
+    let json = read("access.json");
+    assert_eq!(json.inputs[0].formats.get("JSON"), Some(&3));
+    assert!(json.cannot_tell.is_empty(), "{:?}", json.cannot_tell);
+    let default = read("access.default");
+    assert_eq!(default.inputs[0].formats.get("Envoy default"), Some(&3));
+    assert!(default.cannot_tell.iter().any(|l| l.contains("%UPSTREAM_LOCAL_ADDRESS%")));
+    assert!(default.cannot_tell.iter().any(|l| l.contains("%RESPONSE_CODE_DETAILS%")));
+}
+
+#[test]
+fn upstream_connection_id_tells_reuse() {
+    use connlab::diagnose::connections::Connections;
+    use connlab::diagnose::line::{Formats, Line};
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/diagnose/envoy-1.40");
+    let text = std::fs::read_to_string(dir.join("access.json")).unwrap();
+    let formats = Formats::new(None);
+    let mut connections = Connections::default();
+    let nth: Vec<u64> = text
+        .lines()
+        .map(|l| match formats.parse(l) {
+            Line::Request(_, r) => connections.judge(&r, &Default::default()).reuse.nth,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(nth, [1, 1, 2], "the server closed the first connection; the third reused the second");
 }

@@ -98,3 +98,39 @@ fn the_cli_prints_each_signature_with_its_scenario() {
     let err = connlab::diagnose::cli::tcp_report(&dir.join("captures.py"), &scenarios).unwrap_err();
     assert!(err.to_string().contains("not a pcap"), "{err}");
 }
+
+/// The same capture rewritten as pcapng (what Wireshark and `tcpdump
+/// --pcapng`-capable tools save) reads to the same segments.
+#[test]
+fn pcapng_reads_like_pcap() {
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+    use pcap_file::pcapng::PcapNgWriter;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/diagnose/timewait-ack.pcap");
+    let mut reader = pcap_file::pcap::PcapReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let mut writer = PcapNgWriter::new(Vec::new()).unwrap();
+    writer
+        .write_pcapng_block(InterfaceDescriptionBlock {
+            linktype: pcap_file::DataLink::ETHERNET,
+            snaplen: 0,
+            options: vec![],
+        })
+        .unwrap();
+    while let Some(packet) = reader.next_raw_packet() {
+        let p = packet.unwrap();
+        writer
+            .write_pcapng_block(EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: std::time::Duration::new(u64::from(p.ts_sec), p.ts_frac * 1000),
+                original_len: p.orig_len,
+                data: p.data,
+                options: vec![],
+            })
+            .unwrap();
+    }
+    let bytes = writer.into_inner();
+    let ng = pcap::read_from(&bytes[..]).unwrap();
+    let classic = capture("timewait-ack.pcap");
+    assert_eq!(ng.segments.len(), classic.segments.len());
+    assert_eq!(ng.segments, classic.segments);
+}

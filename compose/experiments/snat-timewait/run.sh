@@ -7,6 +7,7 @@
 #       (connlab-backend --close-per-request); MODE: below | above | ts-below | rst
 #       (see precise.py); tcpdump at the server prints the whole exchange.
 #       Extra args are server sysctls, e.g. net.ipv4.tcp_tw_reuse=1.
+#       KEEP_CAPTURE=FILE keeps the server's pcap.
 #   run.sh load KEEPALIVE RATE SECONDS [PORTS] [STRIP] [DROP_RST]
 #       connlab-client -> router (SNAT to PORTS source ports picked at random,
 #       TCPOPTSTRIP timestamp when STRIP=1, the client's RSTs towards the server
@@ -61,6 +62,7 @@ case $mode in
     echo "--- tcpdump at the server (relative seq/ack)"
     docker exec "$id-server" sh -c 'pkill -INT tcpdump; sleep 0.5; tcpdump -nn -tt -r /tmp/cap.pcap 2>/dev/null' |
       awk 'NR==1 {t0=$1} {printf "%2d. +%.6f %s\n", NR, $1-t0, substr($0, index($0,$2))}'
+    [ -n "${KEEP_CAPTURE:-}" ] && docker cp "$id-server:/tmp/cap.pcap" "$KEEP_CAPTURE" >/dev/null
     ;;
   load)
     keepalive=${2:?KEEPALIVE} rate=${3:?RATE} seconds=${4:?SECONDS}

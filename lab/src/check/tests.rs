@@ -182,7 +182,10 @@ fn conn_events_count_as_diagnoses_too() {
 
 #[test]
 fn packets_are_unknown_until_captured() {
-    use crate::packet_sequence::{Segment, ACK, RST, SYN};
+    use crate::pcap::{Flags, Segment};
+    const ACK: u8 = Flags::ACK;
+    const RST: u8 = Flags::RST;
+    const SYN: u8 = Flags::SYN;
     let text = "c = { packets = [\"S\", \"R\"], at = \"backend\" }";
     let check: Check = toml::from_str::<toml::Table>(text).unwrap()["c"]
         .clone()
@@ -194,13 +197,14 @@ fn packets_are_unknown_until_captured() {
         Err("no packet capture at `backend`".into())
     );
     let segment = |flags| Segment {
-        t_us: 0,
-        src: "10.0.0.1:1".parse().unwrap(),
-        dst: "10.0.0.2:2".parse().unwrap(),
-        flags,
+        t_ns: 0,
+        from: "10.0.0.1:1".parse().unwrap(),
+        to: "10.0.0.2:2".parse().unwrap(),
+        flags: Flags(flags),
         seq: 0,
         ack: 0,
         len: 0,
+        window: 0,
     };
     let capture = [SYN, SYN | ACK, ACK, RST].map(segment).to_vec();
     seen.packets.insert("backend".into(), capture.clone());

@@ -19,10 +19,12 @@ use crate::outcome::Outcome;
 pub const OUTCOME_FILE: &str = "outcome.json";
 /// The injected faults, as [`FaultRecord`]s.
 pub const FAULTS_FILE: &str = "faults.json";
-/// The client's records, one JSON line per request.
-pub const CLIENT_FILE: &str = "client.jsonl";
+/// Per client node, its records, one JSON line per request
+/// (`<node>.jsonl`): any `.jsonl` file that is not an Envoy's.
+pub const CLIENT_SUFFIX: &str = ".jsonl";
 /// Per Envoy role: the filter's events.
 pub const EVENTS_SUFFIX: &str = ".events.jsonl";
+const ACCESS_SUFFIX: &str = ".access.jsonl";
 /// Packet ladders (SVG) a scenario's capture evidence drew: embedded as they
 /// are (`<node>.ladder.svg`).
 pub const LADDER_SUFFIX: &str = ".ladder.svg";
@@ -87,6 +89,8 @@ pub struct RecordedRun {
     /// The Outcome as JSON: the report reads the fields it knows and shows
     /// every other one as it is, so new Outcome fields appear unasked.
     pub outcome: Value,
+    /// The first client node's name and records (the timeline's clock).
+    pub client: String,
     pub records: Vec<Record>,
     /// The filter's `http` events per Envoy role, in log order.
     pub http_events: BTreeMap<String, Vec<Value>>,
@@ -103,20 +107,22 @@ impl RecordedRun {
         };
         let outcome: Value = serde_json::from_str(&read(OUTCOME_FILE)?)
             .with_context(|| format!("{}: not JSON", dir.join(OUTCOME_FILE).display()))?;
-        let records = match read(CLIENT_FILE) {
-            Ok(text) => {
-                client::parse_output(&text)
-                    .with_context(|| format!("{}", dir.join(CLIENT_FILE).display()))?
-                    .records
-            }
-            Err(_) => Vec::new(),
-        };
+        let files = crate::junit::evidence_files(dir);
+        let (client, records) = files
+            .iter()
+            .map(|f| file_name(f))
+            .filter(|n| !n.ends_with(EVENTS_SUFFIX) && !n.ends_with(ACCESS_SUFFIX))
+            .filter_map(|n| Some((n.strip_suffix(CLIENT_SUFFIX)?.to_string(), read(&n).ok()?)))
+            .find_map(|(node, text)| {
+                let records = client::parse_output(&text).ok()?.records;
+                (!records.is_empty()).then_some((node, records))
+            })
+            .unwrap_or_default();
         let faults = match read(FAULTS_FILE) {
             Ok(text) => serde_json::from_str(&text)
                 .with_context(|| format!("{}", dir.join(FAULTS_FILE).display()))?,
             Err(_) => Vec::new(),
         };
-        let files = crate::junit::evidence_files(dir);
         let mut http_events = BTreeMap::new();
         for file in &files {
             let name = file_name(file);
@@ -133,6 +139,7 @@ impl RecordedRun {
         Ok(RecordedRun {
             dir: dir.to_path_buf(),
             outcome,
+            client,
             records,
             http_events,
             faults,

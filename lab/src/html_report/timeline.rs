@@ -27,7 +27,7 @@ pub fn timeline(run: &RecordedRun) -> (Timeline, Vec<String>) {
     records.sort_by(|a, b| a.end_ms.total_cmp(&b.end_ms));
     let end_s = records.iter().map(|r| r.end_ms).fold(0.0, f64::max) / 1000.0;
     let mut plot = Timeline {
-        lanes: vec!["client".into()],
+        lanes: vec![run.client.clone()],
         faults: intervals(run, end_s),
         end_s,
         ..Timeline::default()

@@ -186,7 +186,7 @@ fn tls_files(node: &str, peer_ids: Vec<String>) -> config::TlsFiles {
 }
 
 /// The filter's configuration as written in the scenario.
-fn filter_config(envoy: &EnvoyNode) -> Value {
+pub fn filter_config(envoy: &EnvoyNode) -> Value {
     serde_json::to_value(&envoy.filter).unwrap_or_default()
 }
 
