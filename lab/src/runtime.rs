@@ -452,7 +452,7 @@ impl Drop for Lab {
             else {
                 return;
             };
-            rt.block_on(remove_run(&docker, &run_id));
+            rt.block_on(remove_run_settled(&docker, &run_id));
             // Removed above; the handles must not be dropped outside a runtime.
             for (_, container) in containers {
                 std::mem::forget(container);
@@ -486,7 +486,27 @@ fn filter(key: &str, value: &str) -> HashMap<String, Vec<String>> {
 }
 
 /// Removes a run's containers, then its network.
-async fn remove_run(docker: &Docker, run_id: &str) {
+/// Removes a cancelled run's containers and networks (Ctrl-C, a panic). A
+/// create request may still be in flight then: Docker completes it after the
+/// first listing, so this keeps sweeping until a listing half a second after
+/// the last removal comes back empty (at most about 10 s).
+async fn remove_run_settled(docker: &Docker, run_id: &str) {
+    let mut quiet = 0;
+    for _ in 0..20 {
+        if remove_run(docker, run_id).await {
+            quiet = 0;
+        } else {
+            quiet += 1;
+            if quiet == 2 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Removes a run's containers, then its networks; whether it found any.
+async fn remove_run(docker: &Docker, run_id: &str) -> bool {
     let containers = docker
         .list_containers(Some(
             ListContainersOptionsBuilder::default()
@@ -496,6 +516,7 @@ async fn remove_run(docker: &Docker, run_id: &str) {
         ))
         .await
         .unwrap_or_default();
+    let containers_empty = containers.is_empty();
     for container in containers {
         if let Some(id) = container.id {
             let options = RemoveContainerOptionsBuilder::default()
@@ -513,11 +534,13 @@ async fn remove_run(docker: &Docker, run_id: &str) {
         ))
         .await
         .unwrap_or_default();
+    let found = !containers_empty || !networks.is_empty();
     for network in networks {
         if let Some(id) = network.id {
             let _ = docker.remove_network(&id).await;
         }
     }
+    found
 }
 
 /// Removes what runs whose process is gone left behind (a SIGKILLed test,
