@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::evidence::Evidence;
 use crate::outcome::{CheckResult, Counts, Outcome, Truth, Verdict};
 use crate::scenario::{Check, Measure, Scenario, Variant};
+use crate::timeline::{self, Timeline};
 
 pub fn outcome(
     scenario: &Scenario,
@@ -53,10 +54,14 @@ pub fn outcome(
         reuse.insert(node.clone(), connections);
     }
 
+    let timeline = variant.timeline_fault_s().and_then(|fault_s| {
+        let records: Vec<_> = evidence.client_records().cloned().collect();
+        (!records.is_empty()).then(|| timeline::timeline(&records, fault_s, timeline::WARMUP_S))
+    });
     let evaluate_list = |list: Verdict, checks: &[Check]| -> Vec<CheckResult> {
         checks
             .iter()
-            .map(|check| evaluate(list, check, evidence))
+            .map(|check| evaluate(list, check, evidence, timeline.as_ref()))
             .collect()
     };
     let reproduced = evaluate_list(Verdict::Reproduced, &variant.reproduced);
@@ -84,6 +89,7 @@ pub fn outcome(
         stats: reported_stats(variant, evidence),
         checks,
         explain: explain(variant, evidence),
+        timeline,
         wall_ms: wall.as_millis() as u64,
     }
 }
@@ -97,8 +103,13 @@ pub fn all(truths: impl Iterator<Item = Truth>) -> Truth {
     })
 }
 
-fn evaluate(list: Verdict, check: &Check, evidence: &Evidence) -> CheckResult {
-    let (holds, seen, why) = match measure(check, evidence) {
+fn evaluate(
+    list: Verdict,
+    check: &Check,
+    evidence: &Evidence,
+    timeline: Option<&Timeline>,
+) -> CheckResult {
+    let (holds, seen, why) = match measure(check, evidence, timeline) {
         Ok(seen) => {
             let truth = if check.expect.holds(seen) {
                 Truth::True
@@ -119,7 +130,11 @@ fn evaluate(list: Verdict, check: &Check, evidence: &Evidence) -> CheckResult {
 }
 
 /// The number a check compares, or why the evidence cannot tell.
-fn measure(check: &Check, evidence: &Evidence) -> Result<u64, String> {
+fn measure(
+    check: &Check,
+    evidence: &Evidence,
+    timeline: Option<&Timeline>,
+) -> Result<u64, String> {
     let at = check.at.as_deref().unwrap_or_default();
     let envoy = || {
         evidence
@@ -180,6 +195,9 @@ fn measure(check: &Check, evidence: &Evidence) -> Result<u64, String> {
             }
             Ok(u64::from(wanted.peek().is_none()))
         }
+        Measure::Timeline(figure) => timeline
+            .ok_or("no timeline: no scheduled fault, or no client requests recorded")?
+            .figure(figure),
     }
 }
 

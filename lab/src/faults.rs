@@ -57,6 +57,16 @@ pub enum Fault {
         #[serde(default)]
         at_ms: u64,
     },
+    /// Run iptables rules in the target, in order (`{dev:NET}` and
+    /// `{ip:NODE}` as in a router's rules): a router that changes its mind
+    /// at `at_ms`, e.g. a VIP that stops sending new connections to a node
+    /// (ECMP withdrawing its route) while conntrack keeps the old ones.
+    Iptables {
+        target: String,
+        rules: Vec<String>,
+        #[serde(default)]
+        at_ms: u64,
+    },
     /// Freeze the target's processes (docker pause).
     Pause {
         target: String,
@@ -76,6 +86,7 @@ impl Fault {
         match self {
             Fault::Delay { target, .. }
             | Fault::Blackhole { target, .. }
+            | Fault::Iptables { target, .. }
             | Fault::Pause { target, .. }
             | Fault::Kill { target, .. } => target,
         }
@@ -86,6 +97,7 @@ impl Fault {
         let ms = match self {
             Fault::Delay { at_ms, .. }
             | Fault::Blackhole { at_ms, .. }
+            | Fault::Iptables { at_ms, .. }
             | Fault::Pause { at_ms, .. }
             | Fault::Kill { at_ms, .. } => *at_ms,
         };
@@ -133,14 +145,19 @@ impl Fault {
                 lab.exec_ok(target, &rule).await?;
             }
             Fault::Blackhole { target, .. } => {
-                for chain in ["INPUT", "OUTPUT"] {
-                    let iface = if chain == "INPUT" { "-i" } else { "-o" };
-                    lab.exec_ok(
-                        target,
-                        &["iptables", "-A", chain, "!", iface, "lo", "-j", "DROP"],
-                    )
-                    .await?;
-                }
+                // Both directions in one exec: the node goes dark at once.
+                lab.exec_ok(
+                    target,
+                    &[
+                        "sh",
+                        "-c",
+                        "iptables -A INPUT ! -i lo -j DROP && iptables -A OUTPUT ! -o lo -j DROP",
+                    ],
+                )
+                .await?;
+            }
+            Fault::Iptables { target, rules, .. } => {
+                crate::roles::router::run_rules(lab, target, rules).await?;
             }
             Fault::Pause { target, .. } => lab.pause(target).await?,
             Fault::Kill { target, .. } => lab.kill(target).await?,

@@ -2,7 +2,8 @@
 //! collected, everything gone — in that order, whatever fails.
 //!
 //! Start order: networks; backends, routers and background scripts; Envoys,
-//! each after the Envoys its upstreams name; the faults at time 0; then the
+//! each after the Envoys its upstreams name; the routers' rules (which may
+//! name any of those nodes' addresses); the faults at time 0; then the
 //! workload (clients and workload scripts), with the scheduled faults beside
 //! it. The run ends when every workload node has exited.
 
@@ -35,15 +36,16 @@ pub async fn run_variant(
     let evidence = drive(&mut lab, variant).await;
     lab.teardown().await;
     let evidence = evidence?;
+    let outcome = check::outcome(scenario, variant, &evidence, started.elapsed());
     if let Some(dir) = keep {
         evidence.save(dir)?;
+        if let Some(timeline) = &outcome.timeline {
+            let svg = crate::timeline::plot_svg(timeline)
+                .map_err(|e| LabError::role("timeline", e))?;
+            std::fs::write(dir.join(crate::timeline::SVG_FILE), svg)?;
+        }
     }
-    Ok(check::outcome(
-        scenario,
-        variant,
-        &evidence,
-        started.elapsed(),
-    ))
+    Ok(outcome)
 }
 
 /// The networks a node joins (its own, or the scenario's only one).
@@ -107,7 +109,7 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
         let spec = spec(variant, name, node);
         match &node.kind {
             NodeKind::Backend(b) => backend::start(lab, b, spec).await?,
-            NodeKind::Router(r) => router::start(lab, r, spec).await?,
+            NodeKind::Router(_) => router::start(lab, spec).await?,
             NodeKind::Script(s) if !s.workload => script::start(lab, s, spec).await?,
             _ => continue,
         }
@@ -134,6 +136,11 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
         )
         .await?;
         addresses.learn(lab, &name).await?;
+    }
+    for (name, node) in &variant.nodes {
+        if let NodeKind::Router(r) = &node.kind {
+            router::configure(lab, name, r).await?;
+        }
     }
     // Faults at time 0 are in place before the first request; the rest run
     // on their schedule beside the workload.
