@@ -54,10 +54,15 @@ pub fn outcome(
         reuse.insert(node.clone(), connections);
     }
 
-    let timeline = variant.timeline_fault_s().and_then(|fault_s| {
-        let records: Vec<_> = evidence.client_records().cloned().collect();
-        (!records.is_empty()).then(|| timeline::timeline(&records, fault_s, timeline::WARMUP_S))
-    });
+    // Around the first scheduled fault, when there was throughput before it
+    // to compare with (a load of one request per 5 s has none).
+    let timeline = variant
+        .timeline_fault_s()
+        .map(|fault_s| {
+            let records: Vec<_> = evidence.client_records().cloned().collect();
+            timeline::timeline(&records, fault_s, timeline::WARMUP_S)
+        })
+        .filter(|t| t.before.throughput > 0.0);
     let evaluate_list = |list: Verdict, checks: &[Check]| -> Vec<CheckResult> {
         checks
             .iter()
@@ -196,7 +201,7 @@ fn measure(
             Ok(u64::from(wanted.peek().is_none()))
         }
         Measure::Timeline(figure) => timeline
-            .ok_or("no timeline: no scheduled fault, or no client requests recorded")?
+            .ok_or("no timeline: no scheduled fault, or no throughput before it")?
             .figure(figure),
     }
 }

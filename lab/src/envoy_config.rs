@@ -484,6 +484,10 @@ pub fn health_check(interval_ms: u64, timeout_ms: u64) -> Value {
     json!([{
         "timeout": duration_ms(timeout_ms),
         "interval": duration_ms(interval_ms),
+        // Envoy's default is 60 s until the cluster has traffic: a first
+        // check that fails (an endpoint network joined after Envoy started)
+        // would not be retried in a run.
+        "no_traffic_interval": duration_ms(interval_ms),
         "unhealthy_threshold": 1,
         "healthy_threshold": 1,
         "http_health_check": {"path": "/"},
