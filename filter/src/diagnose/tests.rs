@@ -591,7 +591,12 @@ fn a_dead_peer_is_the_kernel_giving_up_at_the_user_timeout() {
     let facts = reset_on_reused(UC, TERMINATION, 1_000, 10_600);
     let d = http(&facts, &user_timeout(10_000)).unwrap();
     assert_eq!(d.code, "upstream_dead_peer");
-    for part in ["10.6 s", "TCP_USER_TIMEOUT (10.0 s)", "half-open", "outlier detection"] {
+    for part in [
+        "10.6 s",
+        "TCP_USER_TIMEOUT (10.0 s)",
+        "half-open",
+        "outlier detection",
+    ] {
         assert!(d.explain.contains(part), "{part}: {}", d.explain);
     }
     // Without the setting, the same reset is a late upstream reset.
@@ -616,17 +621,26 @@ fn a_dead_peer_is_not_a_keepalive_race_a_crash_or_a_response_cut_short() {
     assert_eq!(http(&dead, &config).unwrap().code, "upstream_dead_peer");
     // A backend that crashed 1.5 s after the request, with a 10 s timeout.
     let crash = reset_on_reused(UC, TERMINATION, 5_900, 1_500);
-    assert_eq!(http(&crash, &user_timeout(10_000)).unwrap().code, "upstream_reset");
+    assert_eq!(
+        http(&crash, &user_timeout(10_000)).unwrap().code,
+        "upstream_reset"
+    );
     // Past 2 T + 1 s the kernel would have given up long before.
     let late = reset_on_reused(UC, TERMINATION, 5_900, 25_000);
-    assert_eq!(http(&late, &user_timeout(10_000)).unwrap().code, "upstream_reset");
+    assert_eq!(
+        http(&late, &user_timeout(10_000)).unwrap().code,
+        "upstream_reset"
+    );
     // A reset after the response started, or an HTTP/2 stream reset.
     for details in [
         "upstream_reset_after_response_started{connection_termination}",
         "upstream_reset_before_response_started{remote_reset}",
     ] {
         let other = reset_on_reused(UR, details, 5_900, 10_600);
-        assert_eq!(http(&other, &user_timeout(10_000)).unwrap().code, "upstream_reset");
+        assert_eq!(
+            http(&other, &user_timeout(10_000)).unwrap().code,
+            "upstream_reset"
+        );
     }
     // Envoy's own route timeout on a silent peer: upstream_timeout.
     let ut = HttpFacts {

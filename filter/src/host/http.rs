@@ -150,7 +150,10 @@ impl Request {
             .then(|| read_string(&["xds", "cluster_name"]))
             .flatten();
         let pinned_port = match &outcome.peer {
-            Some(peer) if outcome.flags & UF != 0 && diagnose::is_eaddrnotavail(reasons.failure.as_deref()) => {
+            Some(peer)
+                if outcome.flags & UF != 0
+                    && diagnose::is_eaddrnotavail(reasons.failure.as_deref()) =>
+            {
                 let in_flight = self.in_flight_ports(peer);
                 self.shared.table.borrow().pinned_port(peer, &in_flight)
             }

@@ -163,10 +163,9 @@ impl RootContext for Root {
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         // The SDK aborts the VM on None, so always return a context.
         match (&self.shared, self.kind) {
-            (Some(shared), Kind::Http) => Some(Box::new(http::Request::new(
-                Rc::clone(shared),
-                context_id,
-            ))),
+            (Some(shared), Kind::Http) => {
+                Some(Box::new(http::Request::new(Rc::clone(shared), context_id)))
+            }
             _ => Some(Box::new(Noop)),
         }
     }
