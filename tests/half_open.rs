@@ -165,6 +165,9 @@ fn gateway_user_timeout() {
     assert_eq!(outcome.verdict, Verdict::Fixed, "{outcome:#?}");
     let uc = "503 UC upstream_reset_before_response_started{connection_termination}";
     assert!(gateway_classes(&outcome, uc) >= 1, "{outcome:#?}");
+    let diagnoses = &outcome.diagnoses["gwa"];
+    assert!(diagnoses.contains_key("upstream_dead_peer"), "{outcome:#?}");
+    assert!(!diagnoses.contains_key("keepalive_race"), "{outcome:#?}");
     snapshot(&outcome, true);
 }
 
