@@ -23,7 +23,14 @@ fn snapshot(outcome: &Outcome, checks_only: bool) {
     settings.add_redaction(".explain", "[explain]");
     settings.add_redaction(".timeline", "[timeline]");
     if checks_only {
-        for varies in [".requests", ".client", ".envoy", ".diagnoses", ".reuse", ".stats"] {
+        for varies in [
+            ".requests",
+            ".client",
+            ".envoy",
+            ".diagnoses",
+            ".reuse",
+            ".stats",
+        ] {
             settings.add_redaction(varies, "[varies]");
         }
         settings.add_dynamic_redaction(".checks[]", |value, _| {
@@ -43,7 +50,13 @@ fn redact_field(value: Content, name: &str, with: &str) -> Content {
             n,
             fields
                 .into_iter()
-                .map(|(k, v)| if k == name { (k, Content::from(with)) } else { (k, v) })
+                .map(|(k, v)| {
+                    if k == name {
+                        (k, Content::from(with))
+                    } else {
+                        (k, v)
+                    }
+                })
                 .collect(),
         ),
         other => other,
@@ -81,7 +94,10 @@ fn assert_hung(outcome: &Outcome) {
     let t = timeline(outcome);
     assert_eq!(t.recovered_after_s, None, "{t:#?}");
     assert!(t.dip_pct <= 60.0, "{t:#?}");
-    assert!(t.during.p50_ms < 100.0 && t.during.max_ms >= 10_000.0, "{t:#?}");
+    assert!(
+        t.during.p50_ms < 100.0 && t.during.max_ms >= 10_000.0,
+        "{t:#?}"
+    );
 }
 
 /// B's four workers gave up (`timeout`: a read timeout or the kernel's
@@ -91,10 +107,7 @@ fn assert_recovered(outcome: &Outcome, within_s: u64) {
     assert_eq!(client(outcome, "unfinished"), 0, "{outcome:#?}");
     assert_eq!(client(outcome, "timeout"), 4, "{outcome:#?}");
     let t = timeline(outcome);
-    assert!(
-        t.recovered_after_s.is_some_and(|s| s <= within_s),
-        "{t:#?}"
-    );
+    assert!(t.recovered_after_s.is_some_and(|s| s <= within_s), "{t:#?}");
 }
 
 #[test]
@@ -154,8 +167,14 @@ fn gateway_classes(outcome: &Outcome, prefix: &str) -> u64 {
 fn gateway_route_timeout() {
     let outcome = run_variant(SCENARIO, "gateway-route-timeout");
     assert_eq!(outcome.verdict, Verdict::Fixed, "{outcome:#?}");
-    assert!(gateway_classes(&outcome, "504 UT response_timeout") >= 1, "{outcome:#?}");
-    assert!(outcome.diagnoses["gwa"].contains_key("upstream_timeout"), "{outcome:#?}");
+    assert!(
+        gateway_classes(&outcome, "504 UT response_timeout") >= 1,
+        "{outcome:#?}"
+    );
+    assert!(
+        outcome.diagnoses["gwa"].contains_key("upstream_timeout"),
+        "{outcome:#?}"
+    );
     snapshot(&outcome, true);
 }
 

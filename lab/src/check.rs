@@ -135,11 +135,7 @@ fn evaluate(
 }
 
 /// The number a check compares, or why the evidence cannot tell.
-fn measure(
-    check: &Check,
-    evidence: &Evidence,
-    timeline: Option<&Timeline>,
-) -> Result<u64, String> {
+fn measure(check: &Check, evidence: &Evidence, timeline: Option<&Timeline>) -> Result<u64, String> {
     let at = check.at.as_deref().unwrap_or_default();
     let envoy = || {
         evidence

@@ -66,7 +66,13 @@ fn timeline(t: &crate::timeline::Timeline) -> String {
     format!(
         "ok/s {:.1} before, {:.1} during (lowest second {:.0} %), {recovered}; during: \
          {:.1} % ok, mean {:.0} ms, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        t.before.throughput, d.throughput, t.dip_pct, d.success_pct, d.mean_ms, d.p50_ms, d.p99_ms,
+        t.before.throughput,
+        d.throughput,
+        t.dip_pct,
+        d.success_pct,
+        d.mean_ms,
+        d.p50_ms,
+        d.p99_ms,
         d.max_ms
     )
 }

@@ -40,8 +40,8 @@ pub async fn run_variant(
     if let Some(dir) = keep {
         evidence.save(dir)?;
         if let Some(timeline) = &outcome.timeline {
-            let svg = crate::timeline::plot_svg(timeline)
-                .map_err(|e| LabError::role("timeline", e))?;
+            let svg =
+                crate::timeline::plot_svg(timeline).map_err(|e| LabError::role("timeline", e))?;
             std::fs::write(dir.join(crate::timeline::SVG_FILE), svg)?;
         }
     }

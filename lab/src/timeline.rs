@@ -337,14 +337,25 @@ mod tests {
         assert_eq!(t.figure("dip_pct"), Ok(50));
         assert_eq!(t.figure("during.max_ms"), Ok(6_000));
         assert_eq!(t.figure("before.success_pct"), Ok(100));
-        assert_eq!(t.figure("after.requests"), t.after.as_ref().map(|a| a.requests).ok_or_else(String::new));
+        assert_eq!(
+            t.figure("after.requests"),
+            t.after.as_ref().map(|a| a.requests).ok_or_else(String::new)
+        );
         assert!(t.figure("throughput_pct").is_ok_and(|p| p < 100));
         let never = timeline(&run_until(30_000.0, 40_000.0), 10, 2);
-        assert_eq!(never.figure("recovery_s"), Ok(crate::scenario::checks::NEVER));
-        assert!(never.figure("after.max_ms").unwrap_err().contains("never came back"));
+        assert_eq!(
+            never.figure("recovery_s"),
+            Ok(crate::scenario::checks::NEVER)
+        );
+        assert!(never
+            .figure("after.max_ms")
+            .unwrap_err()
+            .contains("never came back"));
         assert!(timeline(&[], 10, 2).figure("throughput_pct").is_err());
         assert!(is_figure("during.p99_ms") && is_figure("recovery_s"));
-        assert!(!is_figure("during.p98_ms") && !is_figure("meanwhile.max_ms") && !is_figure("max_ms"));
+        assert!(
+            !is_figure("during.p98_ms") && !is_figure("meanwhile.max_ms") && !is_figure("max_ms")
+        );
     }
 
     #[test]

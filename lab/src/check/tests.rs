@@ -232,10 +232,7 @@ fn access_log_classes_drop_the_peer_address() {
 /// = no recovery within the run, fixed = back within 8 s.
 fn timeline_scenario() -> Scenario {
     let text = crate::scenario::tests::GOOD
-        .replace(
-            "delay_ms = 200 }]",
-            "delay_ms = 200, at_ms = 10000 }]",
-        )
+        .replace("delay_ms = 200 }]", "delay_ms = 200, at_ms = 10000 }]")
         .replace(
             "reproduced = [{ diagnosis = \"keepalive_race\", at = \"envoy\" }]",
             "reproduced = [{ timeline = \"recovery_s\", value = \"never\" }, \
@@ -284,7 +281,10 @@ fn a_worker_hung_to_the_end_never_recovers() {
     assert_eq!(seen.verdict, Verdict::Reproduced, "{:#?}", seen.checks);
     let recovery = &seen.checks[0];
     assert_eq!(recovery.seen, Some(crate::scenario::checks::NEVER));
-    assert!(recovery.describe().ends_with("(seen never)"), "{recovery:?}");
+    assert!(
+        recovery.describe().ends_with("(seen never)"),
+        "{recovery:?}"
+    );
     let timeline = seen.timeline.as_ref().expect("a timeline");
     assert_eq!(timeline.fault_s, 10);
     assert!(crate::report::line(&seen).contains("not recovered within the run"));
@@ -294,7 +294,11 @@ fn a_worker_hung_to_the_end_never_recovers() {
 fn a_worker_that_gives_up_recovers_and_is_fixed() {
     let seen = timeline_verdict(&hung_worker(6_000.0));
     assert_eq!(seen.verdict, Verdict::Fixed, "{:#?}", seen.checks);
-    let recovery = seen.checks.iter().find(|c| c.list == Verdict::Fixed).unwrap();
+    let recovery = seen
+        .checks
+        .iter()
+        .find(|c| c.list == Verdict::Fixed)
+        .unwrap();
     assert_eq!(recovery.seen, Some(6));
 }
 

@@ -34,7 +34,9 @@ pub async fn configure(lab: &Lab, name: &str, router: &RouterNode) -> Result<(),
 /// Runs iptables `rules` in `node`, in order, placeholders filled in.
 pub async fn run_rules(lab: &Lab, node: &str, rules: &[String]) -> Result<(), LabError> {
     let own = lab.addresses(node).await?;
-    let links = lab.exec_ok(node, &["ip", "-o", "-4", "addr", "show"]).await?;
+    let links = lab
+        .exec_ok(node, &["ip", "-o", "-4", "addr", "show"])
+        .await?;
     let devices: Vec<(String, String)> = own
         .iter()
         .filter_map(|(network, ip)| Some((network.clone(), device_of(&links, *ip)?)))

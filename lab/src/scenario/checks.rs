@@ -108,9 +108,11 @@ impl TryFrom<RawCheck> for Check {
         ];
         let mut measures = measures.into_iter().flatten();
         let (Some(measure), None) = (measures.next(), measures.next()) else {
-            return Err("a check needs exactly one of diagnosis, stat, client, access_log, \
+            return Err(
+                "a check needs exactly one of diagnosis, stat, client, access_log, \
                  packets, timeline"
-                .into());
+                    .into(),
+            );
         };
         if let Measure::Timeline(figure) = &measure {
             if !crate::timeline::is_figure(figure) {
@@ -216,9 +218,8 @@ impl TryFrom<RawComparison> for Comparison {
             RawComparison::Exactly(value) => return Ok(Comparison { op: Op::Eq, value }),
             RawComparison::Text(text) => text,
         };
-        let bad = || {
-            format!("`{text}`: expected a number, \">= 1\" (==, !=, <, <=, >, >=) or \"never\"")
-        };
+        let bad =
+            || format!("`{text}`: expected a number, \">= 1\" (==, !=, <, <=, >, >=) or \"never\"");
         let trimmed = text.trim();
         if trimmed == "never" {
             return Ok(Comparison {
@@ -296,7 +297,10 @@ mod tests {
         let err = check(r#"{ timeline = "recovery_s", count = 1 }"#).unwrap_err();
         assert!(err.contains("`value`"), "{err}");
         let err = check(r#"{ timeline = "during.p98_ms", value = 1 }"#).unwrap_err();
-        assert!(err.contains("unknown timeline figure `during.p98_ms`"), "{err}");
+        assert!(
+            err.contains("unknown timeline figure `during.p98_ms`"),
+            "{err}"
+        );
         let err = check(r#"{ timeline = "recovery_s", value = "soon" }"#).unwrap_err();
         assert!(err.contains("`soon`"), "{err}");
     }

@@ -490,7 +490,12 @@ fn iptables_rules_name_nodes_that_are_up() {
         )
     };
     parse(&fault("\"-A INPUT -s {ip:client} -j DROP\"")).unwrap_or_else(|e| panic!("{e}"));
-    assert_error(&fault(""), "rules = []", "faults[0].rules", "at least one rule");
+    assert_error(
+        &fault(""),
+        "rules = []",
+        "faults[0].rules",
+        "at least one rule",
+    );
 }
 
 #[test]

@@ -188,7 +188,10 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
 fn rule_addresses(v: &Variant, path: &str, rule: &str, workload_up: bool) -> Result<(), Invalid> {
     for name in crate::roles::router::placeholders(rule, "ip") {
         let Some(node) = v.nodes.get(&name) else {
-            return err(path, format!("`{{ip:{name}}}`: no node `{name}` (nodes: {})", names(v)));
+            return err(
+                path,
+                format!("`{{ip:{name}}}`: no node `{name}` (nodes: {})", names(v)),
+            );
         };
         let workload = match &node.kind {
             NodeKind::Client(_) => true,
