@@ -193,8 +193,7 @@ fn real_envoy_json_and_default_formats() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/diagnose/envoy-1.40");
     let read = |file: &str| {
         let mut d = Diagnoser::new(Options::default());
-        d.read(file, &std::fs::read(dir.join(file)).unwrap()[..])
-            .unwrap();
+        d.read(file, &std::fs::read(dir.join(file)).unwrap()[..]).unwrap();
         d.finish()
     };
     let json = read("access.json");
@@ -202,14 +201,8 @@ fn real_envoy_json_and_default_formats() {
     assert!(json.cannot_tell.is_empty(), "{:?}", json.cannot_tell);
     let default = read("access.default");
     assert_eq!(default.inputs[0].formats.get("Envoy default"), Some(&3));
-    assert!(default
-        .cannot_tell
-        .iter()
-        .any(|l| l.contains("%UPSTREAM_LOCAL_ADDRESS%")));
-    assert!(default
-        .cannot_tell
-        .iter()
-        .any(|l| l.contains("%RESPONSE_CODE_DETAILS%")));
+    assert!(default.cannot_tell.iter().any(|l| l.contains("%UPSTREAM_LOCAL_ADDRESS%")));
+    assert!(default.cannot_tell.iter().any(|l| l.contains("%RESPONSE_CODE_DETAILS%")));
 }
 
 #[test]
@@ -227,9 +220,5 @@ fn upstream_connection_id_tells_reuse() {
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(
-        nth,
-        [1, 1, 2],
-        "the server closed the first connection; the third reused the second"
-    );
+    assert_eq!(nth, [1, 1, 2], "the server closed the first connection; the third reused the second");
 }

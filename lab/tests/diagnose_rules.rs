@@ -21,15 +21,7 @@ use connlab_filter::config::{self, Config};
 
 /// Istio TEXT lines (`connlab::access_log::ISTIO_TEXT_FORMAT`): one
 /// connection's healthy first request, then each case on it or on others.
-fn istio(
-    time: &str,
-    code: u16,
-    flags: &str,
-    details: &str,
-    failure: &str,
-    local: &str,
-    duration: u32,
-) -> String {
+fn istio(time: &str, code: u16, flags: &str, details: &str, failure: &str, local: &str, duration: u32) -> String {
     format!(
         "[{time}] \"GET / HTTP/1.1\" {code} {flags} {details} - \"{failure}\" 0 95 {duration} - \"-\" \
          \"curl/8.5.0\" \"id\" \"envoy:10000\" \"10.0.0.9:8080\" backend {local} 10.0.0.5:10000 \
@@ -41,101 +33,21 @@ const TERMINATION: &str = "upstream_reset_before_response_started{connection_ter
 
 fn cases() -> Vec<String> {
     vec![
-        istio(
-            "2026-12-01T00:00:00.000Z",
-            200,
-            "-",
-            "via_upstream",
-            "-",
-            "10.0.0.5:40000",
-            3,
-        ),
+        istio("2026-12-01T00:00:00.000Z", 200, "-", "via_upstream", "-", "10.0.0.5:40000", 3),
         // Reused after 5.6 s and reset before the response: keepalive_race.
-        istio(
-            "2026-12-01T00:00:05.603Z",
-            503,
-            "UC",
-            TERMINATION,
-            "-",
-            "10.0.0.5:40000",
-            1,
-        ),
+        istio("2026-12-01T00:00:05.603Z", 503, "UC", TERMINATION, "-", "10.0.0.5:40000", 1),
         // A reset on a fresh connection: upstream_reset.
-        istio(
-            "2026-12-01T00:00:06.000Z",
-            503,
-            "UC",
-            TERMINATION,
-            "-",
-            "10.0.0.5:40001",
-            1,
-        ),
+        istio("2026-12-01T00:00:06.000Z", 503, "UC", TERMINATION, "-", "10.0.0.5:40001", 1),
         // Reused after a short idle, reset after the response started.
-        istio(
-            "2026-12-01T00:00:07.000Z",
-            200,
-            "-",
-            "via_upstream",
-            "-",
-            "10.0.0.5:40002",
-            1,
-        ),
-        istio(
-            "2026-12-01T00:00:07.100Z",
-            200,
-            "UR",
-            "upstream_reset_after_response_started{remote_reset}",
-            "-",
-            "10.0.0.5:40002",
-            1,
-        ),
+        istio("2026-12-01T00:00:07.000Z", 200, "-", "via_upstream", "-", "10.0.0.5:40002", 1),
+        istio("2026-12-01T00:00:07.100Z", 200, "UR", "upstream_reset_after_response_started{remote_reset}", "-", "10.0.0.5:40002", 1),
         // Connect failures by reason.
-        istio(
-            "2026-12-01T00:00:08.000Z",
-            503,
-            "UF,URX",
-            "upstream_reset_before_response_started{remote_connection_failure}",
-            "immediate_connect_error:_Cannot_assign_requested_address|remote_address:10.0.0.9:8080",
-            "-",
-            0,
-        ),
-        istio(
-            "2026-12-01T00:00:09.000Z",
-            503,
-            "UF",
-            "upstream_reset_before_response_started{remote_connection_failure}",
-            "delayed_connect_error:_Connection_refused",
-            "-",
-            0,
-        ),
-        istio(
-            "2026-12-01T00:00:10.000Z",
-            503,
-            "UF",
-            "upstream_reset_before_response_started{connection_timeout}",
-            "-",
-            "-",
-            1000,
-        ),
-        istio(
-            "2026-12-01T00:00:11.000Z",
-            504,
-            "UT",
-            "response_timeout",
-            "-",
-            "10.0.0.5:40003",
-            15000,
-        ),
+        istio("2026-12-01T00:00:08.000Z", 503, "UF,URX", "upstream_reset_before_response_started{remote_connection_failure}", "immediate_connect_error:_Cannot_assign_requested_address|remote_address:10.0.0.9:8080", "-", 0),
+        istio("2026-12-01T00:00:09.000Z", 503, "UF", "upstream_reset_before_response_started{remote_connection_failure}", "delayed_connect_error:_Connection_refused", "-", 0),
+        istio("2026-12-01T00:00:10.000Z", 503, "UF", "upstream_reset_before_response_started{connection_timeout}", "-", "-", 1000),
+        istio("2026-12-01T00:00:11.000Z", 504, "UT", "response_timeout", "-", "10.0.0.5:40003", 15000),
         // A 503 the backend itself sent: healthy at the proxy level.
-        istio(
-            "2026-12-01T00:00:12.000Z",
-            503,
-            "-",
-            "via_upstream",
-            "-",
-            "10.0.0.5:40004",
-            2,
-        ),
+        istio("2026-12-01T00:00:12.000Z", 503, "-", "via_upstream", "-", "10.0.0.5:40004", 2),
     ]
 }
 
@@ -165,10 +77,7 @@ fn judge_all(config: &Config) -> Vec<(Option<&'static str>, Option<String>)> {
 
 #[test]
 fn diagnose_answers_what_the_filter_function_answers() {
-    let codes: Vec<Option<&str>> = judge_all(&Config::default())
-        .into_iter()
-        .map(|(c, _)| c)
-        .collect();
+    let codes: Vec<Option<&str>> = judge_all(&Config::default()).into_iter().map(|(c, _)| c).collect();
     assert_eq!(
         codes,
         [
@@ -189,19 +98,12 @@ fn diagnose_answers_what_the_filter_function_answers() {
 #[test]
 fn a_changed_rule_setting_changes_diagnose_too() {
     let default = judge_all(&Config::default());
-    assert!(
-        default[1].1.as_deref().unwrap().contains("Node.js"),
-        "{:?}",
-        default[1]
-    );
+    assert!(default[1].1.as_deref().unwrap().contains("Node.js"), "{:?}", default[1]);
     // The same plugin configuration a user loads into the filter.
     let config = config::parse(br#"{"server_idle_timeouts":{"gunicorn":5500},"idle_match_before_ms":200,"idle_match_after_ms":200}"#).unwrap();
     let changed = judge_all(&config);
     let explain = changed[1].1.as_deref().unwrap();
-    assert!(
-        explain.contains("gunicorn") && !explain.contains("Node.js"),
-        "{explain}"
-    );
+    assert!(explain.contains("gunicorn") && !explain.contains("Node.js"), "{explain}");
 }
 
 #[test]
@@ -211,26 +113,16 @@ fn the_report_counts_what_the_rules_said() {
     let report = d.finish();
     assert_eq!(report.requests, 10);
     assert_eq!(report.diagnosed, 7);
-    let race = report
-        .diagnoses
-        .iter()
-        .find(|c| c.code == "keepalive_race")
-        .unwrap();
+    let race = report.diagnoses.iter().find(|c| c.code == "keepalive_race").unwrap();
     assert_eq!(race.count, 1);
     assert_eq!(race.first.as_deref(), Some("2026-12-01T00:00:05.603Z"));
-    assert_eq!(
-        race.replay.as_deref(),
-        Some("connlab run keepalive-race --variant node")
-    );
+    assert_eq!(race.replay.as_deref(), Some("connlab run keepalive-race --variant node"));
     let example = race.example.as_ref().unwrap();
     assert_eq!(example.at, "cases.log:2");
     assert!(example.fields.contains(&("nth".into(), "2".into())));
     assert!(example.fields.contains(&("idle".into(), "5.6 s".into())));
     let idle = report.failed_reuse_idle.as_ref().unwrap();
-    assert_eq!(
-        idle.idle.count, 2,
-        "keepalive_race and the reused upstream_reset"
-    );
+    assert_eq!(idle.idle.count, 2, "keepalive_race and the reused upstream_reset");
 }
 
 /// No second copy: the reasons the filter's rules match on never appear in
@@ -241,11 +133,7 @@ fn diagnose_has_no_rule_text_of_its_own() {
     let mut checked = 0;
     for entry in walk(&dir) {
         let text = std::fs::read_to_string(&entry).unwrap();
-        let code = text
-            .split("#[cfg(test)]")
-            .next()
-            .unwrap()
-            .to_ascii_lowercase();
+        let code = text.split("#[cfg(test)]").next().unwrap().to_ascii_lowercase();
         for rule_text in [
             "before response started",
             "before_response_started",
@@ -253,11 +141,7 @@ fn diagnose_has_no_rule_text_of_its_own() {
             "connection refused",
             "error: 99",
         ] {
-            assert!(
-                !code.contains(rule_text),
-                "{} has rule text `{rule_text}`",
-                entry.display()
-            );
+            assert!(!code.contains(rule_text), "{} has rule text `{rule_text}`", entry.display());
         }
         checked += 1;
     }

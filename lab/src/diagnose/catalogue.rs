@@ -25,9 +25,7 @@ pub fn fix(code: &str) -> Option<&'static str> {
             "do not pin the upstream source port (upstream_bind_config without a port); if ports \
              ran out, widen net.ipv4.ip_local_port_range or reuse connections"
         }
-        "connect_refused" => {
-            "nothing listens on the endpoint: check the port and the app's readiness"
-        }
+        "connect_refused" => "nothing listens on the endpoint: check the port and the app's readiness",
         "connect_timeout" => {
             "the host did not answer the SYN within connect_timeout: a dead or filtered node \
              (--pcap shows SYN retransmits without answer)"
@@ -68,11 +66,7 @@ pub fn fix(code: &str) -> Option<&'static str> {
 
 /// The scenario (and variant, when the evidence picks one) that replays a
 /// code; `idle_ms` is the typical idle time of the failed reuses.
-pub fn replay(
-    code: &str,
-    idle_ms: Option<u64>,
-    config: &Config,
-) -> Option<(&'static str, Option<String>)> {
+pub fn replay(code: &str, idle_ms: Option<u64>, config: &Config) -> Option<(&'static str, Option<String>)> {
     Some(match code {
         "keepalive_race" => {
             let server = idle_ms.and_then(|ms| matching_server(ms, config));
@@ -104,10 +98,7 @@ pub fn command(scenarios: &Path, scenario: &str, variant: Option<&str>) -> Optio
         toml::from_str::<toml::Table>(&text)
             .ok()
             .and_then(|t| t.get("variants").and_then(|v| v.as_array()).cloned())
-            .is_some_and(|vs| {
-                vs.iter()
-                    .any(|x| x.get("name").and_then(|n| n.as_str()) == Some(v))
-            })
+            .is_some_and(|vs| vs.iter().any(|x| x.get("name").and_then(|n| n.as_str()) == Some(v)))
     };
     Some(match variant {
         Some(v) if has_variant(v) => format!("connlab run {scenario} --variant {v}"),

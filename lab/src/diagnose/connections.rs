@@ -76,8 +76,7 @@ impl Connections {
         let peer = r.upstream_host.as_deref().unwrap_or_default();
         let reuse = match r.start_ns {
             Some(start) if keyed && connected => {
-                let end =
-                    start.saturating_add(r.duration_ms.unwrap_or(0).saturating_mul(1_000_000));
+                let end = start.saturating_add(r.duration_ms.unwrap_or(0).saturating_mul(1_000_000));
                 self.table.record(&self.local, peer, start, end)
             }
             _ => Reuse::default(),
@@ -92,12 +91,7 @@ impl Connections {
             };
             diagnose::http(&facts(r, reuse, pinned_port), config)
         };
-        if keyed
-            && matches!(
-                diagnosis.as_ref().map(|d| d.code),
-                Some("keepalive_race" | "upstream_reset")
-            )
-        {
+        if keyed && matches!(diagnosis.as_ref().map(|d| d.code), Some("keepalive_race" | "upstream_reset")) {
             self.table.forget(&self.local, peer);
         }
         Judged { reuse, diagnosis }
@@ -117,9 +111,7 @@ pub fn facts<'a>(r: &'a Request<'_>, reuse: Reuse, pinned_port: Option<u16>) -> 
         attempts: r.attempts,
         reuse,
         elapsed_ms: r.duration_ms,
-        cluster: (r.flags & (UO | UH) != 0)
-            .then_some(r.cluster.as_deref())
-            .flatten(),
+        cluster: (r.flags & (UO | UH) != 0).then_some(r.cluster.as_deref()).flatten(),
         pinned_port,
         grpc_status: None,
     }

@@ -102,13 +102,7 @@ impl Diagnoser {
         Ok(())
     }
 
-    fn take(
-        &mut self,
-        input: &mut InputReport,
-        connections: &mut Connections,
-        parsed: Line<'_>,
-        text: &str,
-    ) {
+    fn take(&mut self, input: &mut InputReport, connections: &mut Connections, parsed: Line<'_>, text: &str) {
         let at = || format!("{}:{}", input.name, input.lines);
         match parsed {
             Line::Other => input.other += 1,
@@ -161,9 +155,7 @@ impl Diagnoser {
     fn codes_entry(&mut self, source: Source, code: &str) -> &mut CodeStats {
         let token = !code.is_empty()
             && code.len() <= 48
-            && code
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         let mut key = (source, code.to_string());
         if !token || (!self.codes.contains_key(&key) && self.codes.len() >= MAX_CODES) {
             key.1 = "(unrecognized)".to_string();
@@ -185,11 +177,7 @@ impl Diagnoser {
 
 /// Reads one line (without its `\n`) into `buf`, keeping at most `max`
 /// bytes; `None` at the end, `Some(true)` when the line was longer.
-pub fn read_line(
-    reader: &mut impl BufRead,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> std::io::Result<Option<bool>> {
+pub fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> std::io::Result<Option<bool>> {
     buf.clear();
     let mut truncated = false;
     let mut any = false;

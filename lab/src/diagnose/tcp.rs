@@ -104,8 +104,7 @@ pub fn snat_timewait(c: &Conversation) -> Option<Finding> {
         let Some(answer) = s[i + 1..].iter().find(|x| !c.from_client(x)) else {
             continue;
         };
-        let old =
-            answer.flags.only_ack() && answer.len == 0 && answer.ack != syn.seq.wrapping_add(1);
+        let old = answer.flags.only_ack() && answer.len == 0 && answer.ack != syn.seq.wrapping_add(1);
         if old {
             syns += 1;
             first.get_or_insert((syn, answer));
@@ -151,20 +150,12 @@ pub fn keepalive_race(c: &Conversation) -> Option<Finding> {
             continue;
         };
         let request = conn[req_at];
-        let answered = conn[req_at..]
-            .iter()
-            .any(|x| !c.from_client(x) && x.len > 0);
-        let client_closed = conn[..req_at]
-            .iter()
-            .any(|x| c.from_client(x) && x.flags.fin());
+        let answered = conn[req_at..].iter().any(|x| !c.from_client(x) && x.len > 0);
+        let client_closed = conn[..req_at].iter().any(|x| c.from_client(x) && x.flags.fin());
         if answered || client_closed {
             continue;
         }
-        let Some(last_response) = conn[..req_at]
-            .iter()
-            .rev()
-            .find(|x| !c.from_client(x) && x.len > 0)
-        else {
+        let Some(last_response) = conn[..req_at].iter().rev().find(|x| !c.from_client(x) && x.len > 0) else {
             continue; // the first request on this connection
         };
         let fin = s[start..]
@@ -198,12 +189,7 @@ pub fn dead_peer(c: &Conversation) -> Option<Finding> {
         let rest = &s[i..];
         let same: Vec<&Segment> = rest
             .iter()
-            .filter(|x| {
-                c.from_client(x)
-                    && x.seq == first.seq
-                    && x.flags == first.flags
-                    && x.len == first.len
-            })
+            .filter(|x| c.from_client(x) && x.seq == first.seq && x.flags == first.flags && x.len == first.len)
             .collect();
         let peer_spoke = rest.iter().any(|x| !c.from_client(x));
         if same.len() > DEAD_PEER_RETRANSMITS && !peer_spoke {
