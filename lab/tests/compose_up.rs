@@ -15,6 +15,8 @@ struct Project {
     name: String,
     file: String,
     image: String,
+    /// `CONNLAB_PID`: this process's, or another one.
+    pid: String,
 }
 
 impl Project {
@@ -38,6 +40,7 @@ impl Project {
             ),
             file: format!("compose/{scenario}/{variant}.yaml"),
             image,
+            pid: std::process::id().to_string(),
         }
     }
 
@@ -48,7 +51,7 @@ impl Project {
             .env("CONNLAB_IMAGE", &self.image)
             .env("CONNLAB_FILTER_WASM", paths::filter_wasm())
             .env("CONNLAB_RUN", &self.name)
-            .env("CONNLAB_PID", std::process::id().to_string());
+            .env("CONNLAB_PID", &self.pid);
         command
     }
 
@@ -201,5 +204,50 @@ fn sniff_timeout_by_hand_issues_certificates_and_crosses_mtls() {
     assert_eq!(
         stat(&stats, "listener.inbound.ssl.connection_error"),
         Some(10)
+    );
+}
+
+/// Docker objects labelled `connlab.run=<run>`: containers, networks, volumes.
+fn labelled(run: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for what in [["ps", "-aq"], ["network", "ls"], ["volume", "ls"]] {
+        let out = Command::new("docker")
+            .args(what)
+            .args(["-q", "--filter", &format!("label=connlab.run={run}")])
+            .output()
+            .expect("docker CLI");
+        found.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string),
+        );
+    }
+    found
+}
+
+#[test]
+fn the_lab_sweeps_a_project_whose_process_died_and_leaves_one_by_hand() {
+    // A process that has exited: its pid is dead.
+    let mut child = Command::new("true").spawn().expect("true");
+    child.wait().expect("wait");
+    let mut orphan = Project::new("keepalive-race", "fixed-idle-timeout");
+    orphan.pid = child.id().to_string();
+    let mut by_hand = Project::new("keepalive-race", "fixed-server-keepalive");
+    by_hand.pid = String::new();
+    for project in [&orphan, &by_hand] {
+        let out = project.dc(&["up", "-d"]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    // No look at the orphan before the sweep: any lab run on this host
+    // (another test, another shell) may sweep it first, as it should.
+    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    runtime.block_on(async {
+        let docker = connlab::runtime::docker().await.expect("docker");
+        connlab::runtime::sweep_dead_runs(&docker).await;
+    });
+    assert_eq!(labelled(&orphan.name), Vec::<String>::new());
+    assert!(
+        labelled(&by_hand.name).len() >= 4,
+        "a person's project was swept"
     );
 }
