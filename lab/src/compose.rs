@@ -843,6 +843,48 @@ expect = "reproduced"
     }
 
     #[test]
+    fn router_rules_find_the_device_by_the_static_address() {
+        let text = RACE
+            .replace(
+                "timeout_s = 30",
+                "timeout_s = 30\nnetworks = [\"inside\", \"outside\"]",
+            )
+            .replace(
+                "kind = \"backend\"",
+                "kind = \"backend\"\nnetworks = [\"inside\"]",
+            )
+            .replace(
+                "kind = \"envoy\"",
+                "kind = \"envoy\"\nnetworks = [\"inside\"]",
+            )
+            .replace(
+                "kind = \"client\"",
+                "kind = \"client\"\nnetworks = [\"inside\"]",
+            )
+            .replace(
+                "[nodes.envoy]",
+                "[nodes.nat]\nkind = \"router\"\nnetworks = [\"inside\", \"outside\"]\n\
+                 iptables = [\"-t nat -A POSTROUTING -o {dev:outside} -j MASQUERADE\"]\n\
+                 [nodes.envoy]",
+            );
+        let s = scenario(&text);
+        let subnets = Subnets::assign(std::slice::from_ref(&s));
+        let placement = Placement::checked_in("race", "node");
+        let yaml = render(&s, &s.variants[0], &subnets, &placement)
+            .unwrap()
+            .yaml;
+        let o = subnets.of("race", "node", "outside").unwrap().octets();
+        // The only node on `outside`.
+        let ip = format!("{}.{}.{}.10", o[0], o[1], o[2]);
+        let line = format!(
+            "#   dc exec -T nat sh -c 'iptables -t nat -A POSTROUTING -o \
+             $(ip -br -4 addr show to {ip} | cut -d@ -f1 | cut -d\" \" -f1) -j MASQUERADE'\n"
+        );
+        assert!(yaml.contains(&line), "{line}\n{yaml}");
+        assert!(yaml.contains("net.ipv4.ip_forward: \"1\""), "{yaml}");
+    }
+
+    #[test]
     fn dollars_are_escaped_for_compose() {
         assert_eq!(yaml_str("echo $HOME"), "\"echo $$HOME\"");
         assert_eq!(shell_word("a $b'c"), "'a $b'\\''c'");
