@@ -47,8 +47,9 @@ pub const NOT_SCENARIOS: [&str; 3] = ["backends", "experiments", "lab-image"];
 const FIRST_HOST: u8 = 10;
 
 /// A /24 per (scenario, variant, network), from 10.128.0.0/9: a stable hash
-/// of the three names, so a new scenario leaves every other file as it is,
-/// and distinct (the next free /24 on a collision) so two compose projects
+/// of the three names, so a new scenario leaves the other files as they are
+/// (unless it takes a slot another file then has to give up: the next free
+/// /24 on a collision, in name order), and distinct, so two compose projects
 /// can be up at once. Docker's default pools (172.17/12, 192.168/16) and the
 /// lab's own networks never use 10/8.
 pub struct Subnets(BTreeMap<(String, String, String), Ipv4Addr>);
