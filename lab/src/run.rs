@@ -49,7 +49,7 @@ pub async fn run_variant(
 }
 
 /// The networks a node joins (its own, or the scenario's only one).
-fn networks_of(variant: &Variant, node: &Node) -> Vec<String> {
+pub fn networks_of(variant: &Variant, node: &Node) -> Vec<String> {
     if node.networks.is_empty() {
         variant.networks.iter().take(1).cloned().collect()
     } else {
@@ -57,7 +57,9 @@ fn networks_of(variant: &Variant, node: &Node) -> Vec<String> {
     }
 }
 
-fn spec(variant: &Variant, name: &str, node: &Node) -> ContainerSpec {
+/// What every kind of node's container has: name, networks, kernel
+/// settings, capabilities. Each kind's role module sets the command.
+pub fn spec(variant: &Variant, name: &str, node: &Node) -> ContainerSpec {
     ContainerSpec {
         role: name.into(),
         networks: networks_of(variant, node),
@@ -70,9 +72,10 @@ fn spec(variant: &Variant, name: &str, node: &Node) -> ContainerSpec {
     }
 }
 
-/// Where each started node can be reached, per network.
+/// Where each node can be reached, per network: learnt from Docker as nodes
+/// start, or assigned up front (`connlab compose`).
 #[derive(Default)]
-struct Addresses(BTreeMap<String, Vec<(String, IpAddr)>>);
+pub struct Addresses(pub BTreeMap<String, Vec<(String, IpAddr)>>);
 
 impl Addresses {
     async fn learn(&mut self, lab: &Lab, name: &str) -> Result<(), LabError> {
@@ -82,7 +85,7 @@ impl Addresses {
 
     /// `node[:port]` as seen from a node on `from`: the target's address on
     /// a network they share, else its first one (reached through a router).
-    fn reach(&self, variant: &Variant, from: &[String], target: &str) -> Option<SocketAddr> {
+    pub fn reach(&self, variant: &Variant, from: &[String], target: &str) -> Option<SocketAddr> {
         let (name, port) = match target.split_once(':') {
             Some((name, port)) => (name, port.parse().ok()?),
             None => (

@@ -31,34 +31,48 @@ pub async fn configure(lab: &Lab, name: &str, router: &RouterNode) -> Result<(),
     run_rules(lab, name, &router.iptables).await
 }
 
-/// Runs iptables `rules` in `node`, in order, placeholders filled in.
+/// Runs iptables `rules` in `node`, in order, placeholders filled in; one
+/// that cannot be filled is an error.
 pub async fn run_rules(lab: &Lab, node: &str, rules: &[String]) -> Result<(), LabError> {
     let own = lab.addresses(node).await?;
     let links = lab
         .exec_ok(node, &["ip", "-o", "-4", "addr", "show"])
         .await?;
-    let devices: Vec<(String, String)> = own
-        .iter()
-        .filter_map(|(network, ip)| Some((network.clone(), device_of(&links, *ip)?)))
-        .collect();
+    let device = |network: &str| {
+        let (_, ip) = own.iter().find(|(n, _)| n == network)?;
+        device_of(&links, *ip)
+    };
     for rule in rules {
         let mut ips = Vec::new();
         for name in placeholders(rule, "ip") {
             let theirs = lab.addresses(&name).await?;
-            let ip = theirs
-                .iter()
-                .find(|(network, _)| own.iter().any(|(n, _)| n == network))
-                .or(theirs.first())
-                .map(|(_, ip)| *ip)
-                .ok_or_else(|| LabError::role(node, format!("`{{ip:{name}}}`: no address")))?;
-            ips.push((name, ip));
+            ips.push((name, reach(&own, &theirs)));
         }
-        let rule = substitute(rule, &devices, &ips).map_err(|e| LabError::role(node, e))?;
-        let mut cmd = vec!["iptables"];
-        cmd.extend(rule.split_whitespace());
+        let ip = |name: &str| {
+            let (_, ip) = ips.iter().find(|(n, _)| n == name)?;
+            ip.map(|ip| ip.to_string())
+        };
+        let cmd = fill(rule, &device, &ip);
+        if let Some(left) = cmd.iter().find(|w| w.contains("{dev:") || w.contains("{ip:")) {
+            return Err(LabError::role(
+                node,
+                format!("`{rule}`: cannot fill `{left}` (not on that network? no such node?)"),
+            ));
+        }
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
         lab.exec_ok(node, &cmd).await?;
     }
     Ok(())
+}
+
+/// A node's address as seen from a node with addresses `from`: on a network
+/// both join, else its first.
+pub fn reach<N: PartialEq>(from: &[(N, IpAddr)], theirs: &[(N, IpAddr)]) -> Option<IpAddr> {
+    theirs
+        .iter()
+        .find(|(network, _)| from.iter().any(|(n, _)| n == network))
+        .or(theirs.first())
+        .map(|(_, ip)| *ip)
 }
 
 /// The names in a rule's `{kind:NAME}` placeholders.
@@ -72,26 +86,37 @@ pub fn placeholders(rule: &str, kind: &str) -> Vec<String> {
         .collect()
 }
 
-/// Fills `{dev:NET}` and `{ip:NODE}` in; any other `{...}` left is an error.
-fn substitute(
+/// One rule as an iptables command: `{dev:NET}` replaced by `device(NET)`
+/// and `{ip:NODE}` by `ip(NODE)`; a placeholder they do not know is left
+/// as it is.
+pub fn fill(
     rule: &str,
-    devices: &[(String, String)],
-    ips: &[(String, IpAddr)],
-) -> Result<String, String> {
-    let mut out = rule.to_string();
-    for (network, dev) in devices {
-        out = out.replace(&format!("{{dev:{network}}}"), dev);
-    }
-    for (node, ip) in ips {
-        out = out.replace(&format!("{{ip:{node}}}"), &ip.to_string());
-    }
-    match out.find('{') {
-        Some(at) => Err(format!(
-            "`{rule}`: cannot fill `{}` (the node is not on that network?)",
-            &out[at..out[at..].find('}').map_or(out.len(), |e| at + e + 1)]
-        )),
-        None => Ok(out),
-    }
+    device: &dyn Fn(&str) -> Option<String>,
+    ip: &dyn Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    let words = rule.split_whitespace().map(|word| {
+        let mut word = word.to_string();
+        for (open, resolve) in [("{dev:", device), ("{ip:", ip)] {
+            let mut from = 0;
+            while let Some(at) = word[from..].find(open).map(|i| i + from) {
+                let Some(len) = word[at..].find('}') else {
+                    break;
+                };
+                let name = word[at + open.len()..at + len].to_string();
+                match resolve(&name) {
+                    Some(value) => {
+                        word.replace_range(at..=at + len, &value);
+                        from = at + value.len();
+                    }
+                    None => from = at + len + 1,
+                }
+            }
+        }
+        word
+    });
+    std::iter::once("iptables".to_string())
+        .chain(words)
+        .collect()
 }
 
 /// The interface holding `ip` in `ip -o -4 addr show` output (`42:
@@ -127,17 +152,30 @@ mod tests {
         let rule = "-t nat -A PREROUTING -i {dev:outside} -j DNAT --to-destination {ip:gwa}:10000";
         assert_eq!(placeholders(rule, "ip"), ["gwa"]);
         assert_eq!(placeholders(rule, "dev"), ["outside"]);
-        let devices = [("outside".to_string(), "eth1".to_string())];
-        let ips = [("gwa".to_string(), "172.21.0.3".parse().unwrap())];
+        let device = |n: &str| (n == "outside").then(|| "eth1".to_string());
+        let ip = |n: &str| (n == "gwa").then(|| "172.21.0.3".to_string());
         assert_eq!(
-            substitute(rule, &devices, &ips).unwrap(),
-            "-t nat -A PREROUTING -i eth1 -j DNAT --to-destination 172.21.0.3:10000"
+            fill(rule, &device, &ip).join(" "),
+            "iptables -t nat -A PREROUTING -i eth1 -j DNAT --to-destination 172.21.0.3:10000"
         );
     }
 
     #[test]
-    fn a_placeholder_left_unfilled_is_an_error() {
-        let err = substitute("-o {dev:elsewhere} -j MASQUERADE", &[], &[]).unwrap_err();
-        assert!(err.contains("`{dev:elsewhere}`"), "{err}");
+    fn an_unknown_placeholder_is_left_as_it_is() {
+        let none = |_: &str| None;
+        assert_eq!(
+            fill("-o {dev:elsewhere} -j MASQUERADE", &none, &none).join(" "),
+            "iptables -o {dev:elsewhere} -j MASQUERADE"
+        );
+    }
+
+    #[test]
+    fn a_node_is_reached_on_a_shared_network_first() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let from = [("front", ip("10.0.1.2"))];
+        let theirs = [("back", ip("10.0.2.3")), ("front", ip("10.0.1.3"))];
+        assert_eq!(reach(&from, &theirs), Some(ip("10.0.1.3")));
+        assert_eq!(reach(&[], &theirs), Some(ip("10.0.2.3")));
+        assert_eq!(reach::<&str>(&from, &[]), None);
     }
 }

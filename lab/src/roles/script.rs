@@ -11,8 +11,13 @@ pub async fn start(
     script: &ScriptNode,
     mut spec: ContainerSpec,
 ) -> Result<(), LabError> {
-    spec.cmd = script.command.clone();
+    command(script, &mut spec);
     lab.start(spec).await
+}
+
+/// The script's command, set on `spec`.
+pub fn command(script: &ScriptNode, spec: &mut ContainerSpec) {
+    spec.cmd = script.command.clone();
 }
 
 /// Waits for a workload script to exit 0; its stdout.
