@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 use crate::runtime::{ContainerSpec, Lab, LabError};
-use crate::scenario::node::ScriptNode;
 
+/// Starts the script's `command` (its `{ip:NODE}` already filled in).
 pub async fn start(
     lab: &mut Lab,
-    script: &ScriptNode,
+    command: Vec<String>,
     mut spec: ContainerSpec,
 ) -> Result<(), LabError> {
-    spec.cmd = script.command.clone();
+    spec.cmd = command;
     lab.start(spec).await
 }
 
