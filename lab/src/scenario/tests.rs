@@ -457,7 +457,7 @@ networks = ["inside", "outside"]
 kind = "client"
 networks = ["inside"]
 gateway = "nat"
-target = "server"
+target = "server:8080"
 requests = 1
 
 [[variants]]
