@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use connlab::envoy_config::{cluster, route, upstream_tls};
 use connlab_tests::filter_proxy::Proxy;
-use connlab_tests::{any_local_port, backend, closed_port, pinnable_port, raw_servers};
+use connlab_tests::{
+    any_local_port, backend, closed_port, pinnable_port, raw_servers, slow_backend,
+};
 use serde_json::{json, Value};
 
 fn the_route() -> Value {
@@ -32,40 +34,35 @@ fn connect_refused_from_a_closed_port() {
     assert!(failure.contains("Connection refused"), "{event:#?}");
 }
 
-#[test]
-fn source_address_conflict_from_a_pinned_source_port() {
-    // Both upstream connections must leave from the same port: the second
-    // connect() finds that 4-tuple taken (EADDRNOTAVAIL, errno 99).
-    let server = backend::spawn(
-        any_local_port(),
-        backend::Behaviour {
-            response_delay: Duration::from_millis(500),
-            ..Default::default()
-        },
-    )
-    .expect("start backend");
+/// Envoy whose upstream connections all leave from one pinned local port
+/// (SO_REUSEADDR, as Cilium's proxy set it) to a backend that answers after
+/// `delay`; the port.
+fn pinned_proxy(delay: Duration) -> (Proxy, u16, backend::Running) {
+    let server = slow_backend(delay);
     let mut upstream = cluster("upstream", &[server.addr()]);
     let pinned = pinnable_port();
     upstream["upstream_bind_config"] = json!({
         "source_address": {"address": "127.0.0.1", "port_value": pinned},
         "socket_options": [{"level": 1, "name": 2, "int_value": 1, "state": "STATE_PREBIND"}],
     });
-    let proxy = Proxy::start(json!({}), the_route(), upstream);
-    // One request first: the filter sees the pinned port on a connection to
-    // that host (its evidence for "pinned"), and Envoy keeps it pooled.
-    let mut a = proxy.connect();
-    assert_eq!(a.get("/").expect("first request").status, 200);
-    let mut b = proxy.connect();
-    a.send_raw(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
-        .expect("send a");
-    std::thread::sleep(Duration::from_millis(100));
-    b.send_raw(b"GET / HTTP/1.1\r\nhost: b\r\n\r\n")
-        .expect("send b");
-    let mut statuses = [a.read_response(), b.read_response()].map(|r| r.map(|r| r.status));
-    // Normally a gets the connection; on a stalled machine b may win.
-    statuses.sort();
-    assert_eq!(statuses, [Ok(200), Ok(503)]);
-    let event = assert_diagnosis(&proxy, "source_address_conflict", 503, "UF");
+    (
+        Proxy::start(json!({}), the_route(), upstream),
+        pinned,
+        server,
+    )
+}
+
+/// The second of two concurrent requests collided with the first's
+/// connection (EADDRNOTAVAIL, errno 99) and the explanation names the
+/// pinned port.
+fn assert_pinned_collision(proxy: &Proxy, pinned: u16) {
+    // Normally the first request gets the connection; on a stalled machine
+    // the second may win.
+    assert_eq!(
+        proxy.concurrent_statuses(2, Duration::from_millis(150)),
+        [200, 503]
+    );
+    let event = assert_diagnosis(proxy, "source_address_conflict", 503, "UF");
     let failure = event["failure"].as_str().unwrap_or_default();
     assert!(
         failure.contains("Cannot assign requested address"),
@@ -76,18 +73,33 @@ fn source_address_conflict_from_a_pinned_source_port() {
         explain.contains(&format!("local port {pinned}")) && explain.contains("pinned"),
         "{explain}"
     );
+    assert!(!explain.contains("ran out"), "{explain}");
+}
+
+#[test]
+fn source_address_conflict_from_a_pinned_source_port() {
+    // One request first: the filter sees the pinned port on a finished
+    // connection to that host, and Envoy keeps it pooled; then two at once
+    // need a second connection from the same port.
+    let (proxy, pinned, _server) = pinned_proxy(Duration::from_millis(500));
+    let mut first = proxy.connect();
+    assert_eq!(first.get("/").expect("first request").status, 200);
+    assert_pinned_collision(&proxy, pinned);
+}
+
+#[test]
+fn source_address_conflict_names_a_pinned_port_held_by_a_request_in_flight() {
+    // The source-port-reuse scenario's `concurrent` variant: no request has
+    // finished yet; the first one's connection, still waiting for its
+    // answer, holds the pinned port when the second connect() fails. The
+    // filter reads that connection's address from the request in flight.
+    let (proxy, pinned, _server) = pinned_proxy(Duration::from_millis(800));
+    assert_pinned_collision(&proxy, pinned);
 }
 
 #[test]
 fn upstream_timeout_from_a_slow_backend() {
-    let server = backend::spawn(
-        any_local_port(),
-        backend::Behaviour {
-            response_delay: Duration::from_secs(3),
-            ..Default::default()
-        },
-    )
-    .expect("start backend");
+    let server = slow_backend(Duration::from_secs(3));
     let mut route = the_route();
     route["route"]["timeout"] = json!("0.3s");
     let proxy = Proxy::start(json!({}), route, cluster("upstream", &[server.addr()]));

@@ -12,7 +12,8 @@ use connlab::envoy_config::{bootstrap, cluster, hcm, listener, net_wasm, retry_p
 use connlab_tests::envoy_process::EnvoyProcess;
 use connlab_tests::filter_proxy::{Proxy, TIMEOUT};
 use connlab_tests::{
-    any_local_port, backend, closed_port, filter_wasm, pinnable_port, raw_servers, wait_stat,
+    any_local_port, backend, closed_port, ephemeral_port_pair, filter_wasm, pinnable_port,
+    raw_servers, slow_backend, wait_stat,
 };
 use serde_json::{json, Value};
 
@@ -83,30 +84,15 @@ fn an_upstream_protocol_error_on_a_reused_connection_is_not_a_keepalive_race() {
 fn circuit_breaker_overflow_has_its_own_code() {
     // One connection, one pending request at most: of three concurrent
     // requests to a slow backend the third overflows (UO).
-    let server = backend::spawn(
-        any_local_port(),
-        backend::Behaviour {
-            response_delay: Duration::from_millis(800),
-            ..Default::default()
-        },
-    )
-    .expect("start backend");
+    let server = slow_backend(Duration::from_millis(800));
     let mut upstream = cluster("upstream", &[server.addr()]);
     upstream["circuit_breakers"] = json!({"thresholds": [{
         "max_connections": 1, "max_pending_requests": 1, "max_requests": 1}]});
     let proxy = Proxy::start(json!({}), the_route(), upstream);
-    let mut conns: Vec<_> = (0..3).map(|_| proxy.connect()).collect();
-    for conn in &mut conns {
-        conn.send_raw(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
-            .expect("send");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut statuses: Vec<u16> = conns
-        .iter_mut()
-        .map(|c| c.read_response().expect("a response").status)
-        .collect();
-    statuses.sort();
-    assert_eq!(statuses, [200, 200, 503]);
+    assert_eq!(
+        proxy.concurrent_statuses(3, Duration::from_millis(50)),
+        [200, 200, 503]
+    );
     let event = proxy.assert_diagnosis("circuit_breaker_overflow", 503, "UO");
     for needle in [
         "cluster `upstream`",
@@ -133,6 +119,57 @@ fn retries_that_ran_out_on_a_retriable_status_are_retried_then_failed() {
     assert_eq!(proxy.get("/").status, 409);
     let event = proxy.assert_diagnosis("retried_then_failed", 409, "URX");
     assert_eq!(event["attempts"], 3, "{event:#?}");
+}
+
+#[test]
+fn ephemeral_ports_that_ran_out_are_not_a_pinned_port() {
+    // A genuinely exhausted ephemeral range: the cluster's sockets get two
+    // ports (IP_LOCAL_PORT_RANGE, level IPPROTO_IP 0, name 51: the kernel
+    // still picks the port at connect(), as with the system-wide
+    // net.ipv4.ip_local_port_range, but for these sockets only). Three
+    // concurrent slow requests: two connections take both ports, the third
+    // connect() finds none (EADDRNOTAVAIL). The two in flight use two
+    // ports: no pinned port.
+    let server = slow_backend(Duration::from_millis(800));
+    let (low, high) = ephemeral_port_pair();
+    let mut upstream = cluster("upstream", &[server.addr()]);
+    upstream["upstream_bind_config"] = json!({
+        "socket_options": [{"level": 0, "name": 51,
+            "int_value": (u64::from(high) << 16) | u64::from(low), "state": "STATE_PREBIND"}],
+    });
+    let proxy = Proxy::start(json!({"events": "all"}), the_route(), upstream);
+    assert_eq!(
+        proxy.concurrent_statuses(3, Duration::from_millis(100)),
+        [200, 200, 503]
+    );
+    let events = proxy.events(3);
+    let mut ports: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["upstream"]["local"].as_str())
+        .collect();
+    ports.sort();
+    assert_eq!(
+        ports,
+        [format!("127.0.0.1:{low}"), format!("127.0.0.1:{high}")],
+        "{events:#?}"
+    );
+    let failed: Vec<&Value> = events.iter().filter(|e| e["code"] == 503).collect();
+    let event = failed[0];
+    assert_eq!(event["diagnosis"], "source_address_conflict", "{event:#?}");
+    assert_eq!(event["flags"], "UF", "{event:#?}");
+    assert!(
+        event["failure"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Cannot assign requested address"),
+        "{event:#?}"
+    );
+    assert!(
+        explain(event).contains("ephemeral ports ran out"),
+        "{event:#?}"
+    );
+    assert!(!explain(event).contains("pinned"), "{event:#?}");
+    proxy.assert_logged("503 flags=UF state=source_address_conflict");
 }
 
 #[test]

@@ -39,6 +39,13 @@ fn assert_collisions(outcome: &Outcome, ok: u64, failures: u64) {
         "{outcome:#?}"
     );
     assert_eq!(outcome.stats[CONNECT_FAIL], 4 * failures, "{outcome:#?}");
+    // The evidence of the pinned port: earlier connections from it
+    // (sequential) or the one still in flight on it (concurrent).
+    let explain = outcome.explain.as_deref().unwrap_or_default();
+    assert!(
+        explain.contains("local port 40000") && explain.contains("pinned"),
+        "{explain}"
+    );
 }
 
 fn assert_fixed(outcome: &Outcome, requests: u64) {

@@ -47,6 +47,12 @@ pub struct Config {
     /// Most events logged per second per worker (and plugin); the rest are
     /// counted and reported in a `suppressed` summary event.
     pub events_per_second: u64,
+    /// The TCP_USER_TIMEOUT the upstream clusters set (socket option level
+    /// 6, name 18), when they do: a connection that ends this long after a
+    /// request with nothing back is the kernel giving up on a dead peer
+    /// (`upstream_dead_peer`). `None`: only the kernel's own give-up
+    /// (tcp_retries2, about 15 min) is recognised.
+    pub tcp_user_timeout_ms: Option<u64>,
     /// When set, responses carry the diagnosis in this header (off by
     /// default; meant for test clients, not for production traffic).
     pub response_header: Option<String>,
@@ -80,6 +86,7 @@ impl Default for Config {
                 .collect(),
             race_window_ms: 250,
             events_per_second: 100,
+            tcp_user_timeout_ms: None,
             response_header: None,
         }
     }
@@ -170,6 +177,9 @@ fn compile(map: &Map<String, Value>) -> Result<Config, ConfigError> {
             "response_header" => config.response_header = header_name(key, value)?,
             "fallthrough_chains" => config.fallthrough_chains = chains(key, value)?,
             "race_window_ms" => config.race_window_ms = ms_or_count(key, value, 1, 60_000)?,
+            "tcp_user_timeout_ms" => {
+                config.tcp_user_timeout_ms = Some(ms_or_count(key, value, 1, MAX_MS)?)
+            }
             "events_per_second" => {
                 config.events_per_second = ms_or_count(key, value, 1, 1_000_000)?
             }
@@ -277,7 +287,7 @@ mod tests {
             br#"{"events":"all","reuse_table_cap":8,"server_idle_timeouts":{"gunicorn":2000},
                 "idle_match_before_ms":100,"idle_match_after_ms":200,"sniff_threshold_ms":5000,
                 "response_header":"x-connlab","fallthrough_chains":["tcp"],"race_window_ms":400,
-                "events_per_second":7}"#,
+                "events_per_second":7,"tcp_user_timeout_ms":10000}"#,
         )
         .unwrap();
         assert_eq!(config.events, Events::All);
@@ -298,6 +308,7 @@ mod tests {
         assert_eq!(config.fallthrough_chains, vec!["tcp".to_string()]);
         assert_eq!(config.race_window_ms, 400);
         assert_eq!(config.events_per_second, 7);
+        assert_eq!(config.tcp_user_timeout_ms, Some(10_000));
     }
 
     fn rejected_key(json: &str) -> String {
@@ -307,6 +318,10 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
         assert_eq!(rejected_key(r#"{"evnts":"all"}"#), "evnts");
+        assert_eq!(
+            rejected_key(r#"{"tcp_user_timeout_ms":0}"#),
+            "tcp_user_timeout_ms"
+        );
         assert_eq!(rejected_key(r#"{"events":"some"}"#), "events");
         assert_eq!(rejected_key(r#"{"reuse_table_cap":0}"#), "reuse_table_cap");
         assert_eq!(

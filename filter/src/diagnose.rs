@@ -15,8 +15,9 @@ pub struct Diagnosis {
 }
 
 /// Every code the filter can emit (metrics are defined for each).
-pub const HTTP_CODES: [&str; 14] = [
+pub const HTTP_CODES: [&str; 15] = [
     "keepalive_race",
+    "upstream_dead_peer",
     "source_address_conflict",
     "connect_refused",
     "connect_timeout",
@@ -58,7 +59,8 @@ pub struct HttpFacts<'a> {
     /// `xds.cluster_name`, for the advice.
     pub cluster: Option<&'a str>,
     /// The local port every known connection to this request's upstream
-    /// host used (`ReuseTable::pinned_port`): evidence of a pinned port.
+    /// host used, finished or in flight (`ReuseTable::pinned_port`):
+    /// evidence of a pinned port.
     pub pinned_port: Option<u16>,
     /// The gRPC status (`grpc-status` trailer or header), read only for
     /// retried requests.
@@ -169,7 +171,7 @@ fn failure(facts: &HttpFacts<'_>, config: &Config) -> Option<Diagnosis> {
         );
     }
     if facts.flags & UF != 0 || !reason.is_empty() {
-        if reason.contains("cannot assign requested address") || reason.contains("error: 99") {
+        if is_eaddrnotavail(facts.failure) {
             return diagnosis(
                 "source_address_conflict",
                 source_address_explain(facts, shown),
@@ -204,9 +206,14 @@ fn failure(facts: &HttpFacts<'_>, config: &Config) -> Option<Diagnosis> {
         }
     }
     if facts.flags & UT != 0 {
+        // Envoy gives up on its own clock, so nothing says whether the
+        // backend was slow or gone: both leave the connection silent.
         return diagnosis(
             "upstream_timeout",
-            "the upstream did not answer within the route timeout".to_string(),
+            "the upstream did not answer within the route timeout: a slow backend, or a peer \
+             that went silent (dead or cut off: then upstream_dead_peer shows on requests that \
+             outlive the TCP_USER_TIMEOUT); Envoy's timeout cannot tell them apart"
+                .to_string(),
         );
     }
     if facts.flags & UMSDR != 0 {
@@ -241,6 +248,9 @@ fn failure(facts: &HttpFacts<'_>, config: &Config) -> Option<Diagnosis> {
     if !reset {
         return None;
     }
+    if let Some(timeout) = dead_peer_timeout(facts, &details, config) {
+        return diagnosis("upstream_dead_peer", dead_peer_explain(facts, timeout));
+    }
     if is_keepalive_race(facts, &details, config) {
         let idle = facts.reuse.idle_ms.unwrap_or_default();
         return diagnosis(
@@ -270,6 +280,64 @@ fn is_keepalive_race(facts: &HttpFacts<'_>, details: &str, config: &Config) -> b
         .elapsed_ms
         .is_some_and(|ms| ms <= config.race_window_ms);
     termination && idle && prompt
+}
+
+/// Linux gives up on unacknowledged data after `tcp_retries2` (15)
+/// retransmissions, about 924.6 s; no backend that is alive stays silent
+/// on a request that long without its own timeout firing first.
+pub const KERNEL_GIVE_UP_MS: u64 = 900_000;
+
+/// The connection ended (`connection_termination`, UC/UR) before any
+/// response, as long after the request as the kernel takes to give up on
+/// a peer that stopped acknowledging: the cluster's TCP_USER_TIMEOUT
+/// (`tcp_user_timeout_ms`; the kernel aborts at the first retransmission
+/// timer past it, measured at 1.4 s for 1 s, hence up to 2 T + 1 s), or
+/// the kernel's default give-up. The timeout that fits, or `None`.
+///
+/// A backend that crashes closes with a FIN or RST at whatever moment it
+/// dies, which Envoy reports with the same details: only the timing tells
+/// them apart, so a crash that lands in the window is named a dead peer too
+/// (the explanation says "consistent with").
+fn dead_peer_timeout(facts: &HttpFacts<'_>, details: &str, config: &Config) -> Option<u64> {
+    let termination = facts.flags & (UC | UR) != 0
+        && details.contains("before response started")
+        && details.contains("connection termination");
+    let elapsed = facts.elapsed_ms?;
+    if !termination {
+        return None;
+    }
+    if let Some(t) = config.tcp_user_timeout_ms {
+        if elapsed >= t && elapsed <= t.saturating_mul(2).saturating_add(1_000) {
+            return Some(t);
+        }
+    }
+    (elapsed >= KERNEL_GIVE_UP_MS).then_some(KERNEL_GIVE_UP_MS)
+}
+
+fn dead_peer_explain(facts: &HttpFacts<'_>, timeout: u64) -> String {
+    let elapsed = human_ms(facts.elapsed_ms.unwrap_or_default());
+    let which = if timeout == KERNEL_GIVE_UP_MS {
+        "the kernel's own retransmission give-up (tcp_retries2, about 15 min)".to_string()
+    } else {
+        format!("the cluster's TCP_USER_TIMEOUT ({})", human_ms(timeout))
+    };
+    let idle = match (facts.reuse.nth, facts.reuse.idle_ms) {
+        (2.., Some(idle)) => format!(
+            " on a connection reused after {} idle (request {}): a peer that died or was cut \
+             off while it sat idle leaves it half-open",
+            human_ms(idle),
+            facts.reuse.nth
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "the upstream connection ended {elapsed} after the request with nothing back, \
+         consistent with {which}: the peer stopped acknowledging (a dead host, a dropped \
+         NAT/conntrack entry, a partition) and the kernel gave up{idle}; not a keep-alive race \
+         and not a backend that answered: detect it sooner with TCP keepalive on the cluster \
+         (upstream_connection_options.tcp_keepalive) and a TCP_USER_TIMEOUT, bound the request \
+         with a route timeout and retry_on reset, and let outlier detection eject the host"
+    )
 }
 
 fn reset_explain(facts: &HttpFacts<'_>, details: &str, config: &Config) -> String {
@@ -316,14 +384,23 @@ fn reset_explain(facts: &HttpFacts<'_>, details: &str, config: &Config) -> Strin
     }
 }
 
+/// connect() failed with EADDRNOTAVAIL (errno 99): no local port was free
+/// for that destination. Envoy says "Cannot assign requested address" (or
+/// the errno) in `upstream.transport_failure_reason`.
+pub fn is_eaddrnotavail(failure: Option<&str>) -> bool {
+    let reason = normalized(failure);
+    reason.contains("cannot assign requested address") || reason.contains("error: 99")
+}
+
 /// The source-port advice, from the evidence: a pinned port only when every
 /// known connection to that host left from one port.
 fn source_address_explain(facts: &HttpFacts<'_>, shown: &str) -> String {
     match facts.pinned_port {
         Some(port) => format!(
-            "connect() failed with EADDRNOTAVAIL ({shown}): every connection to this host left \
-             from local port {port}, so the source port looks pinned and that 4-tuple is still \
-             in use; do not pin the source port (upstream_bind_config port_value)"
+            "connect() failed with EADDRNOTAVAIL ({shown}): every connection to this host the \
+             filter knows of (in flight or finished) left from local port {port}, so the source \
+             port looks pinned and that 4-tuple is still in use (open, or in TIME_WAIT); do not \
+             pin the source port (upstream_bind_config port_value)"
         ),
         None => format!(
             "connect() failed with EADDRNOTAVAIL ({shown}): no free local port to this host, the \

@@ -81,7 +81,8 @@ fn hash(parts: &[&str]) -> u64 {
     hasher.finish()
 }
 
-fn port(address: &str) -> Option<u16> {
+/// The port of `host:port` (`[v6]:port` too).
+pub fn port(address: &str) -> Option<u16> {
     address.rsplit_once(':')?.1.parse().ok()
 }
 
@@ -185,14 +186,18 @@ impl ReuseTable {
     /// The local port every known connection to `peer` uses, when there is
     /// at least one and they all use the same one: the evidence that the
     /// source port is pinned (the kernel picks a different ephemeral port
-    /// for each concurrent connection to one peer).
-    pub fn pinned_port(&self, peer: &str) -> Option<u16> {
+    /// for each concurrent connection to one peer). The known connections
+    /// are the table's (finished requests) and `in_flight`: the local ports
+    /// of connections to `peer` that carry a request right now, which the
+    /// table has not seen finish yet.
+    pub fn pinned_port(&self, peer: &str, in_flight: &[u16]) -> Option<u16> {
         let peer = hash(&[peer]);
         let mut ports = self
             .entries
             .values()
             .filter(|e| e.peer == peer)
-            .map(|e| e.local_port);
+            .map(|e| e.local_port)
+            .chain(in_flight.iter().map(|p| Some(*p)));
         let first = ports.next()??;
         ports.all(|p| p == Some(first)).then_some(first)
     }
@@ -365,12 +370,32 @@ mod tests {
     #[test]
     fn pinned_port_needs_every_known_connection_to_the_peer_on_one_port() {
         let mut table = ReuseTable::new(16);
-        assert_eq!(table.pinned_port(PEER), None, "no evidence");
+        assert_eq!(table.pinned_port(PEER, &[]), None, "no evidence");
         table.record("127.0.0.1:40000", PEER, 0, 1);
         table.record("127.0.0.1:40000", "10.0.0.1:1", 0, 1);
-        assert_eq!(table.pinned_port(PEER), Some(40000));
+        assert_eq!(table.pinned_port(PEER, &[]), Some(40000));
+        assert_eq!(table.pinned_port(PEER, &[40000]), Some(40000));
+        assert_eq!(table.pinned_port(PEER, &[40002]), None, "two ports");
         table.record("127.0.0.1:40001", PEER, 0, 1);
-        assert_eq!(table.pinned_port(PEER), None, "ephemeral ports");
-        assert_eq!(table.pinned_port("10.0.0.1:1"), Some(40000));
+        assert_eq!(table.pinned_port(PEER, &[]), None, "ephemeral ports");
+        assert_eq!(table.pinned_port("10.0.0.1:1", &[]), Some(40000));
+    }
+
+    #[test]
+    fn a_connection_in_flight_is_evidence_of_a_pinned_port() {
+        let table = ReuseTable::new(16);
+        // Nothing finished yet, one request in flight from port 40000: a
+        // second connect() to that peer failing means that port is pinned.
+        assert_eq!(table.pinned_port(PEER, &[40000]), Some(40000));
+        assert_eq!(table.pinned_port(PEER, &[40000, 40000]), Some(40000));
+        // Two in flight from two ports: the kernel picked them, ephemeral.
+        assert_eq!(table.pinned_port(PEER, &[40000, 40001]), None);
+    }
+
+    #[test]
+    fn ports_of_addresses() {
+        assert_eq!(port("127.0.0.1:40000"), Some(40000));
+        assert_eq!(port("[::1]:8080"), Some(8080));
+        assert_eq!(port("pipe"), None);
     }
 }

@@ -85,6 +85,23 @@ impl Proxy {
         self.connect().get(path).expect("a response from Envoy")
     }
 
+    /// `n` requests at once, one per connection, sent `gap` apart (in that
+    /// order), then every answer read; their statuses, sorted.
+    pub fn concurrent_statuses(&self, n: usize, gap: Duration) -> Vec<u16> {
+        let mut conns: Vec<_> = (0..n).map(|_| self.connect()).collect();
+        for conn in &mut conns {
+            conn.send_raw(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+                .expect("send");
+            std::thread::sleep(gap);
+        }
+        let mut statuses: Vec<u16> = conns
+            .iter_mut()
+            .map(|c| c.read_response().expect("a response").status)
+            .collect();
+        statuses.sort();
+        statuses
+    }
+
     /// The filter's events once `n` have been logged.
     pub fn events(&self, n: usize) -> Vec<Value> {
         let events = self.envoy.wait_events(n, TIMEOUT);

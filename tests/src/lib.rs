@@ -6,12 +6,25 @@ pub mod certs;
 pub mod filter_proxy;
 pub mod lab;
 pub mod raw_servers;
+pub mod silent_peer;
 
 pub use connlab::{backend, envoy_config, envoy_process, http1, paths};
 
 /// Loopback with a kernel-picked port.
 pub fn any_local_port() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// connlab-backend on loopback answering every request after `delay`.
+pub fn slow_backend(delay: std::time::Duration) -> backend::Running {
+    backend::spawn(
+        any_local_port(),
+        backend::Behaviour {
+            response_delay: delay,
+            ..Default::default()
+        },
+    )
+    .expect("start backend")
 }
 
 /// An address nothing listens on: a port the kernel handed out and that was
@@ -80,4 +93,28 @@ pub fn pinnable_port() -> u16 {
         .map(|i| 10_000 + (start + i) % span)
         .find(|port| TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], *port))).is_ok())
         .expect("a free port below the ephemeral range")
+}
+
+/// Two consecutive free ports inside the kernel's ephemeral range, for a
+/// socket's own `IP_LOCAL_PORT_RANGE`: a range that two connections
+/// exhaust. (The kernel clamps a socket's range into the system's, so the
+/// pair must lie inside it; nothing may listen on either.)
+pub fn ephemeral_port_pair() -> (u16, u16) {
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut bounds = range
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u16>().ok());
+    let (low, high) = (
+        bounds.next().unwrap_or(32768),
+        bounds.next().unwrap_or(60999),
+    );
+    let span = high.saturating_sub(low).max(2) - 1;
+    let start = (std::process::id() as u16).wrapping_mul(7919) % span;
+    let free = |port: u16| TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).is_ok();
+    (0..span)
+        .map(|i| low + (start + i) % span)
+        .find(|&port| free(port) && free(port + 1))
+        .map(|port| (port, port + 1))
+        .expect("two free ports in the ephemeral range")
 }

@@ -525,6 +525,7 @@ fn every_code_emitted_is_listed_and_every_listed_code_is_emitted() {
     let facts = [
         reset_on_reused(UC, TERMINATION, 5_900, 1),
         reset_on_reused(UC, TERMINATION, 5_900, 5_000),
+        reset_on_reused(UC, TERMINATION, 5_900, 924_600),
         reset_on_reused(UO, TERMINATION, 5_900, 1),
         reset_on_reused(UPE, TERMINATION, 5_900, 1),
         reset_on_reused(LR, TERMINATION, 5_900, 1),
@@ -574,4 +575,83 @@ fn every_code_emitted_is_listed_and_every_listed_code_is_emitted() {
     let mut listed = HTTP_CODES.to_vec();
     listed.sort();
     assert_eq!(seen, listed);
+}
+
+fn user_timeout(ms: u64) -> Config {
+    Config {
+        tcp_user_timeout_ms: Some(ms),
+        ..Config::default()
+    }
+}
+
+#[test]
+fn a_dead_peer_is_the_kernel_giving_up_at_the_user_timeout() {
+    // The half-open experiment: TCP_USER_TIMEOUT 10 s, the request on a
+    // connection reused after 1 s idle ended 10.6 s later, nothing back.
+    let facts = reset_on_reused(UC, TERMINATION, 1_000, 10_600);
+    let d = http(&facts, &user_timeout(10_000)).unwrap();
+    assert_eq!(d.code, "upstream_dead_peer");
+    for part in [
+        "10.6 s",
+        "TCP_USER_TIMEOUT (10.0 s)",
+        "half-open",
+        "outlier detection",
+    ] {
+        assert!(d.explain.contains(part), "{part}: {}", d.explain);
+    }
+    // Without the setting, the same reset is a late upstream reset.
+    assert_eq!(code(&facts), Some("upstream_reset"));
+    // The kernel's own give-up needs no setting.
+    assert_eq!(
+        code(&reset_on_reused(UC, TERMINATION, 1_000, 924_600)),
+        Some("upstream_dead_peer")
+    );
+}
+
+#[test]
+fn a_dead_peer_is_not_a_keepalive_race_a_crash_or_a_response_cut_short() {
+    let config = user_timeout(200);
+    // A keep-alive race answers within one round trip, before the user
+    // timeout could fire, even when that timeout is below race_window_ms.
+    let race = reset_on_reused(UC, TERMINATION, 5_900, 2);
+    assert_eq!(http(&race, &config).unwrap().code, "keepalive_race");
+    // A dead peer whose user timeout lies inside the race window is still
+    // a dead peer: the reset came at the timeout, not at once.
+    let dead = reset_on_reused(UC, TERMINATION, 5_900, 210);
+    assert_eq!(http(&dead, &config).unwrap().code, "upstream_dead_peer");
+    // A backend that crashed 1.5 s after the request, with a 10 s timeout.
+    let crash = reset_on_reused(UC, TERMINATION, 5_900, 1_500);
+    assert_eq!(
+        http(&crash, &user_timeout(10_000)).unwrap().code,
+        "upstream_reset"
+    );
+    // Past 2 T + 1 s the kernel would have given up long before.
+    let late = reset_on_reused(UC, TERMINATION, 5_900, 25_000);
+    assert_eq!(
+        http(&late, &user_timeout(10_000)).unwrap().code,
+        "upstream_reset"
+    );
+    // A reset after the response started, or an HTTP/2 stream reset.
+    for details in [
+        "upstream_reset_after_response_started{connection_termination}",
+        "upstream_reset_before_response_started{remote_reset}",
+    ] {
+        let other = reset_on_reused(UR, details, 5_900, 10_600);
+        assert_eq!(
+            http(&other, &user_timeout(10_000)).unwrap().code,
+            "upstream_reset"
+        );
+    }
+    // Envoy's own route timeout on a silent peer: upstream_timeout.
+    let ut = HttpFacts {
+        code: Some(504),
+        flags: UT,
+        details: Some("response_timeout"),
+        reuse: reused(2, 1_000),
+        elapsed_ms: Some(15_000),
+        ..Default::default()
+    };
+    let d = http(&ut, &user_timeout(10_000)).unwrap();
+    assert_eq!(d.code, "upstream_timeout");
+    assert!(d.explain.contains("cannot tell"), "{}", d.explain);
 }

@@ -14,17 +14,30 @@ use crate::config::Events;
 use crate::diagnose::{self, Diagnosis, HttpFacts};
 use crate::event::{HttpEvent, Upstream};
 use crate::flags::{self, UF, UH, UO};
-use crate::reuse::Reuse;
+use crate::reuse::{port, Reuse};
 
 pub(crate) struct Request {
     shared: Rc<Shared>,
+    /// This request's context id (for `set_effective_context`).
+    id: u32,
 }
 
 impl Request {
-    pub fn new(shared: Rc<Shared>) -> Self {
-        Request { shared }
+    pub fn new(shared: Rc<Shared>, id: u32) -> Self {
+        shared.in_flight.borrow_mut().insert(id);
+        Request { shared, id }
     }
 }
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        self.shared.in_flight.borrow_mut().remove(&self.id);
+    }
+}
+
+/// Most other requests a failed connect looks at (bounds the cost of an
+/// EADDRNOTAVAIL storm: each failure reads two attributes of each).
+const MAX_IN_FLIGHT_LOOKS: usize = 64;
 
 /// The attributes every request reads; the rest only when needed.
 struct Outcome {
@@ -136,8 +149,14 @@ impl Request {
         let cluster = (outcome.flags & (UO | UH) != 0)
             .then(|| read_string(&["xds", "cluster_name"]))
             .flatten();
-        let pinned_port = match (&outcome.peer, outcome.flags & UF != 0) {
-            (Some(peer), true) => self.shared.table.borrow().pinned_port(peer),
+        let pinned_port = match &outcome.peer {
+            Some(peer)
+                if outcome.flags & UF != 0
+                    && diagnose::is_eaddrnotavail(reasons.failure.as_deref()) =>
+            {
+                let in_flight = self.in_flight_ports(peer);
+                self.shared.table.borrow().pinned_port(peer, &in_flight)
+            }
             _ => None,
         };
         let retried = outcome.attempts.unwrap_or(1) > 1;
@@ -157,6 +176,40 @@ impl Request {
         };
         let diagnosis = diagnose::http(&facts, &self.shared.config);
         (Some(reasons), diagnosis)
+    }
+}
+
+impl Request {
+    /// The local ports of the upstream connections to `peer` that other
+    /// requests on this worker hold right now: their attributes, read as
+    /// their contexts (`set_effective_context`). A connection still in
+    /// flight is not in the reuse table yet, and it is exactly the one a
+    /// pinned port collides with when two requests overlap.
+    fn in_flight_ports(&self, peer: &str) -> Vec<u16> {
+        let others: Vec<u32> = self
+            .shared
+            .in_flight
+            .borrow()
+            .iter()
+            .copied()
+            .filter(|id| *id != self.id)
+            .take(MAX_IN_FLIGHT_LOOKS)
+            .collect();
+        let mut ports = Vec::new();
+        for id in others {
+            if hostcalls::set_effective_context(id).is_err() {
+                continue;
+            }
+            if read_string(&["upstream", "address"]).as_deref() != Some(peer) {
+                continue;
+            }
+            if let Some(port) = read_string(&["upstream", "local_address"]).and_then(|a| port(&a)) {
+                ports.push(port);
+            }
+        }
+        // Back to this request's own attributes.
+        let _ = hostcalls::set_effective_context(self.id);
+        ports
     }
 }
 

@@ -13,6 +13,7 @@ mod metrics;
 mod net;
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -58,6 +59,9 @@ pub(crate) struct Shared {
     pub limiter: RefCell<EventLimiter>,
     /// Evictions already handed to the metric.
     evictions_counted: std::cell::Cell<u64>,
+    /// The HTTP contexts alive on this worker (requests in flight): where
+    /// a failed connect looks for the connections other requests hold now.
+    pub in_flight: RefCell<HashSet<u32>>,
 }
 
 impl Shared {
@@ -118,6 +122,7 @@ impl RootContext for Root {
             metrics,
             limiter,
             evictions_counted: std::cell::Cell::new(0),
+            in_flight: RefCell::new(HashSet::new()),
         }));
         if !self.kind.is_noop() && hostcalls::set_tick_period(FLUSH_PERIOD).is_err() {
             // Without a tick the metrics are never handed over; events still
@@ -155,10 +160,12 @@ impl RootContext for Root {
         })
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         // The SDK aborts the VM on None, so always return a context.
         match (&self.shared, self.kind) {
-            (Some(shared), Kind::Http) => Some(Box::new(http::Request::new(Rc::clone(shared)))),
+            (Some(shared), Kind::Http) => {
+                Some(Box::new(http::Request::new(Rc::clone(shared), context_id)))
+            }
             _ => Some(Box::new(Noop)),
         }
     }

@@ -36,6 +36,12 @@ pub fn fix(code: &str) -> Option<&'static str> {
             "the upstream did not answer within the route timeout: if its node died, pooled \
              connections are half-open; set per-try timeouts, TCP keep-alive or TCP_USER_TIMEOUT"
         }
+        "upstream_dead_peer" => {
+            "the peer stopped acknowledging (dead node, dropped NAT entry): enable TCP keepalive on \
+             the cluster so idle pooled connections to it die before reuse, keep a TCP_USER_TIMEOUT \
+             (socket option 6/18) for requests in flight, add a route timeout with retry_on reset, \
+             and outlier detection to eject the host"
+        }
         "upstream_reset" => {
             "the backend reset a connection that was not idle-reused: look at the backend (crash, \
              connection limits, a Connection: close it did not send)"
@@ -84,7 +90,7 @@ pub fn replay(code: &str, idle_ms: Option<u64>, config: &Config) -> Option<(&'st
         "retried_then_ok" => ("keepalive-race", Some("retry-hidden".to_string())),
         "source_address_conflict" => ("source-port-reuse", None),
         "plaintext_on_tls" | "sniff_fallthrough" => ("sniff-timeout", None),
-        "upstream_timeout" | "connect_timeout" => ("half-open", None),
+        "upstream_timeout" | "connect_timeout" | "upstream_dead_peer" => ("half-open", None),
         _ => return None,
     })
 }

@@ -86,7 +86,7 @@ impl Connections {
             None
         } else {
             let pinned_port = match (&r.upstream_host, r.flags & UF != 0) {
-                (Some(host), true) => self.table.pinned_port(host),
+                (Some(host), true) => self.table.pinned_port(host, &[]),
                 _ => None,
             };
             diagnose::http(&facts(r, reuse, pinned_port), config)
