@@ -49,7 +49,11 @@ fn assert_precise(outcome: &Outcome, verdict: Verdict, reuse: &str, challenge_ac
     assert_eq!(outcome.verdict, verdict, "{outcome:#?}");
     assert_eq!(packets(outcome, "server_closed_first"), 1, "{outcome:#?}");
     assert_eq!(packets(outcome, reuse), 1, "{outcome:#?}");
-    assert_eq!(packets(outcome, "challenge_acks"), challenge_acks, "{outcome:#?}");
+    assert_eq!(
+        packets(outcome, "challenge_acks"),
+        challenge_acks,
+        "{outcome:#?}"
+    );
 }
 
 #[test]
@@ -57,7 +61,10 @@ fn precise() {
     let outcome = run_variant(SCENARIO, "precise");
     assert_precise(&outcome, Verdict::Reproduced, "below/reset", 3);
     assert!(
-        outcome.checks.iter().any(|c| c.check.contains(SEED_LINE) && c.seen == Some(1)),
+        outcome
+            .checks
+            .iter()
+            .any(|c| c.check.contains(SEED_LINE) && c.seen == Some(1)),
         "{outcome:#?}"
     );
     snapshot(&outcome);
@@ -96,7 +103,10 @@ fn load() {
     let outcome = run_variant(SCENARIO, "load");
     assert_eq!(outcome.verdict, Verdict::Reproduced, "{outcome:#?}");
     assert!(packets(&outcome, "challenge_acks") >= 1, "{outcome:#?}");
-    assert!(outcome.client.get("connect_110").is_some_and(|n| *n >= 1), "{outcome:#?}");
+    assert!(
+        outcome.client.get("connect_110").is_some_and(|n| *n >= 1),
+        "{outcome:#?}"
+    );
     // Every failure is a connect timeout (or a request the run's end cut).
     let other: Vec<_> = outcome
         .client
@@ -112,6 +122,10 @@ fn load_persistent() {
     let outcome = run_variant(SCENARIO, "load-persistent");
     assert_eq!(outcome.verdict, Verdict::Fixed, "{outcome:#?}");
     assert_eq!(packets(&outcome, "server_closed_first"), 0, "{outcome:#?}");
-    assert_eq!(outcome.client.keys().collect::<Vec<_>>(), ["200"], "{outcome:#?}");
+    assert_eq!(
+        outcome.client.keys().collect::<Vec<_>>(),
+        ["200"],
+        "{outcome:#?}"
+    );
     snapshot_load(&outcome);
 }

@@ -89,7 +89,9 @@ impl Packets {
             near_column: 1,
             far_column: 0,
         };
-        let title = format!("tcpdump at {node}: the first SYN that met TIME_WAIT (else the first connection)");
+        let title = format!(
+            "tcpdump at {node}: the first SYN that met TIME_WAIT (else the first connection)"
+        );
         Ladder::from_sides(&title, &["peer (as the node sees it)", node], &[side]).to_svg()
     }
 }

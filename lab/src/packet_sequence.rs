@@ -301,11 +301,19 @@ pub fn ladder_excerpt(conversations: &[Conversation], max: usize) -> Vec<Segment
         .or(reuses.first());
     let Some((conversation, reuse)) = first else {
         let segments = conversations.first().map(|c| c.segments.as_slice());
-        return segments.unwrap_or_default().iter().take(max).copied().collect();
+        return segments
+            .unwrap_or_default()
+            .iter()
+            .take(max)
+            .copied()
+            .collect();
     };
     let segments = &conversation.segments;
     let from_peer_syn = |s: &Segment| s.from != conversation.server && is_syn(s);
-    let Some(at) = segments.iter().position(|s| s.t_ns == reuse.t_ns && from_peer_syn(s)) else {
+    let Some(at) = segments
+        .iter()
+        .position(|s| s.t_ns == reuse.t_ns && from_peer_syn(s))
+    else {
         return Vec::new();
     };
     let start = segments[..at].iter().rposition(from_peer_syn).unwrap_or(0);
@@ -485,10 +493,16 @@ pub(crate) mod tests {
         segments.push(seg(58_000_000, false, S, above, 0, 0));
         segments.push(seg(58_000_100, true, S | A, 5, above + 1, 0));
         let reuses = time_wait_reuses(&one(&segments));
-        let results: Vec<_> = reuses.iter().map(|r| (r.isn_above_rcv_nxt, r.result)).collect();
+        let results: Vec<_> = reuses
+            .iter()
+            .map(|r| (r.isn_above_rcv_nxt, r.result))
+            .collect();
         assert_eq!(
             results,
-            [(false, ReuseResult::Unanswered), (true, ReuseResult::Accepted)]
+            [
+                (false, ReuseResult::Unanswered),
+                (true, ReuseResult::Accepted)
+            ]
         );
         assert_eq!((reuses[0].syns, reuses[0].challenge_acks), (2, 2));
         let counts = reuse_counts(&segments, |s| s == server());
@@ -506,7 +520,10 @@ pub(crate) mod tests {
         segments.push(seg(70_000_000, false, S, 1_640_887_617 + 10_000, 0, 0));
         let excerpt = ladder_excerpt(&crate::pcap::conversations(&segments), 60);
         assert_eq!(excerpt.len(), 17);
-        assert_eq!(ladder_excerpt(&crate::pcap::conversations(&segments), 5).len(), 5);
+        assert_eq!(
+            ladder_excerpt(&crate::pcap::conversations(&segments), 5).len(),
+            5
+        );
     }
 
     #[test]

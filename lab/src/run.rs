@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
-use crate::check;
 use crate::capture::Capture;
+use crate::check;
 use crate::evidence::{Evidence, Packets};
 use crate::outcome::Outcome;
 use crate::progress::{self, Phase, Workload};

@@ -193,7 +193,9 @@ fn packets_are_unknown_until_captured_and_count_what_the_node_served() {
     use crate::packet_sequence::tests::seed_capture;
     let challenge = check(r#"{ packets = "challenge_acks", at = "server" }"#);
     let seed_line = ">S <S. >. >P. <. <P. <F. >. >F. <. >S <. >S <. >S <. >R.";
-    let conversation = check(&format!(r#"{{ conversation = "{seed_line}", at = "server" }}"#));
+    let conversation = check(&format!(
+        r#"{{ conversation = "{seed_line}", at = "server" }}"#
+    ));
     let mut seen = evidence(&[200], &[], Some(0));
     assert_eq!(
         measure(&challenge, &seen),

@@ -277,7 +277,12 @@ mod tests {
 
     #[test]
     fn packets_checks_name_a_known_count_at_a_node() {
-        for name in ["challenge_acks", "server_closed_first", "reuses", "below/reset"] {
+        for name in [
+            "challenge_acks",
+            "server_closed_first",
+            "reuses",
+            "below/reset",
+        ] {
             let c = check(&format!(r#"{{ packets = "{name}", at = "server" }}"#)).unwrap();
             assert_eq!(c.measure, Measure::Packets(name.into()));
         }

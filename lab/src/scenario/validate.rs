@@ -117,7 +117,10 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
                         if !v.nodes.contains_key(other) || other == name {
                             return err(
                                 format!("{path}.command[{i}]"),
-                                format!("`{{ip:{other}}}`: no other node `{other}` (nodes: {})", names(v)),
+                                format!(
+                                    "`{{ip:{other}}}`: no other node `{other}` (nodes: {})",
+                                    names(v)
+                                ),
                             );
                         }
                     }
