@@ -24,7 +24,7 @@ export INSTA_UPDATE ?= no
 # real-Envoy tests against each.
 ENVOY_VERSIONS := 1.36.4 1.37.0 1.38.2 1.39.3 1.40.0
 
-.PHONY: help host-tools filter envoy image test lint-workflows lab-run lab-stability bench-filter fuzz-filter filter-image test-envoy-versions
+.PHONY: help host-tools filter envoy image test lint-workflows lab-run lab-stability bench-filter fuzz-filter filter-image test-envoy-versions compose-files
 
 help:
 	@echo "make lab-run   replay every scenario; HTML report in $(REPORT_DIR)/index.html"
@@ -34,6 +34,7 @@ help:
 	@echo "make lab-stability  every variant 10 times; verdicts and counts must not change"
 	@echo "make lint-workflows  check .github/workflows against GitHub's schema (part of make test)"
 	@echo "make image     build the lab image (no registry needed), tag in target/lab-image.tag"
+	@echo "make compose-files  regenerate compose/<scenario>/<variant>.yaml from every scenario file"
 	@echo "make bench-filter  Envoy CPU per request: no filter, empty wasm, connlab, native log"
 	@echo "make fuzz-filter   long fuzz run of the filter's wire and config parsers"
 	@echo "make test-envoy-versions  the filter's real-Envoy tests on Envoy $(ENVOY_VERSIONS)"
@@ -69,6 +70,11 @@ test: host-tools filter envoy image lint-workflows
 
 lab-run: filter envoy image
 	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo run --locked --quiet -p connlab-lab --bin connlab -- run --all --report $(REPORT_DIR) --junit $(REPORT_DIR)/junit.xml
+
+# The checked-in docker-compose files, one per variant of every scenario
+# (lab/tests/compose_files.rs fails when they drift from the scenario files).
+compose-files:
+	cargo run --locked --quiet -p connlab-lab --bin connlab -- compose --all
 
 # Every variant 10 times in a row: verdict and counts must be identical.
 lab-stability: filter envoy image

@@ -9,6 +9,7 @@ missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null ||
   command -v google-chrome >/dev/null || missing+=(chromium)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "connlab: installing ${missing[*]}" >&2
   apt-get update -qq

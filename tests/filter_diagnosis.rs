@@ -224,3 +224,45 @@ fn connect_timeout_to_a_listener_whose_backlog_is_full() {
     assert_eq!(proxy.get("/").status, 503);
     assert_diagnosis(&proxy, "connect_timeout", 503, "UF");
 }
+
+/// Envoy in front of one host that fails its TCP health check (nothing
+/// listens), with the cluster's panic threshold at `panic_percent`; the
+/// answer to one request, once Envoy has seen the check fail.
+fn behind_a_failed_health_check(panic_percent: u32) -> (Proxy, u16) {
+    let mut upstream = cluster("upstream", &[closed_port()]);
+    upstream["health_checks"] = json!([{
+        "timeout": "0.2s", "interval": "0.1s", "unhealthy_threshold": 1,
+        "healthy_threshold": 1, "tcp_health_check": {},
+    }]);
+    upstream["common_lb_config"] = json!({"healthy_panic_threshold": {"value": panic_percent}});
+    let proxy = Proxy::start(json!({}), the_route(), upstream);
+    let failures = connlab_tests::wait_stat(
+        &proxy.envoy,
+        "cluster.upstream.health_check.failure",
+        1,
+        Duration::from_secs(5),
+    );
+    assert!(failures >= 1, "the health check failed");
+    let status = proxy.get("/").status;
+    (proxy, status)
+}
+
+#[test]
+fn no_healthy_upstream_when_every_host_failed_its_health_check() {
+    // Panic threshold 0: Envoy never falls back to unhealthy hosts.
+    let (proxy, status) = behind_a_failed_health_check(0);
+    assert_eq!(status, 503);
+    let event = assert_diagnosis(&proxy, "no_healthy_upstream", 503, "UH");
+    let explain = event["explain"].as_str().unwrap_or_default();
+    assert!(explain.contains("cluster `upstream`"), "{explain}");
+}
+
+#[test]
+fn an_unhealthy_host_tried_in_panic_mode_is_not_no_healthy_upstream() {
+    // The nearest case: the same failed host, Envoy's default panic
+    // threshold (50 %): with no healthy host Envoy routes to all of them,
+    // so the request is tried and refused (UF), not rejected (UH).
+    let (proxy, status) = behind_a_failed_health_check(50);
+    assert_eq!(status, 503);
+    assert_diagnosis(&proxy, "connect_refused", 503, "UF");
+}

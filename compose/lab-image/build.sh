@@ -23,7 +23,8 @@ HERE=compose/lab-image
 BACKENDS=compose/backends
 SCRIPTS=compose/scripts
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-BINS=(connlab-backend connlab-delay)
+# connlab-certs: compose files issue their Envoys' certificates at `up` time.
+BINS=(connlab-backend connlab-delay connlab-certs)
 # Another part of the lab writes the client; take it once it exists.
 [ -f lab/src/bin/connlab-client.rs ] && BINS+=(connlab-client)
 

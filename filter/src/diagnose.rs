@@ -65,6 +65,9 @@ pub struct HttpFacts<'a> {
     /// The gRPC status (`grpc-status` trailer or header), read only for
     /// retried requests.
     pub grpc_status: Option<i64>,
+    /// The response opened a tunnel: `101` (WebSocket and other upgrades)
+    /// or a `CONNECT` answered 2xx.
+    pub tunnel: bool,
 }
 
 fn diagnosis(code: &'static str, explain: String) -> Option<Diagnosis> {
@@ -223,15 +226,23 @@ fn failure(facts: &HttpFacts<'_>, config: &Config) -> Option<Diagnosis> {
         );
     }
     if facts.flags & UPE != 0 {
-        return diagnosis(
-            "upstream_protocol_error",
+        let shown = facts.details.unwrap_or("no details");
+        // Measured: an HTTP/1 body the backend resets short of its
+        // content-length is a protocol error after the response started.
+        let explain = if details.contains("after response started") {
             format!(
-                "the upstream's response broke the HTTP protocol (UPE: {}): Envoy could not \
-                 parse it; a server answering another protocol on that port, or a malformed \
-                 response",
-                facts.details.unwrap_or("no details")
-            ),
-        );
+                "the upstream's response broke off after it had started (UPE: {shown}): Envoy \
+                 reports a body cut short of its content-length (the backend closed or reset \
+                 mid-body) or a malformed chunk as a protocol error"
+            )
+        } else {
+            format!(
+                "the upstream's response broke the HTTP protocol (UPE: {shown}): Envoy could \
+                 not parse it; a server answering another protocol on that port, or a \
+                 malformed response"
+            )
+        };
+        return diagnosis("upstream_protocol_error", explain);
     }
     if facts.flags & LR != 0 {
         return diagnosis(
@@ -246,6 +257,13 @@ fn failure(facts: &HttpFacts<'_>, config: &Config) -> Option<Diagnosis> {
     }
     let reset = facts.flags & (UC | UR) != 0 || details.contains("upstream reset");
     if !reset {
+        return None;
+    }
+    // A tunnel ends when one side closes it, and Envoy reports the backend's
+    // close as a termination after the response started whether it was a
+    // FIN or an RST (measured: the same flags and details for both), so
+    // naming a reset would be a guess on every WebSocket a server closes.
+    if facts.tunnel && details.contains("after response started") {
         return None;
     }
     if let Some(timeout) = dead_peer_timeout(facts, &details, config) {
@@ -352,7 +370,9 @@ fn reset_explain(facts: &HttpFacts<'_>, details: &str, config: &Config) -> Strin
     if details.contains("remote reset") || details.contains("remote refused stream reset") {
         return format!(
             "the upstream reset this stream ({shown}: an HTTP/2 RST_STREAM or GOAWAY from the \
-             backend) before answering; the connection itself was not found idle"
+             backend, or Envoy's own codec rejecting the response, which Envoy reports the same \
+             way: see the cluster's http2.rx_messaging_error and http2.header_overflow stats) \
+             before answering; the connection itself was not found idle"
         );
     }
     if reuse.forgotten {

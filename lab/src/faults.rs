@@ -92,7 +92,14 @@ impl Fault {
         Duration::from_millis(ms)
     }
 
-    pub async fn inject(&self, lab: &Lab) -> Result<(), LabError> {
+    /// What injecting it takes, step by step: the lab runs these (`inject`)
+    /// and `connlab compose` writes them out as `docker-compose` commands.
+    pub fn steps(&self) -> Vec<Step> {
+        let exec = |target: &str, cmd: &[&str], detach: bool| Step::Exec {
+            target: target.to_string(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            detach,
+        };
         match self {
             Fault::Delay {
                 target,
@@ -103,50 +110,94 @@ impl Fault {
                 ..
             } => {
                 let (delay, loss) = (delay_ms.to_string(), loss_percent.to_string());
-                lab.exec_detached(
-                    target,
-                    &[
-                        "connlab-delay",
-                        "--queue",
-                        QUEUE,
-                        "--delay-ms",
-                        &delay,
-                        "--loss-percent",
-                        &loss,
-                    ],
-                )
-                .await?;
-                // The delayer binds the queue before the rule sends packets
-                // to it; until then a queued packet would be dropped.
-                lab.wait_until(
-                    target,
-                    &format!("grep -qE '^ *{QUEUE} ' /proc/net/netfilter/nfnetlink_queue"),
-                    Duration::from_secs(10),
-                )
-                .await?;
+                let delayer = [
+                    "connlab-delay",
+                    "--queue",
+                    QUEUE,
+                    "--delay-ms",
+                    &delay,
+                    "--loss-percent",
+                    &loss,
+                ];
                 let sport = sport.to_string();
                 let mut rule = vec!["iptables", "-A", "OUTPUT", "-p", "tcp", "--sport", &sport];
                 if let Some(flags) = tcp_flags {
                     rule.extend(["--tcp-flags", flags.iptables(), flags.iptables()]);
                 }
                 rule.extend(["-j", "NFQUEUE", "--queue-num", QUEUE]);
-                lab.exec_ok(target, &rule).await?;
+                vec![
+                    exec(target, &delayer, true),
+                    // The delayer binds the queue before the rule sends
+                    // packets to it; until then a queued packet would be
+                    // dropped.
+                    Step::WaitUntil {
+                        target: target.clone(),
+                        probe: format!(
+                            "grep -qE '^ *{QUEUE} ' /proc/net/netfilter/nfnetlink_queue"
+                        ),
+                    },
+                    exec(target, &rule, false),
+                ]
             }
-            Fault::Blackhole { target, .. } => {
-                for chain in ["INPUT", "OUTPUT"] {
-                    let iface = if chain == "INPUT" { "-i" } else { "-o" };
-                    lab.exec_ok(
+            Fault::Blackhole { target, .. } => ["INPUT", "OUTPUT"]
+                .iter()
+                .map(|chain| {
+                    let iface = if *chain == "INPUT" { "-i" } else { "-o" };
+                    exec(
                         target,
                         &["iptables", "-A", chain, "!", iface, "lo", "-j", "DROP"],
+                        false,
                     )
-                    .await?;
+                })
+                .collect(),
+            Fault::Pause { target, .. } => vec![Step::Pause(target.clone())],
+            Fault::Kill { target, .. } => vec![Step::Kill(target.clone())],
+        }
+    }
+
+    pub async fn inject(&self, lab: &Lab) -> Result<(), LabError> {
+        for step in self.steps() {
+            match step {
+                Step::Exec {
+                    target,
+                    cmd,
+                    detach,
+                } => {
+                    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+                    if detach {
+                        lab.exec_detached(&target, &cmd).await?;
+                    } else {
+                        lab.exec_ok(&target, &cmd).await?;
+                    }
                 }
+                Step::WaitUntil { target, probe } => {
+                    lab.wait_until(&target, &probe, Duration::from_secs(10))
+                        .await?
+                }
+                Step::Pause(target) => lab.pause(&target).await?,
+                Step::Kill(target) => lab.kill(&target).await?,
             }
-            Fault::Pause { target, .. } => lab.pause(target).await?,
-            Fault::Kill { target, .. } => lab.kill(target).await?,
         }
         Ok(())
     }
+}
+
+/// One step of injecting a fault, in a node's container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Run a command (to completion, or `detach`ed: it runs on beside the
+    /// topology).
+    Exec {
+        target: String,
+        cmd: Vec<String>,
+        detach: bool,
+    },
+    /// Wait until a shell snippet succeeds.
+    WaitUntil { target: String, probe: String },
+    /// Freeze the container's processes (docker pause).
+    Pause(String),
+    /// Stop the container abruptly (docker kill).
+    Kill(String),
 }
 
 /// Injects the faults in time order; `at` 0 faults before the workload

@@ -8,6 +8,7 @@ pub mod capture;
 pub mod certs;
 pub mod check;
 pub mod client;
+pub mod compose;
 pub mod diagnose;
 pub mod envoy_config;
 pub mod envoy_process;

@@ -48,7 +48,10 @@ pub async fn run_variant(
     ))
 }
 
-fn spec(
+/// What every kind of node's container has: name, networks, kernel
+/// settings, capabilities, its gateway's address. Each kind's role module
+/// sets the command.
+pub fn spec(
     variant: &Variant,
     name: &str,
     node: &Node,
@@ -78,9 +81,10 @@ fn spec(
     })
 }
 
-/// Where each started node can be reached, per network.
+/// Where each node can be reached, per network: learnt from Docker as nodes
+/// start, or assigned up front (`connlab compose`).
 #[derive(Default)]
-struct Addresses(BTreeMap<String, Vec<(String, IpAddr)>>);
+pub struct Addresses(pub BTreeMap<String, Vec<(String, IpAddr)>>);
 
 impl Addresses {
     async fn learn(&mut self, lab: &Lab, name: &str) -> Result<(), LabError> {
@@ -90,7 +94,7 @@ impl Addresses {
 
     /// A node's address as seen from a node on `from`: on a network they
     /// share, else its first one (reached through a router).
-    fn ip(&self, from: &[String], name: &str) -> Option<IpAddr> {
+    pub fn ip(&self, from: &[String], name: &str) -> Option<IpAddr> {
         let addresses = self.0.get(name)?;
         addresses
             .iter()
@@ -100,7 +104,7 @@ impl Addresses {
     }
 
     /// `node[:port]` as seen from a node on `from` (see `ip`).
-    fn reach(&self, variant: &Variant, from: &[String], target: &str) -> Option<SocketAddr> {
+    pub fn reach(&self, variant: &Variant, from: &[String], target: &str) -> Option<SocketAddr> {
         let (name, port) = match target.split_once(':') {
             Some((name, port)) => (name, port.parse().ok()?),
             None => (
@@ -112,7 +116,7 @@ impl Addresses {
     }
 
     /// `{ip:NODE}` in each word replaced by NODE's address as seen from `from`.
-    fn fill(&self, from: &[String], words: &[String]) -> Result<Vec<String>, String> {
+    pub fn fill(&self, from: &[String], words: &[String]) -> Result<Vec<String>, String> {
         words
             .iter()
             .map(|word| {

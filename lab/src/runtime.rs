@@ -14,7 +14,7 @@ use testcontainers::bollard::exec::{CreateExecOptions, StartExecOptions, StartEx
 use testcontainers::bollard::models::{NetworkConnectRequest, NetworkCreateRequest};
 use testcontainers::bollard::query_parameters::{
     InspectContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    RemoveContainerOptionsBuilder,
+    ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptions,
 };
 use testcontainers::bollard::Docker;
 use testcontainers::core::{Mount, WaitFor};
@@ -527,7 +527,8 @@ async fn remove_run_settled(docker: &Docker, run_id: &str) {
     }
 }
 
-/// Removes a run's containers, then its networks; whether it found any.
+/// Removes a run's containers, then its networks and volumes; whether it
+/// found containers or networks.
 async fn remove_run(docker: &Docker, run_id: &str) -> bool {
     let containers = docker
         .list_containers(Some(
@@ -562,6 +563,22 @@ async fn remove_run(docker: &Docker, run_id: &str) -> bool {
             let _ = docker.remove_network(&id).await;
         }
     }
+    // Compose projects keep their shared directory in a named volume.
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::default()
+                .filters(&filter(LABEL_RUN, run_id))
+                .build(),
+        ))
+        .await
+        .ok()
+        .and_then(|list| list.volumes)
+        .unwrap_or_default();
+    for volume in volumes {
+        let _ = docker
+            .remove_volume(&volume.name, None::<RemoveVolumeOptions>)
+            .await;
+    }
     found
 }
 
@@ -588,8 +605,21 @@ pub async fn sweep_dead_runs(docker: &Docker) {
         .await
         .unwrap_or_default();
     let network_labels = networks.into_iter().filter_map(|n| n.labels);
-    for labels in container_labels.chain(network_labels) {
-        let alive = labels.get(LABEL_PID).is_some_and(|pid| pid_alive(pid));
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::default().filters(&all).build(),
+        ))
+        .await
+        .ok()
+        .and_then(|list| list.volumes)
+        .unwrap_or_default();
+    let volume_labels = volumes.into_iter().map(|v| v.labels);
+    for labels in container_labels.chain(network_labels).chain(volume_labels) {
+        // An empty pid: a compose project a person brought up by hand
+        // (`connlab compose`); theirs to take down.
+        let alive = labels
+            .get(LABEL_PID)
+            .is_some_and(|pid| pid.is_empty() || pid_alive(pid));
         if let (false, Some(run)) = (alive, labels.get(LABEL_RUN)) {
             dead_runs.insert(run.clone());
         }

@@ -231,28 +231,50 @@ pub fn never_answers() -> Server {
     })
 }
 
-/// Answers an upgrade (WebSocket) handshake with `101 Switching Protocols`,
-/// reads what the tunnel carries until `reset_after` bytes arrived, then
-/// resets the connection: a tunnel that ends in a reset.
-pub fn upgrade_then_reset(reset_after: usize) -> Server {
+/// How a tunnel's backend ends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelEnd {
+    /// An RST (SO_LINGER 0): the tunnel is cut.
+    Reset,
+    /// A FIN after its reply: the tunnel ends cleanly.
+    Close,
+}
+
+/// Answers a tunnel's request head with `answer` (a WebSocket `101` or a
+/// CONNECT `200`), reads what the tunnel carries until `after` bytes
+/// arrived, echoes `bye`, then ends the connection as `end` says.
+pub fn tunnel(answer: &'static [u8], after: usize, end: TunnelEnd) -> Server {
     serve(move |_, mut stream| {
-        if !read_head(&mut stream) {
-            return;
-        }
-        let answer = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n";
-        if stream.write_all(answer).is_err() {
+        if !read_head(&mut stream) || stream.write_all(answer).is_err() {
             return;
         }
         let mut seen = 0;
         let mut buf = [0u8; 1024];
-        while seen < reset_after {
+        while seen < after {
             match stream.read(&mut buf) {
                 Ok(n @ 1..) => seen += n,
                 _ => return,
             }
         }
-        reset(stream);
+        match end {
+            TunnelEnd::Reset => reset(stream),
+            TunnelEnd::Close => {
+                let _ = stream.write_all(b"bye");
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
     })
+}
+
+pub const WEBSOCKET_101: &[u8] =
+    b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n";
+pub const CONNECT_200: &[u8] = b"HTTP/1.1 200 OK\r\n\r\n";
+
+/// Answers an upgrade (WebSocket) handshake with `101 Switching Protocols`,
+/// reads what the tunnel carries until `reset_after` bytes arrived, then
+/// resets the connection: a tunnel that ends in a reset.
+pub fn upgrade_then_reset(reset_after: usize) -> Server {
+    tunnel(WEBSOCKET_101, reset_after, TunnelEnd::Reset)
 }
 
 /// A minimal HTTP/2 (h2c, prior knowledge) server: answers each connection's
@@ -261,53 +283,137 @@ pub fn upgrade_then_reset(reset_after: usize) -> Server {
 /// Envoy's codec needs: SETTINGS, their ACK, HEADERS read by stream id
 /// (no HPACK decoding), `:status 200` encoded as the static-table index 8.
 pub fn h2_reset_later_streams(goaway: bool) -> Server {
+    serve_h2(move || {
+        let mut answered = 0u32;
+        move |frame: &H2Frame| match frame.kind {
+            // HEADERS: answer the first stream, reset the others.
+            1 if answered == 0 => {
+                answered += 1;
+                // END_STREAM | END_HEADERS, ":status: 200".
+                Some(h2_frame(1, 0x5, frame.id, &[0x88]))
+            }
+            1 if goaway => {
+                let mut body = (frame.id.saturating_sub(2)).to_be_bytes().to_vec();
+                body.extend_from_slice(&7u32.to_be_bytes()); // REFUSED_STREAM
+                Some(h2_frame(7, 0, 0, &body))
+            }
+            // RST_STREAM INTERNAL_ERROR.
+            1 => Some(h2_frame(3, 0, frame.id, &2u32.to_be_bytes())),
+            _ => None,
+        }
+    })
+}
+
+/// An h2c (prior knowledge) server answering the `n`th request it sees
+/// (over all connections, from 0) with one HEADERS frame that ends the
+/// stream: `:status 200` and the headers `answer(n)` gives, as HPACK
+/// literals without indexing or Huffman (what Envoy's codec needs).
+pub fn h2_headers_only(
+    answer: impl Fn(usize) -> Vec<(String, String)> + Send + Sync + 'static,
+) -> Server {
+    let next = Arc::new(AtomicUsize::new(0));
+    let answer = Arc::new(answer);
+    serve_h2(move || {
+        let (next, answer) = (Arc::clone(&next), Arc::clone(&answer));
+        move |frame: &H2Frame| {
+            // Only the frame that ends the request (HEADERS or DATA with
+            // END_STREAM) is answered.
+            if !matches!(frame.kind, 0 | 1) || frame.flags & 1 == 0 {
+                return None;
+            }
+            let mut block = vec![0x88]; // :status 200
+            for (name, value) in answer(next.fetch_add(1, Ordering::SeqCst)) {
+                block.push(0x00);
+                block.push(name.len() as u8);
+                block.extend_from_slice(name.as_bytes());
+                block.push(value.len() as u8);
+                block.extend_from_slice(value.as_bytes());
+            }
+            // END_STREAM | END_HEADERS.
+            Some(h2_frame(1, 0x5, frame.id, &block))
+        }
+    })
+}
+
+/// Serves h2c (prior knowledge): reads the preface, sends empty SETTINGS,
+/// acknowledges the client's SETTINGS and PINGs, and writes what the
+/// connection's handler (`handler()`, one per connection) returns for
+/// every other frame. Only what Envoy's codec needs.
+fn serve_h2<H>(handler: impl Fn() -> H + Send + Sync + 'static) -> Server
+where
+    H: FnMut(&H2Frame) -> Option<Vec<u8>>,
+{
     serve(move |_, mut stream| {
         let mut preface = [0u8; 24];
-        if stream.read_exact(&mut preface).is_err() {
+        if stream.read_exact(&mut preface).is_err()
+            || stream.write_all(&h2_frame(4, 0, 0, &[])).is_err()
+        {
             return;
         }
-        // Our SETTINGS (empty).
-        if stream.write_all(&h2_frame(4, 0, 0, &[])).is_err() {
-            return;
-        }
-        let mut answered = 0u32;
-        loop {
-            let mut head = [0u8; 9];
-            if stream.read_exact(&mut head).is_err() {
-                return;
-            }
-            let len =
-                (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
-            let (kind, flags) = (head[3], head[4]);
-            let id = u32::from_be_bytes([head[5] & 0x7f, head[6], head[7], head[8]]);
-            let mut payload = vec![0u8; len];
-            if stream.read_exact(&mut payload).is_err() {
-                return;
-            }
-            let reply = match kind {
-                // SETTINGS without ACK: acknowledge.
-                4 if flags & 1 == 0 => h2_frame(4, 1, 0, &[]),
-                // HEADERS: answer the first stream, reset the others.
-                1 if answered == 0 => {
-                    answered += 1;
-                    // END_STREAM | END_HEADERS, ":status: 200".
-                    h2_frame(1, 0x5, id, &[0x88])
-                }
-                1 if goaway => {
-                    let mut body = (id.saturating_sub(2)).to_be_bytes().to_vec();
-                    body.extend_from_slice(&7u32.to_be_bytes()); // REFUSED_STREAM
-                    h2_frame(7, 0, 0, &body)
-                }
-                // RST_STREAM INTERNAL_ERROR.
-                1 => h2_frame(3, 0, id, &2u32.to_be_bytes()),
-                // PING: answer.
-                6 if flags & 1 == 0 => h2_frame(6, 1, 0, &payload),
-                _ => continue,
+        let mut handle = handler();
+        while let Some(frame) = read_h2_frame(&mut stream) {
+            let reply = match frame.kind {
+                4 if frame.flags & 1 == 0 => Some(h2_frame(4, 1, 0, &[])),
+                6 if frame.flags & 1 == 0 => Some(h2_frame(6, 1, 0, &frame.payload)),
+                _ => handle(&frame),
             };
-            if stream.write_all(&reply).is_err() {
-                return;
+            if let Some(reply) = reply {
+                if stream.write_all(&reply).is_err() {
+                    return;
+                }
             }
         }
+    })
+}
+
+/// A gRPC server: the `n`th call gets a trailers-only answer with
+/// `grpc-status` `statuses[n]` (the last one again past the end).
+pub fn grpc_statuses(statuses: &'static [u32]) -> Server {
+    h2_headers_only(move |n| {
+        vec![
+            ("content-type".into(), "application/grpc".into()),
+            (
+                "grpc-status".into(),
+                statuses[n.min(statuses.len() - 1)].to_string(),
+            ),
+        ]
+    })
+}
+
+/// Answers `200` with `content-length: 100`, sends 10 bytes of the body,
+/// then resets: an ordinary response cut off after it started.
+pub fn partial_response_then_reset() -> Server {
+    serve(|_, mut stream| {
+        if read_head(&mut stream)
+            && stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")
+                .is_ok()
+        {
+            thread::sleep(Duration::from_millis(100));
+            reset(stream);
+        }
+    })
+}
+
+struct H2Frame {
+    kind: u8,
+    flags: u8,
+    id: u32,
+    payload: Vec<u8>,
+}
+
+/// The next frame; `None` when the peer closed.
+fn read_h2_frame(stream: &mut TcpStream) -> Option<H2Frame> {
+    let mut head = [0u8; 9];
+    stream.read_exact(&mut head).ok()?;
+    let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).ok()?;
+    Some(H2Frame {
+        kind: head[3],
+        flags: head[4],
+        id: u32::from_be_bytes([head[5] & 0x7f, head[6], head[7], head[8]]),
+        payload,
     })
 }
 

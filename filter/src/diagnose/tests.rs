@@ -655,3 +655,26 @@ fn a_dead_peer_is_not_a_keepalive_race_a_crash_or_a_response_cut_short() {
     assert_eq!(d.code, "upstream_timeout");
     assert!(d.explain.contains("cannot tell"), "{}", d.explain);
 }
+
+#[test]
+fn a_tunnel_the_backend_ended_gets_no_code_a_cut_off_response_does() {
+    let ended = |tunnel, code| HttpFacts {
+        code: Some(code),
+        flags: UC,
+        details: Some("upstream_reset_after_response_started{connection_termination}"),
+        reuse: reused(1, 0),
+        elapsed_ms: Some(2_000),
+        tunnel,
+        ..Default::default()
+    };
+    assert_eq!(code(&ended(true, 101)), None);
+    assert_eq!(code(&ended(true, 200)), None);
+    assert_eq!(code(&ended(false, 200)), Some("upstream_reset"));
+    // A tunnel whose handshake was reset never opened.
+    let handshake = HttpFacts {
+        details: Some(TERMINATION),
+        code: Some(503),
+        ..ended(false, 503)
+    };
+    assert_eq!(code(&handshake), Some("upstream_reset"));
+}

@@ -13,7 +13,7 @@ use super::{
 use crate::config::Events;
 use crate::diagnose::{self, Diagnosis, HttpFacts};
 use crate::event::{HttpEvent, Upstream};
-use crate::flags::{self, UF, UH, UO};
+use crate::flags::{self, UC, UF, UH, UO, UR};
 use crate::reuse::{port, Reuse};
 
 pub(crate) struct Request {
@@ -132,6 +132,18 @@ fn response_map_value(map: MapType, name: &str) -> Option<String> {
     hostcalls::get_map_value(map, name).ok().flatten()
 }
 
+/// A `101` or a `CONNECT` answered 2xx; the method is read only for a
+/// 2xx that ended in a reset (the only case the rules ask about).
+fn is_tunnel(code: Option<i64>, flags: u64) -> bool {
+    match code {
+        Some(101) => true,
+        Some(200..=299) if flags & (UC | UR) != 0 => {
+            read_string(&["request", "method"]).as_deref() == Some("CONNECT")
+        }
+        _ => false,
+    }
+}
+
 fn grpc_status() -> Option<i64> {
     response_map_value(MapType::HttpResponseTrailers, "grpc-status")
         .or_else(|| response_map_value(MapType::HttpResponseHeaders, "grpc-status"))
@@ -173,6 +185,7 @@ impl Request {
             cluster: cluster.as_deref(),
             pinned_port,
             grpc_status: if retried { grpc_status() } else { None },
+            tunnel: is_tunnel(reasons.code, outcome.flags),
         };
         let diagnosis = diagnose::http(&facts, &self.shared.config);
         (Some(reasons), diagnosis)

@@ -10,7 +10,7 @@ use connlab::junit;
 use connlab::outcome::Outcome;
 use connlab::progress::{self, Phase, Reporter, RunId, Sink};
 use connlab::scenario::{self, Scenario};
-use connlab::{image, paths, report, run};
+use connlab::{compose, image, paths, report, run};
 use futures::StreamExt;
 
 #[derive(Parser)]
@@ -63,6 +63,26 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         report: Option<PathBuf>,
     },
+    /// Write a variant's topology as a docker-compose file (default
+    /// compose/<scenario>/<variant>.yaml, its Envoy configs in
+    /// compose/<scenario>/<variant>/), to bring it up by hand.
+    Compose {
+        /// Scenario name (see `connlab list`).
+        scenario: Option<String>,
+        /// One variant (default: every variant of the scenario).
+        #[arg(long)]
+        variant: Option<String>,
+        /// Every variant of every scenario (`make compose-files`).
+        #[arg(long, conflicts_with = "scenario")]
+        all: bool,
+        /// Write the one variant's file here instead (its configs go in a
+        /// directory named after the variant beside it).
+        #[arg(short = 'o', long = "out", value_name = "FILE", requires = "variant")]
+        out: Option<PathBuf>,
+        /// The directory of scenario subdirectories (default: compose/).
+        #[arg(long, value_name = "DIR", conflicts_with = "out")]
+        dir: Option<PathBuf>,
+    },
     /// Render the HTML report of recorded runs (an --evidence directory).
     Report {
         /// The evidence directory (<scenario>/<run>/outcome.json inside).
@@ -100,6 +120,60 @@ fn real_main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::List { json: true } => {
             println!("{}", serde_json::to_string_pretty(&matrix(&scenarios))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compose {
+            scenario,
+            variant,
+            all,
+            out,
+            dir: compose_dir,
+        } => {
+            let selected: Vec<&Scenario> = if all {
+                scenarios.iter().collect()
+            } else {
+                let name = scenario.context("name a scenario, or use --all")?;
+                let Some(s) = scenarios.iter().find(|s| s.name == name) else {
+                    bail!(
+                        "no scenario `{name}` in {} (see `connlab list`)",
+                        dir.display()
+                    );
+                };
+                vec![s]
+            };
+            let written = match (variant, out) {
+                (Some(v), out) => {
+                    let s = selected[0];
+                    let variant = s
+                        .variant(&v)
+                        .with_context(|| format!("no variant `{v}` in `{}`", s.name))?;
+                    let subnets = compose::Subnets::assign(&scenarios);
+                    let root = compose_dir.unwrap_or_else(|| paths::root().join("compose"));
+                    let (file, placement) = match out {
+                        Some(file) => {
+                            let wasm = std::path::absolute(paths::filter_wasm())?;
+                            let placement = compose::Placement {
+                                file: file.display().to_string(),
+                                wasm: wasm.display().to_string(),
+                            };
+                            (file, placement)
+                        }
+                        None => (
+                            root.join(&s.name).join(format!("{v}.yaml")),
+                            compose::Placement::checked_in(&s.name, &v),
+                        ),
+                    };
+                    let rendered = compose::render(s, variant, &subnets, &placement)?;
+                    compose::write(&file, &v, &rendered)?
+                }
+                (None, _) => {
+                    let root = compose_dir.unwrap_or_else(|| paths::root().join("compose"));
+                    compose::write_all(&root, &scenarios, &selected)?
+                }
+            };
+            for path in written {
+                println!("{}", path.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Report { evidence, out } => {

@@ -114,6 +114,8 @@ pub fn facts<'a>(r: &'a Request<'_>, reuse: Reuse, pinned_port: Option<u16>) -> 
         cluster: (r.flags & (UO | UH) != 0).then_some(r.cluster.as_deref()).flatten(),
         pinned_port,
         grpc_status: None,
+        // Access logs carry no method here: CONNECT tunnels are not seen.
+        tunnel: r.code == Some(101),
     }
 }
 

@@ -50,6 +50,11 @@ pub async fn start(
     command(backend, &mut spec);
     let name = spec.role.clone();
     lab.start(spec).await?;
-    let probe = format!("bash -c 'echo > /dev/tcp/127.0.0.1/{PORT}' 2>/dev/null");
-    lab.wait_until(&name, &probe, Duration::from_secs(60)).await
+    lab.wait_until(&name, &ready_probe(), Duration::from_secs(60))
+        .await
+}
+
+/// A shell snippet that succeeds once the server accepts connections.
+pub fn ready_probe() -> String {
+    format!("bash -c 'echo > /dev/tcp/127.0.0.1/{PORT}' 2>/dev/null")
 }

@@ -13,11 +13,17 @@ pub async fn start(
     target: String,
     mut spec: ContainerSpec,
 ) -> Result<(), LabError> {
+    command(config, target, &mut spec);
+    lab.start(spec).await
+}
+
+/// `connlab-client` with the node's flags and the resolved `target`, set on
+/// `spec`.
+pub fn command(config: &ClientConfig, target: String, spec: &mut ContainerSpec) {
     let mut config = config.clone();
     config.target = target;
     spec.cmd = vec!["connlab-client".to_string()];
     spec.cmd.extend(config.to_args());
-    lab.start(spec).await
 }
 
 /// Waits for the workload to end and parses what the client recorded.

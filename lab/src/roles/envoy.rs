@@ -21,7 +21,7 @@ use crate::{certs, paths};
 
 /// Every lab Envoy's admin port (on all its addresses: the host reads it).
 pub const ADMIN_PORT: u16 = 9901;
-const WASM_NAME: &str = "connlab_filter.wasm";
+pub const WASM_NAME: &str = "connlab_filter.wasm";
 
 /// The Istio TEXT access log's file name, in the run's shared directory.
 pub fn access_log_name(node: &str) -> String {
@@ -255,10 +255,7 @@ pub async fn start(
     resolve: &dyn Fn(&str) -> Option<SocketAddr>,
     ca: &certs::Authority,
 ) -> Result<(), LabError> {
-    // Every Envoy gets its certificate (SPIFFE identity + its node name);
-    // only TLS listeners and upstreams use them.
-    ca.issue(name, &[name])
-        .map_err(|e| LabError::role(name, e.to_string()))?;
+    issue_certificate(ca, name).map_err(|e| LabError::role(name, e.to_string()))?;
     let wasm = lab.dir().join(WASM_NAME);
     if !wasm.exists() {
         let built = paths::filter_wasm();
@@ -269,14 +266,44 @@ pub async fn start(
             )
         })?;
     }
-    let in_container = Path::new(SHARED_DIR).join(WASM_NAME);
-    let config =
-        bootstrap(name, envoy, &in_container, resolve).map_err(|e| LabError::role(name, e))?;
-    let config_name = format!("{name}.json");
-    std::fs::write(
-        lab.dir().join(&config_name),
-        serde_json::to_vec_pretty(&config).unwrap_or_default(),
-    )?;
+    let (config_name, config) =
+        config_file(name, envoy, resolve).map_err(|e| LabError::role(name, e))?;
+    std::fs::write(lab.dir().join(&config_name), config)?;
+    command(&config_name, &mut spec);
+    lab.start(spec).await?;
+    let ip = lab.ip(name).await?;
+    wait_live(lab, name, ip, Duration::from_secs(30)).await
+}
+
+/// Every Envoy gets its certificate (SPIFFE identity + its node name); only
+/// TLS listeners and upstreams use them.
+pub fn issue_certificate(
+    ca: &certs::Authority,
+    name: &str,
+) -> Result<certs::NodeCert, certs::CertError> {
+    ca.issue(name, &[name])
+}
+
+/// Where the filter module is in the container.
+pub fn wasm_in_container() -> std::path::PathBuf {
+    Path::new(SHARED_DIR).join(WASM_NAME)
+}
+
+/// The node's bootstrap as the file the container reads from the shared
+/// directory: its name (`<node>.json`) and its pretty JSON.
+pub fn config_file(
+    name: &str,
+    envoy: &EnvoyNode,
+    resolve: &dyn Fn(&str) -> Option<SocketAddr>,
+) -> Result<(String, String), String> {
+    let config = bootstrap(name, envoy, &wasm_in_container(), resolve)?;
+    let text = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
+    Ok((format!("{name}.json"), text))
+}
+
+/// Envoy's command line, reading `config_name` from the shared directory,
+/// set on `spec`.
+pub fn command(config_name: &str, spec: &mut ContainerSpec) {
     let cmd = [
         "envoy",
         "-c",
@@ -294,9 +321,6 @@ pub async fn start(
         "100",
     ];
     spec.cmd = cmd.iter().map(|s| s.to_string()).collect();
-    lab.start(spec).await?;
-    let ip = lab.ip(name).await?;
-    wait_live(lab, name, ip, Duration::from_secs(30)).await
 }
 
 fn http() -> reqwest::Client {

@@ -29,18 +29,47 @@ pub async fn start(
     let links = lab
         .exec_ok(&name, &["ip", "-o", "-4", "addr", "show"])
         .await?;
-    for rule in &router.iptables {
-        let mut rule = rule.clone();
-        for (network, ip) in &addresses {
-            if let Some(dev) = device_of(&links, *ip) {
-                rule = rule.replace(&format!("{{dev:{network}}}"), &dev);
-            }
-        }
-        let mut cmd = vec!["iptables"];
-        cmd.extend(rule.split_whitespace());
+    let device = |network: &str| {
+        let (_, ip) = addresses.iter().find(|(n, _)| n == network)?;
+        device_of(&links, *ip)
+    };
+    for rule in rules(router, &device) {
+        let cmd: Vec<&str> = rule.iter().map(String::as_str).collect();
         lab.exec_ok(&name, &cmd).await?;
     }
     Ok(())
+}
+
+/// The router's iptables commands, `{dev:NET}` replaced by `device(NET)`
+/// (left as it is when unknown).
+pub fn rules(router: &RouterNode, device: &dyn Fn(&str) -> Option<String>) -> Vec<Vec<String>> {
+    router
+        .iptables
+        .iter()
+        .map(|rule| {
+            let words = rule.split_whitespace().map(|word| {
+                let mut word = word.to_string();
+                let mut from = 0;
+                while let Some(at) = word[from..].find("{dev:").map(|i| i + from) {
+                    let Some(len) = word[at..].find('}') else {
+                        break;
+                    };
+                    let network = word[at + 5..at + len].to_string();
+                    match device(&network) {
+                        Some(dev) => {
+                            word.replace_range(at..=at + len, &dev);
+                            from = at + dev.len();
+                        }
+                        None => from = at + len + 1,
+                    }
+                }
+                word
+            });
+            std::iter::once("iptables".to_string())
+                .chain(words)
+                .collect()
+        })
+        .collect()
 }
 
 /// The interface holding `ip` in `ip -o -4 addr show` output (`42:
@@ -69,5 +98,17 @@ mod tests {
                      44: eth1@if45    inet 172.21.0.2/16 brd 172.21.255.255 scope global eth1\n";
         let ip: IpAddr = "172.21.0.2".parse().unwrap();
         assert_eq!(device_of(links, ip).as_deref(), Some("eth1"));
+    }
+
+    #[test]
+    fn rules_name_the_device_of_each_network() {
+        let router = RouterNode {
+            iptables: vec!["-t nat -A POSTROUTING -o {dev:wan} -j MASQUERADE".into()],
+        };
+        let device = |n: &str| (n == "wan").then(|| "eth1".to_string());
+        assert_eq!(
+            rules(&router, &device)[0].join(" "),
+            "iptables -t nat -A POSTROUTING -o eth1 -j MASQUERADE"
+        );
     }
 }

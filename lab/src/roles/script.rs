@@ -8,11 +8,16 @@ use crate::runtime::{ContainerSpec, Lab, LabError};
 /// Starts the script's `command` (its `{ip:NODE}` already filled in).
 pub async fn start(
     lab: &mut Lab,
-    command: Vec<String>,
+    words: Vec<String>,
     mut spec: ContainerSpec,
 ) -> Result<(), LabError> {
-    spec.cmd = command;
+    command(words, &mut spec);
     lab.start(spec).await
+}
+
+/// The script's command (its `{ip:NODE}` filled in), set on `spec`.
+pub fn command(words: Vec<String>, spec: &mut ContainerSpec) {
+    spec.cmd = words;
 }
 
 /// Waits for a workload script to exit 0; its stdout.
