@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::evidence::Evidence;
+use crate::evidence::{Evidence, Packets};
 use crate::outcome::{CheckResult, Counts, Outcome, Truth, Verdict};
 use crate::scenario::{Check, Measure, Scenario, Variant};
 use crate::timeline::{self, Timeline};
@@ -92,6 +92,11 @@ pub fn outcome(
         diagnoses,
         reuse,
         stats: reported_stats(variant, evidence),
+        packets: evidence
+            .packets
+            .iter()
+            .map(|(node, packets)| (node.clone(), packets.reuse_counts().to_counts()))
+            .collect(),
         checks,
         explain: explain(variant, evidence),
         timeline,
@@ -182,24 +187,28 @@ fn measure(check: &Check, evidence: &Evidence, timeline: Option<&Timeline>) -> R
                 })
                 .count() as u64)
         }
-        Measure::Packets(sequence) => {
-            let seen = evidence
-                .packets
-                .get(at)
-                .ok_or_else(|| format!("no packet capture at `{at}`"))?;
-            let mut wanted = sequence.iter().peekable();
-            for segment in seen {
-                let flags = segment.flags.to_string();
-                if wanted.peek().is_some_and(|w| **w == flags) {
-                    wanted.next();
-                }
-            }
-            Ok(u64::from(wanted.peek().is_none()))
+        Measure::Packets(name) => {
+            let counts = captured(evidence, at)?.reuse_counts();
+            counts
+                .get(name)
+                .ok_or_else(|| format!("no packets count `{name}`"))
         }
+        Measure::Conversation(line) => Ok(captured(evidence, at)?
+            .served()
+            .iter()
+            .filter(|c| c.flags_line() == *line)
+            .count() as u64),
         Measure::Timeline(figure) => timeline
             .ok_or("no timeline: no scheduled fault, or no throughput before it")?
             .figure(figure),
     }
+}
+
+fn captured<'e>(evidence: &'e Evidence, at: &str) -> Result<&'e Packets, String> {
+    evidence
+        .packets
+        .get(at)
+        .ok_or_else(|| format!("no packet capture at `{at}`"))
 }
 
 /// The diagnosis of a filter event (`http` or `conn`), if any.

@@ -28,7 +28,7 @@ use crate::roles::{backend, client, envoy, router, script};
 use crate::run::{self, Addresses};
 use crate::runtime::{ContainerSpec, SHARED_DIR};
 use crate::scenario::node::NodeKind;
-use crate::scenario::{start_order, Scenario, Variant};
+use crate::scenario::{networks_of, start_order, Scenario, Variant};
 
 /// The compose file format: the newest 2.x, read by docker-compose 1.29.
 pub const FILE_FORMAT: &str = "2.4";
@@ -42,7 +42,7 @@ pub const WORKLOAD_PROFILE: &str = "workload";
 /// Where the filter module is, seen from `compose/<scenario>/`.
 const WASM_FROM_COMPOSE_DIR: &str = "../../target/wasm32-unknown-unknown/wasm/connlab_filter.wasm";
 /// The lab's runtime directories under `compose/`, never a scenario's.
-pub const NOT_SCENARIOS: [&str; 3] = ["backends", "experiments", "lab-image"];
+pub const NOT_SCENARIOS: [&str; 4] = ["backends", "experiments", "lab-image", "scripts"];
 /// First host number of nodes in a subnet (.1 is Docker's gateway).
 const FIRST_HOST: u8 = 10;
 
@@ -148,7 +148,7 @@ pub fn render(
             continue;
         }
         let mut mine = Vec::new();
-        for network in &run::networks_of(variant, node) {
+        for network in &networks_of(variant, node) {
             let base = subnets
                 .of(&scenario.name, &variant.name, network)
                 .with_context(|| format!("{title}: no subnet for network `{network}`"))?;
@@ -160,14 +160,19 @@ pub fn render(
         addresses.0.insert(name.clone(), mine);
     }
 
-    // The runtime's start order: backends, routers and background scripts;
-    // Envoys after the Envoys they forward to; then the workload.
+    // The runtime's start order: routers, then backends and background
+    // scripts; Envoys after the Envoys they forward to; then the workload.
     let envoys =
         start_order(variant).map_err(|n| anyhow::anyhow!("{title}: Envoy cycle at {n}"))?;
-    let mut order: Vec<&String> = variant
+    let router = |kind: &NodeKind| matches!(kind, NodeKind::Router(_));
+    let before_envoys = variant
         .nodes
         .iter()
-        .filter(|(_, n)| n.kind.envoy().is_none() && !workload(&n.kind))
+        .filter(|(_, n)| n.kind.envoy().is_none() && !workload(&n.kind));
+    let (routers, others): (Vec<_>, Vec<_>) = before_envoys.partition(|(_, n)| router(&n.kind));
+    let mut order: Vec<&String> = routers
+        .into_iter()
+        .chain(others)
         .map(|(name, _)| name)
         .collect();
     order.extend(envoys.iter());
@@ -183,14 +188,20 @@ pub fn render(
     let mut files = Vec::new();
     for name in order {
         let node = &variant.nodes[name];
-        let mut spec = run::spec(variant, name, node);
+        let mut spec = run::spec(variant, name, node, &addresses)
+            .map_err(|e| anyhow::anyhow!("{title}: {e}"))?;
         let mut envoy_config = None;
         match &node.kind {
             NodeKind::Backend(b) => backend::command(b, &mut spec),
             NodeKind::Router(_) => router::prepare(&mut spec),
-            NodeKind::Script(s) => script::command(s, &mut spec),
+            NodeKind::Script(s) => {
+                let words = addresses
+                    .fill(&spec.networks, &s.command)
+                    .map_err(|e| anyhow::anyhow!("{title}: {name}: {e}"))?;
+                script::command(words, &mut spec)
+            }
             NodeKind::Envoy(e) => {
-                let from = run::networks_of(variant, node);
+                let from = networks_of(variant, node);
                 let resolve = |endpoint: &str| addresses.reach(variant, &from, endpoint);
                 let (file, text) = envoy::config_file(name, e, &resolve)
                     .map_err(|e| anyhow::anyhow!("{title}: {name}: {e}"))?;
@@ -269,7 +280,7 @@ fn service_yaml(service: &Service, variant: &str, placement: &Placement) -> Stri
     writeln!(w, "  {}:", yaml_key(&spec.role)).ok();
     writeln!(w, "    image: {IMAGE}").ok();
     writeln!(w, "    hostname: {}", yaml_str(&spec.role)).ok();
-    writeln!(w, "    command: {}", flow(&spec.cmd)).ok();
+    writeln!(w, "    command: {}", flow(&spec.command())).ok();
     if !spec.env.is_empty() {
         writeln!(w, "    environment:").ok();
         for (key, value) in &spec.env {
@@ -535,9 +546,10 @@ fn rule_lines(w: &mut String, s: &Service, services: &[Service], rules: &[String
             "$(ip -br -4 addr show to {ip} | cut -d@ -f1 | cut -d\" \" -f1)"
         ))
     };
+    let networks: Vec<String> = s.addresses.iter().map(|(n, _)| n.clone()).collect();
     let ip = |node: &str| {
         let theirs = &services.iter().find(|t| t.spec.role == node)?.addresses;
-        router::reach(&s.addresses, theirs).map(|ip| ip.to_string())
+        router::reach(&networks, theirs).map(|ip| ip.to_string())
     };
     for rule in rules {
         let rule = router::fill(rule, &device, &ip);

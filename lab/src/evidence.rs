@@ -3,11 +3,16 @@
 //! and `--evidence DIR` writes it as files a person can read and grep.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use serde_json::Value;
 
 use crate::client::{self, Output};
+use crate::html_report::recorded::LADDER_SUFFIX;
+use crate::ladder::{Ladder, LadderError, Side};
+use crate::packet_sequence::{self, ReuseCounts};
+use crate::pcap::{Conversation, PcapError, Segment};
 
 /// Everything a run recorded, by node name.
 #[derive(Debug, Clone, Default)]
@@ -18,9 +23,77 @@ pub struct Evidence {
     pub envoys: BTreeMap<String, EnvoyEvidence>,
     /// Each workload script's stdout.
     pub scripts: BTreeMap<String, String>,
-    /// TCP segments seen at a node, in order (no role captures packets
-    /// yet; a `packets` check on a node missing here is unknown).
-    pub packets: BTreeMap<String, Vec<crate::pcap::Segment>>,
+    /// What each capturing node's tcpdump saw (a `packets` check on a node
+    /// missing here is unknown).
+    pub packets: BTreeMap<String, Packets>,
+}
+
+/// One node's capture.
+#[derive(Debug, Clone, Default)]
+pub struct Packets {
+    /// The node's addresses: the conversations it served are those whose
+    /// server (the side answering the first SYN) is one of them.
+    pub addresses: Vec<IpAddr>,
+    /// TCP segments in capture order.
+    pub segments: Vec<Segment>,
+    /// The pcap file as tcpdump wrote it.
+    pub pcap: Vec<u8>,
+}
+
+/// Segments a packet ladder shows at most (a load run has thousands).
+const LADDER_MAX: usize = 60;
+
+impl Packets {
+    pub fn read(file: &Path, addresses: Vec<IpAddr>) -> Result<Packets, PcapError> {
+        let pcap = std::fs::read(file).map_err(|source| PcapError::Io {
+            path: file.display().to_string(),
+            source,
+        })?;
+        let segments = crate::pcap::read_from(pcap.as_slice())?.segments;
+        Ok(Packets {
+            addresses,
+            segments,
+            pcap,
+        })
+    }
+
+    fn serves(&self, server: SocketAddr) -> bool {
+        self.addresses.contains(&server.ip())
+    }
+
+    /// The conversations the node served.
+    pub fn served(&self) -> Vec<Conversation> {
+        let mut all = crate::pcap::conversations(&self.segments);
+        all.retain(|c| self.serves(c.server));
+        all
+    }
+
+    /// TIME_WAIT facts over the conversations the node served.
+    pub fn reuse_counts(&self) -> ReuseCounts {
+        packet_sequence::reuse_counts(&self.segments, |server| self.serves(server))
+    }
+
+    /// The ladder of the first SYN that met the node's TIME_WAIT (else of
+    /// the first conversation it served), as SVG.
+    pub fn ladder_svg(&self, node: &str) -> Result<String, LadderError> {
+        let served = self.served();
+        let excerpt = packet_sequence::ladder_excerpt(&served, LADDER_MAX);
+        let near = excerpt
+            .iter()
+            .map(|s| if self.serves(s.from) { s.from } else { s.to })
+            .next()
+            .unwrap_or_else(|| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0));
+        let side = Side {
+            segments: &excerpt,
+            near,
+            near_column: 1,
+            far_column: 0,
+        };
+        let title = format!(
+            "tcpdump at {node}: the first SYN that met TIME_WAIT (else the first connection)"
+        );
+        Ladder::from_sides(&title, &["peer (as the node sees it)", node], &[side]).to_svg()
+    }
 }
 
 /// What one Envoy saw.
@@ -51,7 +124,8 @@ impl Evidence {
     /// `<node>.access.jsonl` (the checker's access-log fields),
     /// `<node>.access.log` (Istio's TEXT format), `<node>.stats.json`,
     /// `<node>.config_dump.json`, `<node>.clusters.txt`; per workload
-    /// script, `<node>.stdout`.
+    /// script, `<node>.stdout`; per capturing node, `<node>.pcap` and its
+    /// packet ladder `<node>.ladder.svg`.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let lines = |values: Vec<String>| values.join("\n") + "\n";
@@ -72,6 +146,11 @@ impl Evidence {
         }
         for (node, stdout) in &self.scripts {
             std::fs::write(dir.join(format!("{node}.stdout")), stdout)?;
+        }
+        for (node, packets) in &self.packets {
+            std::fs::write(dir.join(format!("{node}.pcap")), &packets.pcap)?;
+            let svg = packets.ladder_svg(node).map_err(std::io::Error::other)?;
+            std::fs::write(dir.join(format!("{node}{LADDER_SUFFIX}")), svg)?;
         }
         Ok(())
     }

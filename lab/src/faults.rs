@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::run::Addresses;
 use crate::runtime::{Lab, LabError};
 
 /// NFQUEUE number the delayer serves.
@@ -171,7 +172,8 @@ impl Fault {
         }
     }
 
-    pub async fn inject(&self, lab: &Lab) -> Result<(), LabError> {
+    /// Runs its steps; `addresses` fills an `iptables` fault's `{ip:NODE}`.
+    pub async fn inject(&self, lab: &Lab, addresses: &Addresses) -> Result<(), LabError> {
         for step in self.steps() {
             match step {
                 Step::Exec {
@@ -191,7 +193,7 @@ impl Fault {
                         .await?
                 }
                 Step::Rules { target, rules } => {
-                    crate::roles::router::run_rules(lab, &target, &rules).await?
+                    crate::roles::router::run_rules(lab, &target, &rules, addresses).await?
                 }
                 Step::Pause(target) => lab.pause(&target).await?,
                 Step::Kill(target) => lab.kill(&target).await?,
@@ -224,11 +226,15 @@ pub enum Step {
 
 /// Injects the faults in time order; `at` 0 faults before the workload
 /// starts is the caller's choice (see `run`).
-pub async fn run_schedule(lab: &Lab, faults: &[&Fault]) -> Result<(), LabError> {
+pub async fn run_schedule(
+    lab: &Lab,
+    faults: &[&Fault],
+    addresses: &Addresses,
+) -> Result<(), LabError> {
     let start = tokio::time::Instant::now();
     for fault in faults {
         tokio::time::sleep_until(start + fault.at()).await;
-        fault.inject(lab).await?;
+        fault.inject(lab, addresses).await?;
     }
     Ok(())
 }

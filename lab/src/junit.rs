@@ -132,6 +132,7 @@ mod tests {
             diagnoses: Default::default(),
             reuse: Default::default(),
             stats: Default::default(),
+            packets: Default::default(),
             checks: Default::default(),
             explain: Some("Envoy reused an upstream connection that had been idle 5.5 s".into()),
             timeline: None,

@@ -101,6 +101,11 @@ pub struct Outcome {
     /// Every stat a check reads and the variant's extra stats, as
     /// `node:stat`.
     pub stats: Counts,
+    /// Per capturing node, what its capture shows about TIME_WAIT
+    /// (`packet_sequence::ReuseCounts`): connections it closed first,
+    /// challenge ACKs, SYNs that met TIME_WAIT by ISN position / result.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub packets: BTreeMap<String, Counts>,
     /// Every check of both lists, `reproduced` first (absent in outcomes
     /// recorded before checks were data).
     #[serde(default)]

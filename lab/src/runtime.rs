@@ -96,6 +96,28 @@ pub struct ContainerSpec {
     pub networks: Vec<String>,
     /// More capabilities (`NET_RAW`, ...).
     pub cap_add: Vec<String>,
+    /// The default route's next hop (a router node's address), set before
+    /// `cmd` runs; needs `net_admin`.
+    pub gateway: Option<IpAddr>,
+}
+
+impl ContainerSpec {
+    /// What the container runs: `cmd`, behind the route change when there is
+    /// a gateway (the route must be in place before the command's first
+    /// packet, so it cannot wait for an exec after the start).
+    pub fn command(&self) -> Vec<String> {
+        let Some(gateway) = self.gateway else {
+            return self.cmd.clone();
+        };
+        let mut command = vec![
+            "sh".to_string(),
+            "-c".into(),
+            "ip route replace default via \"$0\" && exec \"$@\"".into(),
+            gateway.to_string(),
+        ];
+        command.extend(self.cmd.iter().cloned());
+        command
+    }
 }
 
 /// One run's containers, network and files. Dropping it removes them all.
@@ -195,7 +217,7 @@ impl Lab {
         };
         let mut request = GenericImage::new(self.image.0.clone(), self.image.1.clone())
             .with_wait_for(WaitFor::Nothing)
-            .with_cmd(spec.cmd.clone())
+            .with_cmd(spec.command())
             .with_network(first)
             .with_container_name(name)
             .with_hostname(spec.role.clone())

@@ -180,39 +180,49 @@ fn conn_events_count_as_diagnoses_too() {
     assert_eq!(outcome.verdict, Verdict::Unexpected);
 }
 
-#[test]
-fn packets_are_unknown_until_captured() {
-    use crate::pcap::{Flags, Segment};
-    const ACK: u8 = Flags::ACK;
-    const RST: u8 = Flags::RST;
-    const SYN: u8 = Flags::SYN;
-    let text = "c = { packets = [\"S\", \"R\"], at = \"backend\" }";
-    let check: Check = toml::from_str::<toml::Table>(text).unwrap()["c"]
+fn check(text: &str) -> Check {
+    toml::from_str::<toml::Table>(&format!("c = {text}")).unwrap()["c"]
         .clone()
         .try_into()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn packets_are_unknown_until_captured_and_count_what_the_node_served() {
+    use crate::evidence::Packets;
+    use crate::packet_sequence::tests::seed_capture;
+    let challenge = check(r#"{ packets = "challenge_acks", at = "server" }"#);
+    let seed_line = ">S <S. >. >P. <. <P. <F. >. >F. <. >S <. >S <. >S <. >R.";
+    let conversation = check(&format!(
+        r#"{{ conversation = "{seed_line}", at = "server" }}"#
+    ));
     let mut seen = evidence(&[200], &[], Some(0));
     assert_eq!(
-        measure(&check, &seen, None),
-        Err("no packet capture at `backend`".into())
+        measure(&challenge, &seen, None),
+        Err("no packet capture at `server`".into())
     );
-    let segment = |flags| Segment {
-        t_ns: 0,
-        from: "10.0.0.1:1".parse().unwrap(),
-        to: "10.0.0.2:2".parse().unwrap(),
-        flags: Flags(flags),
-        seq: 0,
-        ack: 0,
-        len: 0,
-        window: 0,
+    // The seed's capture, taken at its server.
+    let at = |ip: [u8; 4]| Packets {
+        addresses: vec![ip.into()],
+        segments: seed_capture(),
+        pcap: Vec::new(),
     };
-    let capture = [SYN, SYN | ACK, ACK, RST].map(segment).to_vec();
-    seen.packets.insert("backend".into(), capture.clone());
-    assert_eq!(measure(&check, &seen, None), Ok(1));
-    // Out of order: not seen.
-    seen.packets
-        .insert("backend".into(), capture.into_iter().rev().collect());
-    assert_eq!(measure(&check, &seen, None), Ok(0));
+    seen.packets.insert("server".into(), at([10, 0, 2, 10]));
+    assert_eq!(measure(&challenge, &seen, None), Ok(3));
+    assert_eq!(measure(&conversation, &seen, None), Ok(1));
+    let reset = check(r#"{ packets = "below/reset", at = "server" }"#);
+    assert_eq!(measure(&reset, &seen, None), Ok(1));
+    let accepted = check(r#"{ packets = "above/accepted", at = "server" }"#);
+    assert_eq!(measure(&accepted, &seen, None), Ok(0));
+    // The same packets at a node that was not their server: nothing served.
+    seen.packets.insert("server".into(), at([10, 0, 2, 2]));
+    assert_eq!(measure(&challenge, &seen, None), Ok(0));
+    assert_eq!(measure(&conversation, &seen, None), Ok(0));
+    // One segment less: not the seed's line.
+    let mut short = at([10, 0, 2, 10]);
+    short.segments.pop();
+    seen.packets.insert("server".into(), short);
+    assert_eq!(measure(&conversation, &seen, None), Ok(0));
 }
 
 #[test]

@@ -9,6 +9,7 @@
 
 use std::net::IpAddr;
 
+use crate::run::Addresses;
 use crate::runtime::{ContainerSpec, Lab, LabError};
 use crate::scenario::node::RouterNode;
 
@@ -27,14 +28,26 @@ pub async fn start(lab: &mut Lab, mut spec: ContainerSpec) -> Result<(), LabErro
 }
 
 /// Applies the router's rules.
-pub async fn configure(lab: &Lab, name: &str, router: &RouterNode) -> Result<(), LabError> {
-    run_rules(lab, name, &router.iptables).await
+pub async fn configure(
+    lab: &Lab,
+    name: &str,
+    router: &RouterNode,
+    addresses: &Addresses,
+) -> Result<(), LabError> {
+    run_rules(lab, name, &router.iptables, addresses).await
 }
 
-/// Runs iptables `rules` in `node`, in order, placeholders filled in; one
-/// that cannot be filled is an error.
-pub async fn run_rules(lab: &Lab, node: &str, rules: &[String]) -> Result<(), LabError> {
+/// Runs iptables `rules` in `node`, in order, placeholders filled in
+/// (`{ip:NODE}` from the nodes started so far); one that cannot be filled is
+/// an error.
+pub async fn run_rules(
+    lab: &Lab,
+    node: &str,
+    rules: &[String],
+    addresses: &Addresses,
+) -> Result<(), LabError> {
     let own = lab.addresses(node).await?;
+    let networks: Vec<String> = own.iter().map(|(n, _)| n.clone()).collect();
     let links = lab
         .exec_ok(node, &["ip", "-o", "-4", "addr", "show"])
         .await?;
@@ -42,21 +55,13 @@ pub async fn run_rules(lab: &Lab, node: &str, rules: &[String]) -> Result<(), La
         let (_, ip) = own.iter().find(|(n, _)| n == network)?;
         device_of(&links, *ip)
     };
+    let ip = |name: &str| addresses.ip(&networks, name).map(|ip| ip.to_string());
     for rule in rules {
-        let mut ips = Vec::new();
-        for name in placeholders(rule, "ip") {
-            let theirs = lab.addresses(&name).await?;
-            ips.push((name, reach(&own, &theirs)));
-        }
-        let ip = |name: &str| {
-            let (_, ip) = ips.iter().find(|(n, _)| n == name)?;
-            ip.map(|ip| ip.to_string())
-        };
         let cmd = fill(rule, &device, &ip);
         if let Some(left) = cmd.iter().find(|w| w.contains("{dev:") || w.contains("{ip:")) {
             return Err(LabError::role(
                 node,
-                format!("`{rule}`: cannot fill `{left}` (not on that network? no such node?)"),
+                format!("`{rule}`: cannot fill `{left}` (not on that network? not started?)"),
             ));
         }
         let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
@@ -65,12 +70,13 @@ pub async fn run_rules(lab: &Lab, node: &str, rules: &[String]) -> Result<(), La
     Ok(())
 }
 
-/// A node's address as seen from a node with addresses `from`: on a network
-/// both join, else its first.
-pub fn reach<N: PartialEq>(from: &[(N, IpAddr)], theirs: &[(N, IpAddr)]) -> Option<IpAddr> {
+/// A node's address (`theirs`, per network) as seen from a node on
+/// networks `from`: on a network both join, else its first (reached through
+/// a router).
+pub fn reach(from: &[String], theirs: &[(String, IpAddr)]) -> Option<IpAddr> {
     theirs
         .iter()
-        .find(|(network, _)| from.iter().any(|(n, _)| n == network))
+        .find(|(network, _)| from.contains(network))
         .or(theirs.first())
         .map(|(_, ip)| *ip)
 }
@@ -86,37 +92,42 @@ pub fn placeholders(rule: &str, kind: &str) -> Vec<String> {
         .collect()
 }
 
-/// One rule as an iptables command: `{dev:NET}` replaced by `device(NET)`
-/// and `{ip:NODE}` by `ip(NODE)`; a placeholder they do not know is left
-/// as it is.
+/// One rule as an iptables command, each word through [`fill_word`].
 pub fn fill(
     rule: &str,
     device: &dyn Fn(&str) -> Option<String>,
     ip: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<String> {
-    let words = rule.split_whitespace().map(|word| {
-        let mut word = word.to_string();
-        for (open, resolve) in [("{dev:", device), ("{ip:", ip)] {
-            let mut from = 0;
-            while let Some(at) = word[from..].find(open).map(|i| i + from) {
-                let Some(len) = word[at..].find('}') else {
-                    break;
-                };
-                let name = word[at + open.len()..at + len].to_string();
-                match resolve(&name) {
-                    Some(value) => {
-                        word.replace_range(at..=at + len, &value);
-                        from = at + value.len();
-                    }
-                    None => from = at + len + 1,
+    std::iter::once("iptables".to_string())
+        .chain(rule.split_whitespace().map(|w| fill_word(w, device, ip)))
+        .collect()
+}
+
+/// `{dev:NET}` replaced by `device(NET)` and `{ip:NODE}` by `ip(NODE)`; a
+/// placeholder they do not know is left as it is.
+pub fn fill_word(
+    word: &str,
+    device: &dyn Fn(&str) -> Option<String>,
+    ip: &dyn Fn(&str) -> Option<String>,
+) -> String {
+    let mut word = word.to_string();
+    for (open, resolve) in [("{dev:", device), ("{ip:", ip)] {
+        let mut from = 0;
+        while let Some(at) = word[from..].find(open).map(|i| i + from) {
+            let Some(len) = word[at..].find('}') else {
+                break;
+            };
+            let name = word[at + open.len()..at + len].to_string();
+            match resolve(&name) {
+                Some(value) => {
+                    word.replace_range(at..=at + len, &value);
+                    from = at + value.len();
                 }
+                None => from = at + len + 1,
             }
         }
-        word
-    });
-    std::iter::once("iptables".to_string())
-        .chain(words)
-        .collect()
+    }
+    word
 }
 
 /// The interface holding `ip` in `ip -o -4 addr show` output (`42:
@@ -172,10 +183,10 @@ mod tests {
     #[test]
     fn a_node_is_reached_on_a_shared_network_first() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let from = [("front", ip("10.0.1.2"))];
-        let theirs = [("back", ip("10.0.2.3")), ("front", ip("10.0.1.3"))];
+        let from = ["front".to_string()];
+        let theirs = [("back".into(), ip("10.0.2.3")), ("front".into(), ip("10.0.1.3"))];
         assert_eq!(reach(&from, &theirs), Some(ip("10.0.1.3")));
         assert_eq!(reach(&[], &theirs), Some(ip("10.0.2.3")));
-        assert_eq!(reach::<&str>(&from, &[]), None);
+        assert_eq!(reach(&from, &[]), None);
     }
 }

@@ -59,6 +59,24 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
                 );
             }
         }
+        if let Some(gateway) = &node.gateway {
+            gateway_of(v, &path, name, gateway)?;
+        }
+        if let Some(filter) = &node.capture {
+            if filter.trim().is_empty() {
+                return err(
+                    format!("{path}.capture"),
+                    "a tcpdump filter, e.g. \"tcp port 8080\"",
+                );
+            }
+            // Its command starts with the workload, before a capture could.
+            if is_workload(&node.kind) {
+                return err(
+                    format!("{path}.capture"),
+                    "a workload node starts sending at once: capture at its peer or a router",
+                );
+            }
+        }
         if let Some(key) = node.sysctls.keys().find(|k| !k.starts_with("net.")) {
             return err(
                 format!("{path}.sysctls"),
@@ -98,14 +116,24 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
                 if script.command.is_empty() {
                     return err(format!("{path}.command"), "must name a program");
                 }
+                for (i, word) in script.command.iter().enumerate() {
+                    for named in word.split("{ip:").skip(1) {
+                        let other = named.split('}').next().unwrap_or_default();
+                        if !v.nodes.contains_key(other) || other == name {
+                            return err(
+                                format!("{path}.command[{i}]"),
+                                format!(
+                                    "`{{ip:{other}}}`: no other node `{other}` (nodes: {})",
+                                    names(v)
+                                ),
+                            );
+                        }
+                    }
+                }
             }
         }
     }
-    let workloads = v.nodes.values().filter(|n| match &n.kind {
-        NodeKind::Client(_) => true,
-        NodeKind::Script(s) => s.workload,
-        _ => false,
-    });
+    let workloads = v.nodes.values().filter(|n| is_workload(&n.kind));
     if workloads.count() == 0 {
         return err(
             "nodes",
@@ -156,7 +184,18 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
                     matches!(node.kind, NodeKind::Envoy(_))
                 }
                 Measure::Client(_) => matches!(node.kind, NodeKind::Client(_)),
-                Measure::Packets(_) | Measure::Timeline(_) => true,
+                Measure::Packets(_) | Measure::Conversation(_) => {
+                    if node.capture.is_none() {
+                        return err(
+                            format!("{path}.at"),
+                            format!(
+                                "`{at}` captures nothing: give it `capture = \"tcp port ...\"`"
+                            ),
+                        );
+                    }
+                    true
+                }
+                Measure::Timeline(_) => true,
             };
             if !fits {
                 return err(
@@ -193,12 +232,7 @@ fn rule_addresses(v: &Variant, path: &str, rule: &str, workload_up: bool) -> Res
                 format!("`{{ip:{name}}}`: no node `{name}` (nodes: {})", names(v)),
             );
         };
-        let workload = match &node.kind {
-            NodeKind::Client(_) => true,
-            NodeKind::Script(s) => s.workload,
-            _ => false,
-        };
-        if workload && !workload_up {
+        if is_workload(&node.kind) && !workload_up {
             return err(
                 path,
                 format!("`{{ip:{name}}}`: a workload node, not started when this rule runs"),
@@ -206,6 +240,46 @@ fn rule_addresses(v: &Variant, path: &str, rule: &str, workload_up: bool) -> Res
         }
     }
     Ok(())
+}
+
+/// A node's gateway is a router on one of its networks.
+fn gateway_of(v: &Variant, path: &str, name: &str, gateway: &str) -> Result<(), Invalid> {
+    let path = format!("{path}.gateway");
+    let Some(router) = v.nodes.get(gateway) else {
+        return err(path, format!("no node `{gateway}` (nodes: {})", names(v)));
+    };
+    if !matches!(router.kind, NodeKind::Router(_)) {
+        return err(
+            path,
+            format!("`{gateway}` is a {} node, not a router", router.kind.word()),
+        );
+    }
+    let own = networks_of(v, &v.nodes[name]);
+    if !networks_of(v, router).iter().any(|n| own.contains(n)) {
+        return err(
+            path,
+            format!("`{gateway}` is on none of `{name}`'s networks"),
+        );
+    }
+    Ok(())
+}
+
+/// The networks a node joins: its own, or the variant's only one.
+pub fn networks_of(v: &Variant, node: &super::Node) -> Vec<String> {
+    if node.networks.is_empty() {
+        v.networks.iter().take(1).cloned().collect()
+    } else {
+        node.networks.clone()
+    }
+}
+
+/// Clients and workload scripts: the run waits for them.
+fn is_workload(kind: &NodeKind) -> bool {
+    match kind {
+        NodeKind::Client(_) => true,
+        NodeKind::Script(s) => s.workload,
+        _ => false,
+    }
 }
 
 fn names(v: &Variant) -> String {
