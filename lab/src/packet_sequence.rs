@@ -358,11 +358,13 @@ pub(crate) mod tests {
         SERVER.parse().unwrap()
     }
 
-    fn lb() -> SocketAddr {
+    /// The peer (the seed's load balancer).
+    pub(crate) fn lb() -> SocketAddr {
         LB.parse().unwrap()
     }
 
-    /// A segment at `t_us` from the server (or to it), as the capture saw it.
+    /// A segment at `t_us` from the server (or to it), as the capture saw it
+    /// (diagnose's tests use it too).
     pub(crate) fn seg(
         t_us: u64,
         from_server: bool,
