@@ -325,6 +325,34 @@ pub fn ladder_excerpt(conversations: &[Conversation], max: usize) -> Vec<Segment
     segments[start..end].iter().take(max).copied().collect()
 }
 
+/// The connections of `excerpt` as another capture saw them on the far side
+/// of a NAT (which rewrites addresses and ports, not sequence numbers): its
+/// conversations that carry a SYN with one of the excerpt's ISNs, cut to
+/// the excerpt's time span.
+pub fn same_connections(segments: &[Segment], excerpt: &[Segment]) -> Vec<Conversation> {
+    let isns: Vec<u32> = excerpt
+        .iter()
+        .filter(|s| is_syn(s))
+        .map(|s| s.seq)
+        .collect();
+    let (Some(first), Some(last)) = (excerpt.first(), excerpt.last()) else {
+        return Vec::new();
+    };
+    // The other capture saw each packet a little before or after.
+    let margin = 50_000_000;
+    let span = first.t_ns.saturating_sub(margin)..=last.t_ns + margin;
+    let mut found = crate::pcap::conversations(segments);
+    found.retain(|c| {
+        c.segments
+            .iter()
+            .any(|s| is_syn(s) && isns.contains(&s.seq))
+    });
+    for c in &mut found {
+        c.segments.retain(|s| span.contains(&s.t_ns));
+    }
+    found
+}
+
 /// Connections in `conversation` whose first FIN came from the server.
 fn server_first_closes(conversation: &Conversation) -> u64 {
     let mut count = 0;
@@ -358,11 +386,13 @@ pub(crate) mod tests {
         SERVER.parse().unwrap()
     }
 
-    fn lb() -> SocketAddr {
+    /// The peer (the seed's load balancer).
+    pub(crate) fn lb() -> SocketAddr {
         LB.parse().unwrap()
     }
 
-    /// A segment at `t_us` from the server (or to it), as the capture saw it.
+    /// A segment at `t_us` from the server (or to it), as the capture saw it
+    /// (diagnose's tests use it too).
     pub(crate) fn seg(
         t_us: u64,
         from_server: bool,
@@ -524,6 +554,38 @@ pub(crate) mod tests {
             ladder_excerpt(&crate::pcap::conversations(&segments), 5).len(),
             5
         );
+    }
+
+    #[test]
+    fn the_same_connections_before_a_nat_are_found_by_their_isns() {
+        // The seed's capture as the NAT's inside saw it: the first
+        // connection from client port 50000, the reuse from 50002, and an
+        // unrelated connection.
+        let client = |port: u16| SocketAddr::from(([10, 0, 1, 5], port));
+        let inside: Vec<Segment> = seed_capture()
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut s)| {
+                let port = if i < 10 { 50000 } else { 50002 };
+                if s.from == lb() {
+                    s.from = client(port);
+                } else {
+                    s.to = client(port);
+                }
+                s
+            })
+            .chain([Segment {
+                from: client(50004),
+                ..seg(400_000, false, S, 77, 0, 0)
+            }])
+            .collect();
+        let found = same_connections(&inside, &seed_capture());
+        let ports: Vec<u16> = found.iter().map(|c| c.client.port()).collect();
+        assert_eq!(ports, [50000, 50002]);
+        assert_eq!(found[0].segments.len() + found[1].segments.len(), 17);
+        // Outside the excerpt's time span: left out.
+        let early = &seed_capture()[10..];
+        assert_eq!(same_connections(&inside, early)[0].segments.len(), 7);
     }
 
     #[test]
