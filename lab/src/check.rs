@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::evidence::{Evidence, Packets};
 use crate::outcome::{CheckResult, Counts, Outcome, Truth, Verdict};
 use crate::scenario::{Check, Measure, Scenario, Variant};
+use crate::timeline::{self, Timeline};
 
 pub fn outcome(
     scenario: &Scenario,
@@ -53,10 +54,19 @@ pub fn outcome(
         reuse.insert(node.clone(), connections);
     }
 
+    // Around the first scheduled fault, when there was throughput before it
+    // to compare with (a load of one request per 5 s has none).
+    let timeline = variant
+        .timeline_fault_s()
+        .map(|fault_s| {
+            let records: Vec<_> = evidence.client_records().cloned().collect();
+            timeline::timeline(&records, fault_s, timeline::WARMUP_S)
+        })
+        .filter(|t| t.before.throughput > 0.0);
     let evaluate_list = |list: Verdict, checks: &[Check]| -> Vec<CheckResult> {
         checks
             .iter()
-            .map(|check| evaluate(list, check, evidence))
+            .map(|check| evaluate(list, check, evidence, timeline.as_ref()))
             .collect()
     };
     let reproduced = evaluate_list(Verdict::Reproduced, &variant.reproduced);
@@ -89,6 +99,7 @@ pub fn outcome(
             .collect(),
         checks,
         explain: explain(variant, evidence),
+        timeline,
         wall_ms: wall.as_millis() as u64,
     }
 }
@@ -102,8 +113,13 @@ pub fn all(truths: impl Iterator<Item = Truth>) -> Truth {
     })
 }
 
-fn evaluate(list: Verdict, check: &Check, evidence: &Evidence) -> CheckResult {
-    let (holds, seen, why) = match measure(check, evidence) {
+fn evaluate(
+    list: Verdict,
+    check: &Check,
+    evidence: &Evidence,
+    timeline: Option<&Timeline>,
+) -> CheckResult {
+    let (holds, seen, why) = match measure(check, evidence, timeline) {
         Ok(seen) => {
             let truth = if check.expect.holds(seen) {
                 Truth::True
@@ -124,7 +140,7 @@ fn evaluate(list: Verdict, check: &Check, evidence: &Evidence) -> CheckResult {
 }
 
 /// The number a check compares, or why the evidence cannot tell.
-fn measure(check: &Check, evidence: &Evidence) -> Result<u64, String> {
+fn measure(check: &Check, evidence: &Evidence, timeline: Option<&Timeline>) -> Result<u64, String> {
     let at = check.at.as_deref().unwrap_or_default();
     let envoy = || {
         evidence
@@ -182,6 +198,9 @@ fn measure(check: &Check, evidence: &Evidence) -> Result<u64, String> {
             .iter()
             .filter(|c| c.flags_line() == *line)
             .count() as u64),
+        Measure::Timeline(figure) => timeline
+            .ok_or("no timeline: no scheduled fault, or no throughput before it")?
+            .figure(figure),
     }
 }
 

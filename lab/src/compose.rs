@@ -443,34 +443,11 @@ fn header(
         };
         writeln!(
             w,
-            "#\n# {}'s rules (the lab applies them once it is up):",
+            "#\n# {}'s rules (the lab applies them once the other nodes are up):",
             s.spec.role
         )
         .ok();
-        let device = |network: &str| {
-            let (_, ip) = s.addresses.iter().find(|(n, _)| n == network)?;
-            Some(format!(
-                "$(ip -br -4 addr show to {ip} | cut -d@ -f1 | cut -d\" \" -f1)"
-            ))
-        };
-        for rule in router::rules(r, &device) {
-            let line = if rule.iter().any(|word| word.contains("$(")) {
-                let script: Vec<String> = rule
-                    .iter()
-                    .map(|word| {
-                        if word.contains("$(") {
-                            word.clone()
-                        } else {
-                            shell_word(word)
-                        }
-                    })
-                    .collect();
-                format!("sh -c {}", shell_word(&script.join(" ")))
-            } else {
-                shell_words(&rule)
-            };
-            writeln!(w, "#   dc exec -T {} {line}", s.spec.role).ok();
-        }
+        rule_lines(w, s, services, &r.iptables);
     }
     let (now, later): (Vec<&Fault>, Vec<&Fault>) =
         variant.faults.iter().partition(|f| f.at().is_zero());
@@ -481,7 +458,7 @@ fn header(
         )
         .ok();
         for fault in now {
-            fault_lines(w, fault);
+            fault_lines(w, fault, services);
         }
     }
     let workload: Vec<&Service> = services.iter().filter(|s| s.workload).collect();
@@ -511,7 +488,7 @@ fn header(
         .ok();
         for fault in later {
             writeln!(w, "#   # at {:.1} s:", fault.at().as_secs_f64()).ok();
-            fault_lines(w, fault);
+            fault_lines(w, fault, services);
         }
     }
     writeln!(w, "#\n# Look around:").ok();
@@ -559,9 +536,51 @@ fn is_router(s: &Service, variant: &Variant) -> bool {
     matches!(variant.nodes[&s.spec.role].kind, NodeKind::Router(_))
 }
 
-fn fault_lines(w: &mut String, fault: &Fault) {
+/// `rules` run in `s` as `dc exec` lines: `{dev:NET}` looked up in the
+/// container by its address on NET, `{ip:NODE}` NODE's static address on a
+/// network both join (as the lab fills them in).
+fn rule_lines(w: &mut String, s: &Service, services: &[Service], rules: &[String]) {
+    let device = |network: &str| {
+        let (_, ip) = s.addresses.iter().find(|(n, _)| n == network)?;
+        Some(format!(
+            "$(ip -br -4 addr show to {ip} | cut -d@ -f1 | cut -d\" \" -f1)"
+        ))
+    };
+    let networks: Vec<String> = s.addresses.iter().map(|(n, _)| n.clone()).collect();
+    let ip = |node: &str| {
+        let theirs = &services.iter().find(|t| t.spec.role == node)?.addresses;
+        router::reach(&networks, theirs).map(|ip| ip.to_string())
+    };
+    for rule in rules {
+        let rule = router::fill(rule, &device, &ip);
+        let line = if rule.iter().any(|word| word.contains("$(")) {
+            let script: Vec<String> = rule
+                .iter()
+                .map(|word| {
+                    if word.contains("$(") {
+                        word.clone()
+                    } else {
+                        shell_word(word)
+                    }
+                })
+                .collect();
+            format!("sh -c {}", shell_word(&script.join(" ")))
+        } else {
+            shell_words(&rule)
+        };
+        writeln!(w, "#   dc exec -T {} {line}", s.spec.role).ok();
+    }
+}
+
+fn fault_lines(w: &mut String, fault: &Fault, services: &[Service]) {
     for step in fault.steps() {
         let line = match step {
+            Step::Rules { target, rules } => {
+                if let Some(s) = services.iter().find(|s| s.spec.role == target) {
+                    rule_lines(w, s, services, &rules);
+                }
+                continue;
+            }
             Step::Exec {
                 target,
                 cmd,

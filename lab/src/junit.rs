@@ -135,6 +135,7 @@ mod tests {
             packets: Default::default(),
             checks: Default::default(),
             explain: Some("Envoy reused an upstream connection that had been idle 5.5 s".into()),
+            timeline: None,
             wall_ms: 17_300,
         }
     }

@@ -60,10 +60,19 @@ impl CheckResult {
             Truth::Unknown => "unknown",
         };
         match (&self.seen, &self.why) {
+            (Some(crate::scenario::checks::NEVER), _) => {
+                format!("{}: {holds} (seen never)", self.check)
+            }
             (Some(seen), _) => format!("{}: {holds} (seen {seen})", self.check),
             (None, Some(why)) => format!("{}: {holds} ({why})", self.check),
             (None, None) => format!("{}: {holds}", self.check),
         }
+    }
+
+    /// A check on a timing (a `timeline` figure): what it saw varies from
+    /// run to run, whether it holds must not.
+    pub fn is_timing(&self) -> bool {
+        self.check.starts_with("timeline ")
     }
 }
 
@@ -103,6 +112,11 @@ pub struct Outcome {
     pub checks: Vec<CheckResult>,
     /// The filter's explanation of the first diagnosed failure.
     pub explain: Option<String>,
+    /// The client's timeline around the first scheduled fault: per-second
+    /// throughput, the phases before / during / after, time to recover
+    /// (variants with a scheduled fault only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<crate::timeline::Timeline>,
     pub wall_ms: u64,
 }
 

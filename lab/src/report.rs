@@ -49,7 +49,32 @@ pub fn line(outcome: &Outcome) -> String {
     if let Some(explain) = &outcome.explain {
         text.push_str(&format!("\n{:>11}   {explain}", ""));
     }
+    if let Some(t) = &outcome.timeline {
+        text.push_str(&format!("\n{:>11}   {}", "", timeline(t)));
+    }
     text
+}
+
+/// `ok/s 16.0 before, 8.0 during (lowest second 50 %), recovered after 7 s;
+/// during: 97.5 % ok, mean 155 ms, p50 2 ms, p99 6050 ms, max 6050 ms`.
+fn timeline(t: &crate::timeline::Timeline) -> String {
+    let recovered = match t.recovered_after_s {
+        Some(s) => format!("recovered after {s} s"),
+        None => "not recovered within the run".into(),
+    };
+    let d = &t.during;
+    format!(
+        "ok/s {:.1} before, {:.1} during (lowest second {:.0} %), {recovered}; during: \
+         {:.1} % ok, mean {:.0} ms, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        t.before.throughput,
+        d.throughput,
+        t.dip_pct,
+        d.success_pct,
+        d.mean_ms,
+        d.p50_ms,
+        d.p99_ms,
+        d.max_ms
+    )
 }
 
 /// The closing line: `N passed, N failed` counts variants whose verdict was
@@ -72,6 +97,11 @@ pub fn stability(outcomes: &[Outcome]) -> Vec<String> {
         let mut stable = outcome.clone();
         stable.wall_ms = 0;
         stable.explain = None;
+        // Timings vary; whether their checks hold must not.
+        stable.timeline = None;
+        for check in stable.checks.iter_mut().filter(|c| c.is_timing()) {
+            check.seen = None;
+        }
         by_variant
             .entry((outcome.scenario.clone(), outcome.variant.clone()))
             .or_default()
@@ -150,6 +180,7 @@ mod tests {
                 why: None,
             }],
             explain: None,
+            timeline: None,
             wall_ms: 60_000 + failed,
         }
     }

@@ -3,7 +3,8 @@
 //!
 //! Start order: networks; routers (others may route through them), then
 //! backends and background scripts; Envoys, each after the Envoys its
-//! upstreams name; packet captures; the faults at time 0; then the workload
+//! upstreams name; the routers' rules (which may name any of those nodes'
+//! addresses); packet captures; the faults at time 0; then the workload
 //! (clients and workload scripts), with the scheduled faults beside it. The
 //! run ends when every workload node has exited.
 
@@ -37,15 +38,16 @@ pub async fn run_variant(
     let evidence = drive(&mut lab, variant).await;
     lab.teardown().await;
     let evidence = evidence?;
+    let outcome = check::outcome(scenario, variant, &evidence, started.elapsed());
     if let Some(dir) = keep {
         evidence.save(dir)?;
+        if let Some(timeline) = &outcome.timeline {
+            let svg =
+                crate::timeline::plot_svg(timeline).map_err(|e| LabError::role("timeline", e))?;
+            std::fs::write(dir.join(crate::timeline::SVG_FILE), svg)?;
+        }
     }
-    Ok(check::outcome(
-        scenario,
-        variant,
-        &evidence,
-        started.elapsed(),
-    ))
+    Ok(outcome)
 }
 
 /// What every kind of node's container has: name, networks, kernel
@@ -95,12 +97,7 @@ impl Addresses {
     /// A node's address as seen from a node on `from`: on a network they
     /// share, else its first one (reached through a router).
     pub fn ip(&self, from: &[String], name: &str) -> Option<IpAddr> {
-        let addresses = self.0.get(name)?;
-        addresses
-            .iter()
-            .find(|(network, _)| from.contains(network))
-            .or(addresses.first())
-            .map(|(_, ip)| *ip)
+        router::reach(from, self.0.get(name)?)
     }
 
     /// `node[:port]` as seen from a node on `from` (see `ip`).
@@ -117,22 +114,18 @@ impl Addresses {
 
     /// `{ip:NODE}` in each word replaced by NODE's address as seen from `from`.
     pub fn fill(&self, from: &[String], words: &[String]) -> Result<Vec<String>, String> {
+        let ip = |node: &str| self.ip(from, node).map(|ip| ip.to_string());
         words
             .iter()
             .map(|word| {
-                let mut word = word.clone();
-                while let Some(at) = word.find("{ip:") {
-                    let end = word[at..]
-                        .find('}')
-                        .map(|e| at + e)
-                        .ok_or_else(|| format!("`{word}`: `{{ip:` without `}}`"))?;
-                    let node = &word[at + 4..end];
-                    let ip = self
-                        .ip(from, node)
-                        .ok_or_else(|| format!("`{{ip:{node}}}`: `{node}` has not started"))?;
-                    word.replace_range(at..=end, &ip.to_string());
+                let filled = router::fill_word(word, &|_| None, &ip);
+                match filled.find("{ip:") {
+                    Some(at) => Err(format!(
+                        "`{word}`: `{}` has not started",
+                        &filled[at..filled[at..].find('}').map_or(filled.len(), |e| at + e + 1)]
+                    )),
+                    None => Ok(filled),
                 }
-                Ok(word)
             })
             .collect()
     }
@@ -152,7 +145,7 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
         let spec = spec(variant, name, node, &addresses)?;
         match &node.kind {
             NodeKind::Backend(b) => backend::start(lab, b, spec).await?,
-            NodeKind::Router(r) => router::start(lab, r, spec).await?,
+            NodeKind::Router(_) => router::start(lab, spec).await?,
             NodeKind::Script(s) if !s.workload => {
                 let command = fill(&addresses, name, &spec, &s.command)?;
                 script::start(lab, command, spec).await?
@@ -183,6 +176,11 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
         .await?;
         addresses.learn(lab, &name).await?;
     }
+    for (name, node) in &variant.nodes {
+        if let NodeKind::Router(r) = &node.kind {
+            router::configure(lab, name, r, &addresses).await?;
+        }
+    }
     // Captures run from before the first fault and request to the end.
     let mut captures = Vec::new();
     for (name, node) in &variant.nodes {
@@ -194,7 +192,7 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
     // on their schedule beside the workload.
     let (now, later): (Vec<_>, Vec<_>) = variant.faults.iter().partition(|f| f.at().is_zero());
     for fault in now {
-        fault.inject(lab).await?;
+        fault.inject(lab, &addresses).await?;
     }
     progress::emit(Phase::FaultsInPlace);
     let mut clients = Vec::new();
@@ -208,11 +206,14 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
                     .ok_or_else(|| LabError::role(name, "cannot reach the target"))?;
                 client::start(lab, &c.config, target.to_string(), spec).await?;
                 clients.push((name.clone(), Workload::of(&c.config)));
+                // A scheduled fault's rules may name it.
+                addresses.learn(lab, name).await?;
             }
             NodeKind::Script(s) if s.workload => {
                 let command = fill(&addresses, name, &spec, &s.command)?;
                 script::start(lab, command, spec).await?;
                 scripts.push(name.clone());
+                addresses.learn(lab, name).await?;
             }
             _ => {}
         }
@@ -231,7 +232,7 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
                 ))
         ),
         join_all(scripts.iter().map(|n| script::finish(lab_ref, n, limit))),
-        crate::faults::run_schedule(lab_ref, &later)
+        crate::faults::run_schedule(lab_ref, &later, &addresses)
     );
     scheduled?;
     let mut evidence = Evidence::default();

@@ -8,6 +8,7 @@
 //!   { client = "503", count = 3 },
 //!   { access_log = "503 UC", at = "envoy", count = ">= 1" },
 //!   { packets = "challenge_acks", at = "server", count = 3 },      # needs `capture`
+//!   { timeline = "recovery_s", value = "never" },
 //! ]
 //! ```
 //!
@@ -54,6 +55,11 @@ pub enum Measure {
     /// whose segments' flags are exactly this line, tcpdump's flags with `>`
     /// from the peer and `<` from the node: `">S <S. >. >P. <. <P. <F. ..."`.
     Conversation(String),
+    /// A figure of the client's timeline around the variant's first
+    /// scheduled fault (`crate::timeline::FIGURES`): time to recover,
+    /// throughput dip, a phase's latency or success. Compared as `value`,
+    /// rounded to an integer; a recovery that never came is `never`.
+    Timeline(String),
 }
 
 impl Measure {
@@ -80,6 +86,7 @@ impl fmt::Display for Check {
             Measure::AccessLog(pattern) => write!(f, "access_log \"{pattern}\"")?,
             Measure::Packets(count) => write!(f, "packets {count}")?,
             Measure::Conversation(line) => write!(f, "conversation \"{line}\"")?,
+            Measure::Timeline(figure) => write!(f, "timeline {figure}")?,
         }
         if let Some(at) = &self.at {
             write!(f, " at {at}")?;
@@ -97,6 +104,7 @@ struct RawCheck {
     access_log: Option<String>,
     packets: Option<String>,
     conversation: Option<String>,
+    timeline: Option<String>,
     at: Option<String>,
     count: Option<Comparison>,
     value: Option<Comparison>,
@@ -113,22 +121,34 @@ impl TryFrom<RawCheck> for Check {
             raw.access_log.map(Measure::AccessLog),
             raw.packets.map(Measure::Packets),
             raw.conversation.map(Measure::Conversation),
+            raw.timeline.map(Measure::Timeline),
         ];
         let mut measures = measures.into_iter().flatten();
         let (Some(measure), None) = (measures.next(), measures.next()) else {
             return Err(
                 "a check needs exactly one of diagnosis, stat, client, access_log, packets, \
-                 conversation"
+                 conversation, timeline"
                     .into(),
             );
         };
-        let expect = match (&measure, raw.count, raw.value) {
-            (Measure::Stat(_), None, value) => value,
-            (Measure::Stat(_), Some(_), _) => {
-                return Err("a stat check compares its `value`, not a `count`".into())
+        if let Measure::Timeline(figure) = &measure {
+            if !crate::timeline::is_figure(figure) {
+                return Err(format!(
+                    "unknown timeline figure `{figure}` (one of {})",
+                    crate::timeline::FIGURES
+                ));
             }
-            (_, count, None) => count,
-            (_, _, Some(_)) => return Err("only a stat check has a `value`; use `count`".into()),
+        }
+        let valued = matches!(measure, Measure::Stat(_) | Measure::Timeline(_));
+        let expect = match (valued, raw.count, raw.value) {
+            (true, None, value) => value,
+            (true, Some(_), _) => {
+                return Err("a stat or timeline check compares its `value`, not a `count`".into())
+            }
+            (false, count, None) => count,
+            (false, _, Some(_)) => {
+                return Err("only stat and timeline checks have a `value`; use `count`".into())
+            }
         }
         .unwrap_or(Comparison::AT_LEAST_ONE);
         if measure.at_envoy() && raw.at.is_none() {
@@ -165,7 +185,12 @@ pub enum Op {
     Ge,
 }
 
-/// `3` (exactly), or `">= 1"`, `"< 5"`, `"== 0"`, `"!= 0"`.
+/// A time that never came (a recovery not within the run): above every
+/// number, written `never`.
+pub const NEVER: u64 = u64::MAX;
+
+/// `3` (exactly), or `">= 1"`, `"< 5"`, `"== 0"`, `"!= 0"`; `"never"` is
+/// `"== never"` (see [`NEVER`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "RawComparison")]
 pub struct Comparison {
@@ -201,7 +226,10 @@ impl fmt::Display for Comparison {
             Op::Gt => ">",
             Op::Ge => ">=",
         };
-        write!(f, "{op} {}", self.value)
+        match self.value {
+            NEVER => write!(f, "{op} never"),
+            value => write!(f, "{op} {value}"),
+        }
     }
 }
 
@@ -220,8 +248,15 @@ impl TryFrom<RawComparison> for Comparison {
             RawComparison::Exactly(value) => return Ok(Comparison { op: Op::Eq, value }),
             RawComparison::Text(text) => text,
         };
-        let bad = || format!("`{text}`: expected a number, or \">= 1\" (==, !=, <, <=, >, >=)");
+        let bad =
+            || format!("`{text}`: expected a number, \">= 1\" (==, !=, <, <=, >, >=) or \"never\"");
         let trimmed = text.trim();
+        if trimmed == "never" {
+            return Ok(Comparison {
+                op: Op::Eq,
+                value: NEVER,
+            });
+        }
         let (op, rest) = [
             ("==", Op::Eq),
             ("!=", Op::Ne),
@@ -233,7 +268,10 @@ impl TryFrom<RawComparison> for Comparison {
         .into_iter()
         .find_map(|(word, op)| trimmed.strip_prefix(word).map(|rest| (op, rest)))
         .ok_or_else(bad)?;
-        let value = rest.trim().parse().map_err(|_| bad())?;
+        let value = match rest.trim() {
+            "never" => NEVER,
+            number => number.parse().map_err(|_| bad())?,
+        };
         Ok(Comparison { op, value })
     }
 }
@@ -297,5 +335,27 @@ mod tests {
         assert!(err.contains("needs `at`"), "{err}");
         let c = check(r#"{ conversation = ">S <S.", at = "server", count = 1 }"#).unwrap();
         assert_eq!(c.to_string(), "conversation \">S <S.\" at server == 1");
+    }
+
+    #[test]
+    fn timeline_checks_compare_a_value_and_know_never() {
+        let c = check(r#"{ timeline = "recovery_s", value = "never" }"#).unwrap();
+        assert_eq!(c.to_string(), "timeline recovery_s == never");
+        assert!(c.expect.holds(NEVER) && !c.expect.holds(7));
+        let c = check(r#"{ timeline = "recovery_s", value = "<= 8" }"#).unwrap();
+        assert!(c.expect.holds(7) && !c.expect.holds(NEVER));
+        let c = check(r#"{ timeline = "recovery_s", value = ">= 10" }"#).unwrap();
+        assert!(c.expect.holds(NEVER), "never is later than any bound");
+        let c = check(r#"{ timeline = "during.max_ms", value = ">= 10000" }"#).unwrap();
+        assert_eq!(c.measure, Measure::Timeline("during.max_ms".into()));
+        let err = check(r#"{ timeline = "recovery_s", count = 1 }"#).unwrap_err();
+        assert!(err.contains("`value`"), "{err}");
+        let err = check(r#"{ timeline = "during.p98_ms", value = 1 }"#).unwrap_err();
+        assert!(
+            err.contains("unknown timeline figure `during.p98_ms`"),
+            "{err}"
+        );
+        let err = check(r#"{ timeline = "recovery_s", value = "soon" }"#).unwrap_err();
+        assert!(err.contains("`soon`"), "{err}");
     }
 }

@@ -140,6 +140,19 @@ impl NetworkDecl {
 /// Without `networks`, every node is on this one.
 pub const DEFAULT_NETWORK: &str = "lab";
 
+impl Variant {
+    /// The second in which the first scheduled fault (one after the workload
+    /// started) strikes: the reference of the client's timeline.
+    pub fn timeline_fault_s(&self) -> Option<u64> {
+        self.faults
+            .iter()
+            .map(|f| f.at())
+            .filter(|at| !at.is_zero())
+            .min()
+            .map(|at| at.as_secs())
+    }
+}
+
 impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {

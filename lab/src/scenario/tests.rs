@@ -433,6 +433,84 @@ fn a_connlab_backend_knob_on_another_server() {
     );
 }
 
+#[test]
+fn a_timeline_check_needs_a_scheduled_fault() {
+    assert_error(
+        &GOOD.replace(
+            "fixed = [{ client = \"failed\", count = 0 }]",
+            "fixed = [{ timeline = \"recovery_s\", value = \"<= 8\" }]",
+        ),
+        "fixed = [",
+        "fixed[0]",
+        "scheduled after the start",
+    );
+    let text = GOOD
+        .replace("delay_ms = 200 }]", "delay_ms = 200, at_ms = 5000 }]")
+        .replace(
+            "fixed = [{ client = \"failed\", count = 0 }]",
+            "fixed = [{ timeline = \"recovery_s\", value = \"<= 8\" }]",
+        );
+    let scenario = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(scenario.variants[0].timeline_fault_s(), Some(5));
+}
+
+#[test]
+fn iptables_rules_name_nodes_that_are_up() {
+    let router = |rules: &str| {
+        GOOD.replace(
+            "[nodes.client]",
+            &format!(
+                "[nodes.vip]\nkind = \"router\"\nnetworks = [\"lab\", \"out\"]\niptables = [{rules}]\n\n[nodes.client]"
+            ),
+        )
+        .replace("timeout_s = 30", "timeout_s = 30\nnetworks = [\"lab\", \"out\"]")
+        .replace("kind = \"backend\"", "kind = \"backend\"\nnetworks = [\"lab\"]")
+        .replace("kind = \"envoy\"", "kind = \"envoy\"\nnetworks = [\"lab\"]")
+        .replace("kind = \"client\"", "kind = \"client\"\nnetworks = [\"lab\"]")
+    };
+    let good = router("\"-t nat -A PREROUTING -j DNAT --to-destination {ip:envoy}:10000\"");
+    parse(&good).unwrap_or_else(|e| panic!("{e}"));
+    assert_error(
+        &router("\"-j DNAT --to-destination {ip:envoi}\""),
+        "{ip:envoi}",
+        "nodes.vip.iptables[0]",
+        "no node `envoi`",
+    );
+    assert_error(
+        &router("\"-j DNAT --to-destination {ip:client}\""),
+        "{ip:client}",
+        "nodes.vip.iptables[0]",
+        "a workload node",
+    );
+    // A scheduled fault runs while the workload is up.
+    let fault = |rules: &str| {
+        GOOD.replace(
+            "faults = [{ action = \"delay\", target = \"backend\", sport = 8080, delay_ms = 200 }]",
+            &format!("faults = [{{ action = \"iptables\", target = \"backend\", at_ms = 5000, rules = [{rules}] }}]"),
+        )
+    };
+    parse(&fault("\"-A INPUT -s {ip:client} -j DROP\"")).unwrap_or_else(|e| panic!("{e}"));
+    assert_error(
+        &fault(""),
+        "rules = []",
+        "faults[0].rules",
+        "at least one rule",
+    );
+}
+
+#[test]
+fn a_health_check_needs_its_times() {
+    assert_error(
+        &GOOD.replace(
+            "upstreams.backend = { endpoints = [\"backend\"] }",
+            "upstreams.backend = { endpoints = [\"backend\"], health_check = { interval_ms = 0, timeout_ms = 500 } }",
+        ),
+        "health_check",
+        "nodes.envoy.upstreams.backend.health_check",
+        "above 0",
+    );
+}
+
 /// A client behind a router, a server on the other side capturing, a scapy
 /// script: the snat-timewait shape.
 const ROUTED: &str = r#"name = "routed"

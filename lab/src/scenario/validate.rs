@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::envoy::{EnvoyNode, Listener, ListenerKind};
 use super::node::{NodeKind, Server};
 use super::{Measure, Variant};
+use crate::faults::Fault;
 
 type Invalid = (String, String);
 
@@ -99,12 +100,16 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
                 }
                 node_port(v, &format!("{path}.target"), &client.config.target)?;
             }
-            NodeKind::Router(_) => {
+            NodeKind::Router(router) => {
                 if node.networks.len() < 2 {
                     return err(
                         format!("{path}.networks"),
                         "a router joins at least two networks",
                     );
+                }
+                // Its rules run before the workload starts.
+                for (i, rule) in router.iptables.iter().enumerate() {
+                    rule_addresses(v, &format!("{path}.iptables[{i}]"), rule, false)?;
                 }
             }
             NodeKind::Script(script) => {
@@ -143,6 +148,14 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
                 format!("no node `{}` (nodes: {})", fault.target(), names(v)),
             );
         }
+        if let Fault::Iptables { rules, at_ms, .. } = fault {
+            if rules.is_empty() {
+                return err(format!("faults[{i}].rules"), "needs at least one rule");
+            }
+            for (j, rule) in rules.iter().enumerate() {
+                rule_addresses(v, &format!("faults[{i}].rules[{j}]"), rule, *at_ms > 0)?;
+            }
+        }
     }
     for (list, checks) in [("reproduced", &v.reproduced), ("fixed", &v.fixed)] {
         if checks.is_empty() {
@@ -153,6 +166,12 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
         }
         for (i, check) in checks.iter().enumerate() {
             let path = format!("{list}[{i}]");
+            if matches!(check.measure, Measure::Timeline(_)) && v.timeline_fault_s().is_none() {
+                return err(
+                    path,
+                    "a timeline check needs a fault scheduled after the start (`at_ms` > 0)",
+                );
+            }
             let Some(at) = &check.at else { continue };
             let Some(node) = v.nodes.get(at) else {
                 return err(
@@ -176,6 +195,7 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
                     }
                     true
                 }
+                Measure::Timeline(_) => true,
             };
             if !fits {
                 return err(
@@ -196,6 +216,26 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
             return err(
                 format!("stats[{i}]"),
                 format!("`{stat}` is not node:stat.name"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The `{ip:NODE}` of an iptables rule name nodes that are up when it runs
+/// (workload nodes only once the workload has started).
+fn rule_addresses(v: &Variant, path: &str, rule: &str, workload_up: bool) -> Result<(), Invalid> {
+    for name in crate::roles::router::placeholders(rule, "ip") {
+        let Some(node) = v.nodes.get(&name) else {
+            return err(
+                path,
+                format!("`{{ip:{name}}}`: no node `{name}` (nodes: {})", names(v)),
+            );
+        };
+        if is_workload(&node.kind) && !workload_up {
+            return err(
+                path,
+                format!("`{{ip:{name}}}`: a workload node, not started when this rule runs"),
             );
         }
     }
@@ -296,6 +336,14 @@ fn envoy_node(v: &Variant, path: &str, envoy: &EnvoyNode) -> Result<(), Invalid>
         }
         for (i, endpoint) in upstream.endpoints.iter().enumerate() {
             node_port(v, &format!("{upath}.endpoints[{i}]"), endpoint)?;
+        }
+        if let Some(h) = &upstream.health_check {
+            if h.interval_ms == 0 || h.timeout_ms == 0 {
+                return err(
+                    format!("{upath}.health_check"),
+                    "interval_ms and timeout_ms must be above 0",
+                );
+            }
         }
     }
     Ok(())
