@@ -133,12 +133,8 @@ fn median(values: &[f64]) -> f64 {
     sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-fn main() {
-    let requests = env("BENCH_REQUESTS", 10_000);
-    let rounds = env("BENCH_ROUNDS", 9);
-    let connections = env("BENCH_CONNECTIONS", 4);
-    let server = backend::spawn(any_local_port(), backend::Behaviour::default()).expect("backend");
-    let dir = tempfile::tempdir().expect("temp dir");
+/// The five listeners' Envoy (their names are `Variant::listener`).
+fn bench_envoy(backend: SocketAddr, dir: &std::path::Path) -> EnvoyProcess {
     let wasm = filter_wasm();
     let routes = || vec![route("/", "backend")];
     let with_filter = |name: &str, filter: Vec<Value>, logs: Vec<Value>| {
@@ -168,25 +164,32 @@ fn main() {
         with_filter(
             "native",
             vec![],
-            vec![file_access_log(
-                &dir.path().join("access.log"),
-                NATIVE_FORMAT,
-            )],
+            vec![file_access_log(&dir.join("access.log"), NATIVE_FORMAT)],
         ),
     ];
-    let envoy = EnvoyProcess::start(&bootstrap(
-        listeners,
-        vec![cluster("backend", &[server.addr()])],
-    ))
-    .expect("start Envoy");
-    let mut variants = [
-        ("no filter", "none"),
-        ("empty proxy-wasm filter", "empty"),
-        ("connlab defaults", "defaults"),
-        ("connlab events=all", "all"),
-        ("native access log", "native"),
-    ]
-    .map(|(name, listener)| Variant {
+    EnvoyProcess::start(&bootstrap(listeners, vec![cluster("backend", &[backend])]))
+        .expect("start Envoy")
+}
+
+const VARIANTS: [(&str, &str); 5] = [
+    ("no filter", "none"),
+    ("empty proxy-wasm filter", "empty"),
+    ("connlab defaults", "defaults"),
+    ("connlab events=all", "all"),
+    ("native access log", "native"),
+];
+
+fn main() {
+    let server = backend::spawn(any_local_port(), backend::Behaviour::default()).expect("backend");
+    let dir = tempfile::tempdir().expect("temp dir");
+    if std::env::var_os("BENCH_CALLGRIND").is_some() {
+        return callgrind(server.addr(), dir.path());
+    }
+    let requests = env("BENCH_REQUESTS", 10_000);
+    let rounds = env("BENCH_ROUNDS", 9);
+    let connections = env("BENCH_CONNECTIONS", 4);
+    let envoy = bench_envoy(server.addr(), dir.path());
+    let mut variants = VARIANTS.map(|(name, listener)| Variant {
         name,
         listener,
         cpu_per_request: Vec::new(),
@@ -247,6 +250,102 @@ fn main() {
     );
     drop(envoy);
     throughput_workloads(rounds);
+}
+
+/// `BENCH_CALLGRIND=1`: the instructions Envoy executes per request, per
+/// variant, counted by valgrind's callgrind. Unlike CPU time on a shared
+/// machine this repeats to about 0.1 % between runs (measured), so it is
+/// the figure to compare filter versions by; it counts work, not cache
+/// misses or host-call latency. Envoy runs under callgrind with collection
+/// off; each variant gets a warm-up (V8 tiers up), then collection is
+/// switched on for BENCH_CALLGRIND_REQUESTS requests (default 300) over one
+/// keep-alive connection, and the dump's total is divided by that count.
+/// Needs `valgrind` (Debian package `valgrind`).
+fn callgrind(backend: SocketAddr, dir: &std::path::Path) {
+    let requests = env("BENCH_CALLGRIND_REQUESTS", 300);
+    let envoy_bin = connlab::envoy_process::envoy_bin().expect("Envoy binary");
+    let out = dir.join("callgrind");
+    let wrapper = dir.join("envoy-under-callgrind");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec valgrind --tool=callgrind --instr-atstart=no \
+             --callgrind-out-file={}.%p {} \"$@\"\n",
+            out.display(),
+            envoy_bin.display()
+        ),
+    )
+    .expect("write the wrapper");
+    std::process::Command::new("chmod")
+        .args(["+x"])
+        .arg(&wrapper)
+        .status()
+        .expect("chmod");
+    // EnvoyProcess starts `$CONNLAB_ENVOY` when set; nothing else in this
+    // process reads the environment concurrently.
+    std::env::set_var("CONNLAB_ENVOY", &wrapper);
+    let envoy = bench_envoy(backend, dir);
+    let pid = envoy.pid().to_string();
+    let control = |args: &[&str]| {
+        let status = std::process::Command::new("callgrind_control")
+            .args(args)
+            .arg(&pid)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("callgrind_control (package valgrind)");
+        assert!(status.success(), "callgrind_control {args:?}");
+    };
+    let mut rows = Vec::new();
+    for (name, listener) in VARIANTS {
+        let addr = envoy.listener(listener).expect("listener");
+        load(addr, requests, 1);
+        control(&["--instr=on"]);
+        control(&["--zero"]);
+        load(addr, requests, 1);
+        control(&["--dump"]);
+        control(&["--instr=off"]);
+        rows.push((name, latest_total(dir, &pid) as f64 / requests as f64));
+        eprintln!("bench-filter: callgrind {name} done");
+    }
+    let base = rows[0].1;
+    let empty = rows[1].1;
+    println!(
+        "{:<26} {:>14} {:>10} {:>14} {:>14}",
+        "variant", "instr/req", "x none", "+instr vs none", "+instr vs empty"
+    );
+    for (name, ir) in &rows {
+        println!(
+            "{name:<26} {ir:>14.0} {:>10.3} {:>14.0} {:>14.0}",
+            ir / base,
+            ir - base,
+            ir - empty
+        );
+    }
+    println!(
+        "connlab defaults / empty filter, instructions per request: {:.3}x ({requests} requests each)",
+        rows[2].1 / empty
+    );
+}
+
+/// The `totals:` of callgrind's newest dump (`callgrind.<pid>.<n>`).
+fn latest_total(dir: &std::path::Path, pid: &str) -> u64 {
+    let prefix = format!("callgrind.{pid}.");
+    let newest = std::fs::read_dir(dir)
+        .expect("read the dump dir")
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let part: u64 = name.strip_prefix(&prefix)?.parse().ok()?;
+            Some((part, e.path()))
+        })
+        .max()
+        .expect("a callgrind dump")
+        .1;
+    std::fs::read_to_string(newest)
+        .expect("read the dump")
+        .lines()
+        .find_map(|l| l.strip_prefix("totals:")?.trim().parse().ok())
+        .expect("a totals line")
 }
 
 /// The large-body and long-stream workloads: connlab against the empty
