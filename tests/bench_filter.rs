@@ -285,26 +285,18 @@ fn callgrind(backend: SocketAddr, dir: &std::path::Path) {
     // process reads the environment concurrently.
     std::env::set_var("CONNLAB_ENVOY", &wrapper);
     let envoy = bench_envoy(backend, dir);
-    let pid = envoy.pid().to_string();
-    let control = |args: &[&str]| {
-        let status = std::process::Command::new("callgrind_control")
-            .args(args)
-            .arg(&pid)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("callgrind_control (package valgrind)");
-        assert!(status.success(), "callgrind_control {args:?}");
+    let counter = Callgrind {
+        pid: envoy.pid().to_string(),
+        dir: dir.to_path_buf(),
     };
     let mut rows = Vec::new();
     for (name, listener) in VARIANTS {
         let addr = envoy.listener(listener).expect("listener");
         load(addr, requests, 1);
-        control(&["--instr=on"]);
-        control(&["--zero"]);
-        load(addr, requests, 1);
-        control(&["--dump"]);
-        control(&["--instr=off"]);
-        rows.push((name, latest_total(dir, &pid) as f64 / requests as f64));
+        let total = counter.count(|| {
+            load(addr, requests, 1);
+        });
+        rows.push((name, total as f64 / requests as f64));
         eprintln!("bench-filter: callgrind {name} done");
     }
     let base = rows[0].1;
@@ -325,6 +317,84 @@ fn callgrind(backend: SocketAddr, dir: &std::path::Path) {
         "connlab defaults / empty filter, instructions per request: {:.3}x ({requests} requests each)",
         rows[2].1 / empty
     );
+    drop(envoy);
+    // The workloads, per MiB through Envoy.
+    let bodies = env("BENCH_CALLGRIND_BODIES", 10);
+    let stream_mib = env("BENCH_CALLGRIND_STREAM_MIB", 32);
+    let big = raw_servers::large_response(MIB);
+    let sink = raw_servers::sink();
+    let envoy = workload_envoy(big.addr(), sink.server.addr());
+    let counter = Callgrind {
+        pid: envoy.pid().to_string(),
+        dir: dir.to_path_buf(),
+    };
+    let addr = |name: &str| envoy.listener(name).expect("listener");
+    let per_mib = |name: &str| -> f64 {
+        if name.starts_with("body") {
+            large_bodies(addr(name), 2, 1, MIB);
+            let total = counter.count(|| {
+                large_bodies(addr(name), bodies, 1, MIB);
+            });
+            total as f64 / (2 * bodies) as f64
+        } else {
+            long_stream(addr(name), &sink.received, MIB);
+            let total = counter.count(|| {
+                long_stream(addr(name), &sink.received, stream_mib * MIB);
+            });
+            total as f64 / stream_mib as f64
+        }
+    };
+    println!(
+        "{:<48} {:>16} {:>16} {:>8}",
+        "workload", "empty instr/MiB", "connlab instr/MiB", "+ %"
+    );
+    for (workload, empty, connlab) in [
+        (
+            "1 MiB request + response bodies (connlab_http)",
+            "body_empty",
+            "body_connlab",
+        ),
+        (
+            "long TCP stream (connlab_net + tcp_proxy)",
+            "tcp_empty",
+            "tcp_connlab",
+        ),
+    ] {
+        let (e, c) = (per_mib(empty), per_mib(connlab));
+        println!(
+            "{workload:<48} {e:>16.0} {c:>16.0} {:>8.2}",
+            100.0 * (c / e - 1.0)
+        );
+    }
+}
+
+/// Counts Envoy's instructions under callgrind (started with collection
+/// off) around a piece of load.
+struct Callgrind {
+    pid: String,
+    dir: std::path::PathBuf,
+}
+
+impl Callgrind {
+    fn control(&self, arg: &str) {
+        let status = std::process::Command::new("callgrind_control")
+            .arg(arg)
+            .arg(&self.pid)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("callgrind_control (package valgrind)");
+        assert!(status.success(), "callgrind_control {arg}");
+    }
+
+    /// Instructions Envoy executed (all threads) while `load` ran.
+    fn count(&self, load: impl FnOnce()) -> u64 {
+        self.control("--instr=on");
+        self.control("--zero");
+        load();
+        self.control("--dump");
+        self.control("--instr=off");
+        latest_total(&self.dir, &self.pid)
+    }
 }
 
 /// The `totals:` of callgrind's newest dump (`callgrind.<pid>.<n>`).
@@ -350,51 +420,14 @@ fn latest_total(dir: &std::path::Path, pid: &str) -> u64 {
 
 /// The large-body and long-stream workloads: connlab against the empty
 /// filter, throughput in MiB/s, median of rounds.
+const MIB: usize = 1 << 20;
+
 fn throughput_workloads(rounds: usize) {
-    const MIB: usize = 1 << 20;
     let body_requests = env("BENCH_BODY_REQUESTS", 200);
     let stream_mib = env("BENCH_STREAM_MIB", 512);
-    let wasm = filter_wasm();
     let big = raw_servers::large_response(MIB);
     let sink = raw_servers::sink();
-    let http_listener = |name: &str, root_id: &str| {
-        listener(
-            name,
-            vec![hcm(
-                name,
-                vec![http_wasm(&wasm, root_id, None)],
-                vec![route("/", "big")],
-                vec![],
-            )],
-        )
-    };
-    let tcp_listener = |name: &str, root_id: &str| {
-        let filter = if root_id == "connlab_net" {
-            net_wasm(&wasm, None)
-        } else {
-            json!({
-                "name": "wasm.noop_net",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
-                    "config": plugin(&wasm, root_id, None),
-                },
-            })
-        };
-        listener(name, vec![filter, tcp_proxy(name, "sink")])
-    };
-    let envoy = EnvoyProcess::start(&bootstrap(
-        vec![
-            http_listener("body_empty", "connlab_noop"),
-            http_listener("body_connlab", "connlab_http"),
-            tcp_listener("tcp_empty", "connlab_noop_net"),
-            tcp_listener("tcp_connlab", "connlab_net"),
-        ],
-        vec![
-            cluster("big", &[big.addr()]),
-            cluster("sink", &[sink.server.addr()]),
-        ],
-    ))
-    .expect("start Envoy");
+    let envoy = workload_envoy(big.addr(), sink.server.addr());
     let addr = |name: &str| envoy.listener(name).expect("listener");
     let bodies = |name: &str| {
         let wall = large_bodies(addr(name), body_requests, 2, MIB);
@@ -449,6 +482,47 @@ fn throughput_workloads(rounds: usize) {
             loss.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         );
     }
+}
+
+/// The workloads' Envoy: `body_empty` / `body_connlab` (HTTP to `big`),
+/// `tcp_empty` / `tcp_connlab` (tcp_proxy to `sink`).
+fn workload_envoy(big: SocketAddr, sink: SocketAddr) -> EnvoyProcess {
+    let wasm = filter_wasm();
+    let http_listener = |name: &str, root_id: &str| {
+        listener(
+            name,
+            vec![hcm(
+                name,
+                vec![http_wasm(&wasm, root_id, None)],
+                vec![route("/", "big")],
+                vec![],
+            )],
+        )
+    };
+    let tcp_listener = |name: &str, root_id: &str| {
+        let filter = if root_id == "connlab_net" {
+            net_wasm(&wasm, None)
+        } else {
+            json!({
+                "name": "wasm.noop_net",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
+                    "config": plugin(&wasm, root_id, None),
+                },
+            })
+        };
+        listener(name, vec![filter, tcp_proxy(name, "sink")])
+    };
+    EnvoyProcess::start(&bootstrap(
+        vec![
+            http_listener("body_empty", "connlab_noop"),
+            http_listener("body_connlab", "connlab_http"),
+            tcp_listener("tcp_empty", "connlab_noop_net"),
+            tcp_listener("tcp_connlab", "connlab_net"),
+        ],
+        vec![cluster("big", &[big]), cluster("sink", &[sink])],
+    ))
+    .expect("start Envoy")
 }
 
 /// `requests` POSTs of `size` bytes, each answered with `size` bytes, over
