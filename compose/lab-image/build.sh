@@ -4,7 +4,7 @@
 # connlab's own binaries, imported with `docker import` (DESIGN.md §4).
 #
 # The tag is connlab-lab:<12 hex of a sha256 over every input> (this script,
-# packages.txt, the backend files, the binaries' bytes, Envoy's version), so
+# packages.txt, the backend and script files, the binaries' bytes, Envoy's version), so
 # an unchanged input set skips the build. Progress goes to stderr; the tag is
 # written to target/lab-image.tag and printed as the last line of stdout.
 #
@@ -21,6 +21,7 @@ SECURITY_MIRROR=http://deb.debian.org/debian-security
 REPO=connlab-lab
 HERE=compose/lab-image
 BACKENDS=compose/backends
+SCRIPTS=compose/scripts
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 # connlab-certs: compose files issue their Envoys' certificates at `up` time.
 BINS=(connlab-backend connlab-delay connlab-certs)
@@ -71,7 +72,7 @@ manifest() {
   echo "suite $SUITE $MIRROR $SECURITY_MIRROR"
   echo "envoy $envoy_version"
   sha256sum "$HERE/build.sh" "$HERE/packages.txt"
-  find "$BACKENDS" -type f -print0 | sort -z | xargs -0 sha256sum
+  find "$BACKENDS" "$SCRIPTS" -type f -print0 | sort -z | xargs -0 sha256sum
   for b in "${BINS[@]}"; do
     echo "$(sha256sum <"$TARGET_DIR/release/$b" | cut -d' ' -f1)  $b"
   done
@@ -83,11 +84,12 @@ image="$REPO:$hash"
 # tree rooted at /.
 stage_overlay() {
   local root=$1
-  mkdir -p "$root/usr/local/bin" "$root/opt/connlab/backends" \
+  mkdir -p "$root/usr/local/bin" "$root/opt/connlab/backends" "$root/opt/connlab/scripts" \
     "$root/var/lib/tomcat10/webapps/ROOT"
   cp "$envoy" "$root/usr/local/bin/envoy"
   for b in "${BINS[@]}"; do cp "$TARGET_DIR/release/$b" "$root/usr/local/bin/$b"; done
   cp -r "$BACKENDS/." "$root/opt/connlab/backends/"
+  cp -r "$SCRIPTS/." "$root/opt/connlab/scripts/"
   # Tomcat's ROOT webapp answers "ok" like the other backends (Debian ships
   # a welcome page there; only the body changes, not the connector).
   printf ok >"$root/var/lib/tomcat10/webapps/ROOT/index.html"

@@ -42,7 +42,7 @@ fn main() -> anyhow::Result<()> {
         ["ladder", input, server, title, out] => {
             let capture = pcap::read(input.as_ref())?;
             let server: SocketAddr = server.parse().context("SERVER: ip:port")?;
-            let counts = packet_sequence::reuse_counts(&capture.segments, server);
+            let counts = packet_sequence::reuse_counts(&capture.segments, |s| s == server);
             println!("{}", serde_json::to_string(&counts)?);
             let side = Side {
                 segments: &capture.segments,

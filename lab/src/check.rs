@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::evidence::Evidence;
+use crate::evidence::{Evidence, Packets};
 use crate::outcome::{CheckResult, Counts, Outcome, Truth, Verdict};
 use crate::scenario::{Check, Measure, Scenario, Variant};
+use crate::timeline::{self, Timeline};
 
 pub fn outcome(
     scenario: &Scenario,
@@ -53,10 +54,19 @@ pub fn outcome(
         reuse.insert(node.clone(), connections);
     }
 
+    // Around the first scheduled fault, when there was throughput before it
+    // to compare with (a load of one request per 5 s has none).
+    let timeline = variant
+        .timeline_fault_s()
+        .map(|fault_s| {
+            let records: Vec<_> = evidence.client_records().cloned().collect();
+            timeline::timeline(&records, fault_s, timeline::WARMUP_S)
+        })
+        .filter(|t| t.before.throughput > 0.0);
     let evaluate_list = |list: Verdict, checks: &[Check]| -> Vec<CheckResult> {
         checks
             .iter()
-            .map(|check| evaluate(list, check, evidence))
+            .map(|check| evaluate(list, check, evidence, timeline.as_ref()))
             .collect()
     };
     let reproduced = evaluate_list(Verdict::Reproduced, &variant.reproduced);
@@ -82,8 +92,14 @@ pub fn outcome(
         diagnoses,
         reuse,
         stats: reported_stats(variant, evidence),
+        packets: evidence
+            .packets
+            .iter()
+            .map(|(node, packets)| (node.clone(), packets.reuse_counts().to_counts()))
+            .collect(),
         checks,
         explain: explain(variant, evidence),
+        timeline,
         wall_ms: wall.as_millis() as u64,
     }
 }
@@ -97,8 +113,13 @@ pub fn all(truths: impl Iterator<Item = Truth>) -> Truth {
     })
 }
 
-fn evaluate(list: Verdict, check: &Check, evidence: &Evidence) -> CheckResult {
-    let (holds, seen, why) = match measure(check, evidence) {
+fn evaluate(
+    list: Verdict,
+    check: &Check,
+    evidence: &Evidence,
+    timeline: Option<&Timeline>,
+) -> CheckResult {
+    let (holds, seen, why) = match measure(check, evidence, timeline) {
         Ok(seen) => {
             let truth = if check.expect.holds(seen) {
                 Truth::True
@@ -119,7 +140,7 @@ fn evaluate(list: Verdict, check: &Check, evidence: &Evidence) -> CheckResult {
 }
 
 /// The number a check compares, or why the evidence cannot tell.
-fn measure(check: &Check, evidence: &Evidence) -> Result<u64, String> {
+fn measure(check: &Check, evidence: &Evidence, timeline: Option<&Timeline>) -> Result<u64, String> {
     let at = check.at.as_deref().unwrap_or_default();
     let envoy = || {
         evidence
@@ -166,21 +187,28 @@ fn measure(check: &Check, evidence: &Evidence) -> Result<u64, String> {
                 })
                 .count() as u64)
         }
-        Measure::Packets(sequence) => {
-            let seen = evidence
-                .packets
-                .get(at)
-                .ok_or_else(|| format!("no packet capture at `{at}`"))?;
-            let mut wanted = sequence.iter().peekable();
-            for segment in seen {
-                let flags = segment.flags.to_string();
-                if wanted.peek().is_some_and(|w| **w == flags) {
-                    wanted.next();
-                }
-            }
-            Ok(u64::from(wanted.peek().is_none()))
+        Measure::Packets(name) => {
+            let counts = captured(evidence, at)?.reuse_counts();
+            counts
+                .get(name)
+                .ok_or_else(|| format!("no packets count `{name}`"))
         }
+        Measure::Conversation(line) => Ok(captured(evidence, at)?
+            .served()
+            .iter()
+            .filter(|c| c.flags_line() == *line)
+            .count() as u64),
+        Measure::Timeline(figure) => timeline
+            .ok_or("no timeline: no scheduled fault, or no throughput before it")?
+            .figure(figure),
     }
+}
+
+fn captured<'e>(evidence: &'e Evidence, at: &str) -> Result<&'e Packets, String> {
+    evidence
+        .packets
+        .get(at)
+        .ok_or_else(|| format!("no packet capture at `{at}`"))
 }
 
 /// The diagnosis of a filter event (`http` or `conn`), if any.

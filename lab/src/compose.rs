@@ -28,7 +28,7 @@ use crate::roles::{backend, client, envoy, router, script};
 use crate::run::{self, Addresses};
 use crate::runtime::{ContainerSpec, SHARED_DIR};
 use crate::scenario::node::NodeKind;
-use crate::scenario::{start_order, Scenario, Variant};
+use crate::scenario::{networks_of, start_order, Scenario, Variant};
 
 /// The compose file format: the newest 2.x, read by docker-compose 1.29.
 pub const FILE_FORMAT: &str = "2.4";
@@ -42,13 +42,14 @@ pub const WORKLOAD_PROFILE: &str = "workload";
 /// Where the filter module is, seen from `compose/<scenario>/`.
 const WASM_FROM_COMPOSE_DIR: &str = "../../target/wasm32-unknown-unknown/wasm/connlab_filter.wasm";
 /// The lab's runtime directories under `compose/`, never a scenario's.
-pub const NOT_SCENARIOS: [&str; 3] = ["backends", "experiments", "lab-image"];
+pub const NOT_SCENARIOS: [&str; 4] = ["backends", "experiments", "lab-image", "scripts"];
 /// First host number of nodes in a subnet (.1 is Docker's gateway).
 const FIRST_HOST: u8 = 10;
 
 /// A /24 per (scenario, variant, network), from 10.128.0.0/9: a stable hash
-/// of the three names, so a new scenario leaves every other file as it is,
-/// and distinct (the next free /24 on a collision) so two compose projects
+/// of the three names, so a new scenario leaves the other files as they are
+/// (unless it takes a slot another file then has to give up: the next free
+/// /24 on a collision, in name order), and distinct, so two compose projects
 /// can be up at once. Docker's default pools (172.17/12, 192.168/16) and the
 /// lab's own networks never use 10/8.
 pub struct Subnets(BTreeMap<(String, String, String), Ipv4Addr>);
@@ -147,7 +148,7 @@ pub fn render(
             continue;
         }
         let mut mine = Vec::new();
-        for network in &run::networks_of(variant, node) {
+        for network in &networks_of(variant, node) {
             let base = subnets
                 .of(&scenario.name, &variant.name, network)
                 .with_context(|| format!("{title}: no subnet for network `{network}`"))?;
@@ -159,14 +160,19 @@ pub fn render(
         addresses.0.insert(name.clone(), mine);
     }
 
-    // The runtime's start order: backends, routers and background scripts;
-    // Envoys after the Envoys they forward to; then the workload.
+    // The runtime's start order: routers, then backends and background
+    // scripts; Envoys after the Envoys they forward to; then the workload.
     let envoys =
         start_order(variant).map_err(|n| anyhow::anyhow!("{title}: Envoy cycle at {n}"))?;
-    let mut order: Vec<&String> = variant
+    let router = |kind: &NodeKind| matches!(kind, NodeKind::Router(_));
+    let before_envoys = variant
         .nodes
         .iter()
-        .filter(|(_, n)| n.kind.envoy().is_none() && !workload(&n.kind))
+        .filter(|(_, n)| n.kind.envoy().is_none() && !workload(&n.kind));
+    let (routers, others): (Vec<_>, Vec<_>) = before_envoys.partition(|(_, n)| router(&n.kind));
+    let mut order: Vec<&String> = routers
+        .into_iter()
+        .chain(others)
         .map(|(name, _)| name)
         .collect();
     order.extend(envoys.iter());
@@ -182,14 +188,20 @@ pub fn render(
     let mut files = Vec::new();
     for name in order {
         let node = &variant.nodes[name];
-        let mut spec = run::spec(variant, name, node);
+        let mut spec = run::spec(variant, name, node, &addresses)
+            .map_err(|e| anyhow::anyhow!("{title}: {e}"))?;
         let mut envoy_config = None;
         match &node.kind {
             NodeKind::Backend(b) => backend::command(b, &mut spec),
             NodeKind::Router(_) => router::prepare(&mut spec),
-            NodeKind::Script(s) => script::command(s, &mut spec),
+            NodeKind::Script(s) => {
+                let words = addresses
+                    .fill(&spec.networks, &s.command)
+                    .map_err(|e| anyhow::anyhow!("{title}: {name}: {e}"))?;
+                script::command(words, &mut spec)
+            }
             NodeKind::Envoy(e) => {
-                let from = run::networks_of(variant, node);
+                let from = networks_of(variant, node);
                 let resolve = |endpoint: &str| addresses.reach(variant, &from, endpoint);
                 let (file, text) = envoy::config_file(name, e, &resolve)
                     .map_err(|e| anyhow::anyhow!("{title}: {name}: {e}"))?;
@@ -268,7 +280,7 @@ fn service_yaml(service: &Service, variant: &str, placement: &Placement) -> Stri
     writeln!(w, "  {}:", yaml_key(&spec.role)).ok();
     writeln!(w, "    image: {IMAGE}").ok();
     writeln!(w, "    hostname: {}", yaml_str(&spec.role)).ok();
-    writeln!(w, "    command: {}", flow(&spec.cmd)).ok();
+    writeln!(w, "    command: {}", flow(&spec.command())).ok();
     if !spec.env.is_empty() {
         writeln!(w, "    environment:").ok();
         for (key, value) in &spec.env {
@@ -431,34 +443,11 @@ fn header(
         };
         writeln!(
             w,
-            "#\n# {}'s rules (the lab applies them once it is up):",
+            "#\n# {}'s rules (the lab applies them once the other nodes are up):",
             s.spec.role
         )
         .ok();
-        let device = |network: &str| {
-            let (_, ip) = s.addresses.iter().find(|(n, _)| n == network)?;
-            Some(format!(
-                "$(ip -br -4 addr show to {ip} | cut -d@ -f1 | cut -d\" \" -f1)"
-            ))
-        };
-        for rule in router::rules(r, &device) {
-            let line = if rule.iter().any(|word| word.contains("$(")) {
-                let script: Vec<String> = rule
-                    .iter()
-                    .map(|word| {
-                        if word.contains("$(") {
-                            word.clone()
-                        } else {
-                            shell_word(word)
-                        }
-                    })
-                    .collect();
-                format!("sh -c {}", shell_word(&script.join(" ")))
-            } else {
-                shell_words(&rule)
-            };
-            writeln!(w, "#   dc exec -T {} {line}", s.spec.role).ok();
-        }
+        rule_lines(w, s, services, &r.iptables);
     }
     let (now, later): (Vec<&Fault>, Vec<&Fault>) =
         variant.faults.iter().partition(|f| f.at().is_zero());
@@ -469,7 +458,7 @@ fn header(
         )
         .ok();
         for fault in now {
-            fault_lines(w, fault);
+            fault_lines(w, fault, services);
         }
     }
     let workload: Vec<&Service> = services.iter().filter(|s| s.workload).collect();
@@ -499,7 +488,7 @@ fn header(
         .ok();
         for fault in later {
             writeln!(w, "#   # at {:.1} s:", fault.at().as_secs_f64()).ok();
-            fault_lines(w, fault);
+            fault_lines(w, fault, services);
         }
     }
     writeln!(w, "#\n# Look around:").ok();
@@ -547,9 +536,51 @@ fn is_router(s: &Service, variant: &Variant) -> bool {
     matches!(variant.nodes[&s.spec.role].kind, NodeKind::Router(_))
 }
 
-fn fault_lines(w: &mut String, fault: &Fault) {
+/// `rules` run in `s` as `dc exec` lines: `{dev:NET}` looked up in the
+/// container by its address on NET, `{ip:NODE}` NODE's static address on a
+/// network both join (as the lab fills them in).
+fn rule_lines(w: &mut String, s: &Service, services: &[Service], rules: &[String]) {
+    let device = |network: &str| {
+        let (_, ip) = s.addresses.iter().find(|(n, _)| n == network)?;
+        Some(format!(
+            "$(ip -br -4 addr show to {ip} | cut -d@ -f1 | cut -d\" \" -f1)"
+        ))
+    };
+    let networks: Vec<String> = s.addresses.iter().map(|(n, _)| n.clone()).collect();
+    let ip = |node: &str| {
+        let theirs = &services.iter().find(|t| t.spec.role == node)?.addresses;
+        router::reach(&networks, theirs).map(|ip| ip.to_string())
+    };
+    for rule in rules {
+        let rule = router::fill(rule, &device, &ip);
+        let line = if rule.iter().any(|word| word.contains("$(")) {
+            let script: Vec<String> = rule
+                .iter()
+                .map(|word| {
+                    if word.contains("$(") {
+                        word.clone()
+                    } else {
+                        shell_word(word)
+                    }
+                })
+                .collect();
+            format!("sh -c {}", shell_word(&script.join(" ")))
+        } else {
+            shell_words(&rule)
+        };
+        writeln!(w, "#   dc exec -T {} {line}", s.spec.role).ok();
+    }
+}
+
+fn fault_lines(w: &mut String, fault: &Fault, services: &[Service]) {
     for step in fault.steps() {
         let line = match step {
+            Step::Rules { target, rules } => {
+                if let Some(s) = services.iter().find(|s| s.spec.role == target) {
+                    rule_lines(w, s, services, &rules);
+                }
+                continue;
+            }
             Step::Exec {
                 target,
                 cmd,
@@ -840,6 +871,48 @@ expect = "reproduced"
                 .contains("ipv4_address"),
             "{client}"
         );
+    }
+
+    #[test]
+    fn router_rules_find_the_device_by_the_static_address() {
+        let text = RACE
+            .replace(
+                "timeout_s = 30",
+                "timeout_s = 30\nnetworks = [\"inside\", \"outside\"]",
+            )
+            .replace(
+                "kind = \"backend\"",
+                "kind = \"backend\"\nnetworks = [\"inside\"]",
+            )
+            .replace(
+                "kind = \"envoy\"",
+                "kind = \"envoy\"\nnetworks = [\"inside\"]",
+            )
+            .replace(
+                "kind = \"client\"",
+                "kind = \"client\"\nnetworks = [\"inside\"]",
+            )
+            .replace(
+                "[nodes.envoy]",
+                "[nodes.nat]\nkind = \"router\"\nnetworks = [\"inside\", \"outside\"]\n\
+                 iptables = [\"-t nat -A POSTROUTING -o {dev:outside} -j MASQUERADE\"]\n\
+                 [nodes.envoy]",
+            );
+        let s = scenario(&text);
+        let subnets = Subnets::assign(std::slice::from_ref(&s));
+        let placement = Placement::checked_in("race", "node");
+        let yaml = render(&s, &s.variants[0], &subnets, &placement)
+            .unwrap()
+            .yaml;
+        let o = subnets.of("race", "node", "outside").unwrap().octets();
+        // The only node on `outside`.
+        let ip = format!("{}.{}.{}.10", o[0], o[1], o[2]);
+        let line = format!(
+            "#   dc exec -T nat sh -c 'iptables -t nat -A POSTROUTING -o \
+             $(ip -br -4 addr show to {ip} | cut -d@ -f1 | cut -d\" \" -f1) -j MASQUERADE'\n"
+        );
+        assert!(yaml.contains(&line), "{line}\n{yaml}");
+        assert!(yaml.contains("net.ipv4.ip_forward: \"1\""), "{yaml}");
     }
 
     #[test]

@@ -476,6 +476,24 @@ pub fn tcp_keepalive(probes: Option<u32>, time_s: Option<u32>, interval_s: Optio
     json!({"tcp_keepalive": keepalive})
 }
 
+/// A cluster's `health_checks`: an HTTP GET / every `interval_ms`, a host
+/// out of the load balancer after one answer missing `timeout_ms`, back in
+/// after one good one. Connections already open stay in the pool (Envoy
+/// does not close them on a failed check unless told to).
+pub fn health_check(interval_ms: u64, timeout_ms: u64) -> Value {
+    json!([{
+        "timeout": duration_ms(timeout_ms),
+        "interval": duration_ms(interval_ms),
+        // Envoy's default is 60 s until the cluster has traffic: a first
+        // check that fails (an endpoint network joined after Envoy started)
+        // would not be retried in a run.
+        "no_traffic_interval": duration_ms(interval_ms),
+        "unhealthy_threshold": 1,
+        "healthy_threshold": 1,
+        "http_health_check": {"path": "/"},
+    }])
+}
+
 /// A whole bootstrap with its admin on `admin`.
 pub fn bootstrap_with_admin(
     listeners: Vec<Value>,

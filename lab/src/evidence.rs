@@ -3,11 +3,16 @@
 //! and `--evidence DIR` writes it as files a person can read and grep.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use serde_json::Value;
 
 use crate::client::{self, Output};
+use crate::html_report::recorded::LADDER_SUFFIX;
+use crate::ladder::{Ladder, Side};
+use crate::packet_sequence::{self, ReuseCounts};
+use crate::pcap::{Conversation, PcapError, Segment};
 
 /// Everything a run recorded, by node name.
 #[derive(Debug, Clone, Default)]
@@ -18,9 +23,66 @@ pub struct Evidence {
     pub envoys: BTreeMap<String, EnvoyEvidence>,
     /// Each workload script's stdout.
     pub scripts: BTreeMap<String, String>,
-    /// TCP segments seen at a node, in order (no role captures packets
-    /// yet; a `packets` check on a node missing here is unknown).
-    pub packets: BTreeMap<String, Vec<crate::pcap::Segment>>,
+    /// What each capturing node's tcpdump saw (a `packets` check on a node
+    /// missing here is unknown).
+    pub packets: BTreeMap<String, Packets>,
+}
+
+/// One node's capture.
+#[derive(Debug, Clone, Default)]
+pub struct Packets {
+    /// The node's addresses: the conversations it served are those whose
+    /// server (the side answering the first SYN) is one of them.
+    pub addresses: Vec<IpAddr>,
+    /// TCP segments in capture order.
+    pub segments: Vec<Segment>,
+    /// The pcap file as tcpdump wrote it.
+    pub pcap: Vec<u8>,
+}
+
+/// Segments a packet ladder shows at most (a load run has thousands).
+const LADDER_MAX: usize = 60;
+
+impl Packets {
+    pub fn read(file: &Path, addresses: Vec<IpAddr>) -> Result<Packets, PcapError> {
+        let pcap = std::fs::read(file).map_err(|source| PcapError::Io {
+            path: file.display().to_string(),
+            source,
+        })?;
+        let segments = crate::pcap::read_from(pcap.as_slice())?.segments;
+        Ok(Packets {
+            addresses,
+            segments,
+            pcap,
+        })
+    }
+
+    fn serves(&self, server: SocketAddr) -> bool {
+        self.addresses.contains(&server.ip())
+    }
+
+    /// The conversations the node served.
+    pub fn served(&self) -> Vec<Conversation> {
+        let mut all = crate::pcap::conversations(&self.segments);
+        all.retain(|c| self.serves(c.server));
+        all
+    }
+
+    /// TIME_WAIT facts over the conversations the node served.
+    pub fn reuse_counts(&self) -> ReuseCounts {
+        packet_sequence::reuse_counts(&self.segments, |server| self.serves(server))
+    }
+
+    /// The node's side of a ladder: the first SYN that met its TIME_WAIT
+    /// (else the first connection it served); `None` when it served none.
+    fn ladder_excerpt(&self) -> Option<(Vec<Segment>, SocketAddr)> {
+        let excerpt = packet_sequence::ladder_excerpt(&self.served(), LADDER_MAX);
+        let node = excerpt
+            .iter()
+            .map(|s| if self.serves(s.from) { s.from } else { s.to })
+            .next()?;
+        Some((excerpt, node))
+    }
 }
 
 /// What one Envoy saw.
@@ -51,7 +113,8 @@ impl Evidence {
     /// `<node>.access.jsonl` (the checker's access-log fields),
     /// `<node>.access.log` (Istio's TEXT format), `<node>.stats.json`,
     /// `<node>.config_dump.json`, `<node>.clusters.txt`; per workload
-    /// script, `<node>.stdout`.
+    /// script, `<node>.stdout`; per capturing node, `<node>.pcap` and its
+    /// packet ladder `<node>.ladder.svg`.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let lines = |values: Vec<String>| values.join("\n") + "\n";
@@ -73,7 +136,78 @@ impl Evidence {
         for (node, stdout) in &self.scripts {
             std::fs::write(dir.join(format!("{node}.stdout")), stdout)?;
         }
+        for (node, packets) in &self.packets {
+            std::fs::write(dir.join(format!("{node}.pcap")), &packets.pcap)?;
+            if let Some(ladder) = self.ladder(node) {
+                let svg = ladder.to_svg().map_err(std::io::Error::other)?;
+                std::fs::write(dir.join(format!("{node}{LADDER_SUFFIX}")), svg)?;
+            }
+        }
         Ok(())
+    }
+
+    /// The packet ladder at a capturing node that served connections: the
+    /// first SYN that met its TIME_WAIT (else its first connection). When
+    /// its peer is a node that captured too (a router), that node's other
+    /// side is a third column: the same connections before the NAT, found
+    /// by their ISNs (a NAT keeps sequence numbers).
+    pub fn ladder(&self, node: &str) -> Option<Ladder> {
+        let packets = self.packets.get(node)?;
+        let (excerpt, at) = packets.ladder_excerpt()?;
+        let peer = excerpt
+            .iter()
+            .map(|s| if s.from == at { s.to } else { s.from })
+            .next()?;
+        let title = format!(
+            "tcpdump at {node}: the first SYN that met TIME_WAIT (else the first connection)"
+        );
+        let router = self
+            .packets
+            .iter()
+            .find(|(name, p)| *name != node && p.addresses.contains(&peer.ip()));
+        let Some((router, seen)) = router else {
+            let side = Side {
+                segments: &excerpt,
+                near: at,
+                near_column: 1,
+                far_column: 0,
+            };
+            return Some(Ladder::from_sides(
+                &title,
+                &["peer (as the node sees it)", node],
+                &[side],
+            ));
+        };
+        // The router's other side: segments with none of its own addresses.
+        let inside: Vec<Segment> = seen
+            .segments
+            .iter()
+            .filter(|s| {
+                !seen.addresses.contains(&s.from.ip()) && !seen.addresses.contains(&s.to.ip())
+            })
+            .copied()
+            .collect();
+        let before_nat = packet_sequence::same_connections(&inside, &excerpt);
+        let mut sides: Vec<Side> = before_nat
+            .iter()
+            .map(|c| Side {
+                segments: &c.segments,
+                near: c.client,
+                near_column: 0,
+                far_column: 1,
+            })
+            .collect();
+        sides.push(Side {
+            segments: &excerpt,
+            near: at,
+            near_column: 2,
+            far_column: 1,
+        });
+        Some(Ladder::from_sides(
+            &title,
+            &["client", router, node],
+            &sides,
+        ))
     }
 }
 
@@ -128,6 +262,45 @@ mod tests {
         let events = filter_events(log);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0]["code"], 200);
+    }
+
+    #[test]
+    fn a_ladder_gets_the_routers_inside_when_the_router_captured_too() {
+        use crate::packet_sequence::tests::{lb, seed_capture};
+        let server = Packets {
+            addresses: vec!["10.0.2.10".parse().unwrap()],
+            segments: seed_capture(),
+            pcap: Vec::new(),
+        };
+        let mut evidence = Evidence::default();
+        evidence.packets.insert("server".into(), server);
+        let two = evidence.ladder("server").unwrap();
+        assert_eq!(two.columns, ["peer (as the node sees it)", "server"]);
+        assert_eq!(two.arrows.len(), 17);
+        // The router (the server's peer, 10.0.2.2) saw both sides; inside,
+        // the client 10.0.1.5 talks to the server's address.
+        let client: std::net::SocketAddr = "10.0.1.5:50000".parse().unwrap();
+        let inside = seed_capture().into_iter().map(|mut s| {
+            if s.from == lb() {
+                s.from = client;
+            } else {
+                s.to = client;
+            }
+            s
+        });
+        let router = Packets {
+            addresses: vec![lb().ip(), "10.0.1.2".parse().unwrap()],
+            segments: seed_capture().into_iter().chain(inside).collect(),
+            pcap: Vec::new(),
+        };
+        evidence.packets.insert("router".into(), router);
+        let three = evidence.ladder("server").unwrap();
+        assert_eq!(three.columns, ["client", "router", "server"]);
+        assert_eq!(three.arrows.len(), 34);
+        assert!(three.arrows.iter().any(|a| (a.from, a.to) == (0, 1)));
+        assert!(three.arrows.iter().any(|a| (a.from, a.to) == (1, 2)));
+        // The router served nothing: no ladder of its own.
+        assert!(evidence.ladder("router").is_none());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::run::Addresses;
 use crate::runtime::{Lab, LabError};
 
 /// NFQUEUE number the delayer serves.
@@ -57,6 +58,16 @@ pub enum Fault {
         #[serde(default)]
         at_ms: u64,
     },
+    /// Run iptables rules in the target, in order (`{dev:NET}` and
+    /// `{ip:NODE}` as in a router's rules): a router that changes its mind
+    /// at `at_ms`, e.g. a VIP that stops sending new connections to a node
+    /// (ECMP withdrawing its route) while conntrack keeps the old ones.
+    Iptables {
+        target: String,
+        rules: Vec<String>,
+        #[serde(default)]
+        at_ms: u64,
+    },
     /// Freeze the target's processes (docker pause).
     Pause {
         target: String,
@@ -76,6 +87,7 @@ impl Fault {
         match self {
             Fault::Delay { target, .. }
             | Fault::Blackhole { target, .. }
+            | Fault::Iptables { target, .. }
             | Fault::Pause { target, .. }
             | Fault::Kill { target, .. } => target,
         }
@@ -86,6 +98,7 @@ impl Fault {
         let ms = match self {
             Fault::Delay { at_ms, .. }
             | Fault::Blackhole { at_ms, .. }
+            | Fault::Iptables { at_ms, .. }
             | Fault::Pause { at_ms, .. }
             | Fault::Kill { at_ms, .. } => *at_ms,
         };
@@ -150,12 +163,17 @@ impl Fault {
                     )
                 })
                 .collect(),
+            Fault::Iptables { target, rules, .. } => vec![Step::Rules {
+                target: target.clone(),
+                rules: rules.clone(),
+            }],
             Fault::Pause { target, .. } => vec![Step::Pause(target.clone())],
             Fault::Kill { target, .. } => vec![Step::Kill(target.clone())],
         }
     }
 
-    pub async fn inject(&self, lab: &Lab) -> Result<(), LabError> {
+    /// Runs its steps; `addresses` fills an `iptables` fault's `{ip:NODE}`.
+    pub async fn inject(&self, lab: &Lab, addresses: &Addresses) -> Result<(), LabError> {
         for step in self.steps() {
             match step {
                 Step::Exec {
@@ -173,6 +191,9 @@ impl Fault {
                 Step::WaitUntil { target, probe } => {
                     lab.wait_until(&target, &probe, Duration::from_secs(10))
                         .await?
+                }
+                Step::Rules { target, rules } => {
+                    crate::roles::router::run_rules(lab, &target, &rules, addresses).await?
                 }
                 Step::Pause(target) => lab.pause(&target).await?,
                 Step::Kill(target) => lab.kill(&target).await?,
@@ -194,6 +215,9 @@ pub enum Step {
     },
     /// Wait until a shell snippet succeeds.
     WaitUntil { target: String, probe: String },
+    /// Run iptables rules with placeholders (`{dev:NET}`, `{ip:NODE}`),
+    /// filled in where they run (see `roles::router`).
+    Rules { target: String, rules: Vec<String> },
     /// Freeze the container's processes (docker pause).
     Pause(String),
     /// Stop the container abruptly (docker kill).
@@ -202,11 +226,15 @@ pub enum Step {
 
 /// Injects the faults in time order; `at` 0 faults before the workload
 /// starts is the caller's choice (see `run`).
-pub async fn run_schedule(lab: &Lab, faults: &[&Fault]) -> Result<(), LabError> {
+pub async fn run_schedule(
+    lab: &Lab,
+    faults: &[&Fault],
+    addresses: &Addresses,
+) -> Result<(), LabError> {
     let start = tokio::time::Instant::now();
     for fault in faults {
         tokio::time::sleep_until(start + fault.at()).await;
-        fault.inject(lab).await?;
+        fault.inject(lab, addresses).await?;
     }
     Ok(())
 }

@@ -132,8 +132,10 @@ mod tests {
             diagnoses: Default::default(),
             reuse: Default::default(),
             stats: Default::default(),
+            packets: Default::default(),
             checks: Default::default(),
             explain: Some("Envoy reused an upstream connection that had been idle 5.5 s".into()),
+            timeline: None,
             wall_ms: 17_300,
         }
     }

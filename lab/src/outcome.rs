@@ -60,10 +60,19 @@ impl CheckResult {
             Truth::Unknown => "unknown",
         };
         match (&self.seen, &self.why) {
+            (Some(crate::scenario::checks::NEVER), _) => {
+                format!("{}: {holds} (seen never)", self.check)
+            }
             (Some(seen), _) => format!("{}: {holds} (seen {seen})", self.check),
             (None, Some(why)) => format!("{}: {holds} ({why})", self.check),
             (None, None) => format!("{}: {holds}", self.check),
         }
+    }
+
+    /// A check on a timing (a `timeline` figure): what it saw varies from
+    /// run to run, whether it holds must not.
+    pub fn is_timing(&self) -> bool {
+        self.check.starts_with("timeline ")
     }
 }
 
@@ -92,12 +101,22 @@ pub struct Outcome {
     /// Every stat a check reads and the variant's extra stats, as
     /// `node:stat`.
     pub stats: Counts,
+    /// Per capturing node, what its capture shows about TIME_WAIT
+    /// (`packet_sequence::ReuseCounts`): connections it closed first,
+    /// challenge ACKs, SYNs that met TIME_WAIT by ISN position / result.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub packets: BTreeMap<String, Counts>,
     /// Every check of both lists, `reproduced` first (absent in outcomes
     /// recorded before checks were data).
     #[serde(default)]
     pub checks: Vec<CheckResult>,
     /// The filter's explanation of the first diagnosed failure.
     pub explain: Option<String>,
+    /// The client's timeline around the first scheduled fault: per-second
+    /// throughput, the phases before / during / after, time to recover
+    /// (variants with a scheduled fault only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<crate::timeline::Timeline>,
     pub wall_ms: u64,
 }
 

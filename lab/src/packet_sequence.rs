@@ -51,7 +51,8 @@ pub enum ReuseResult {
     /// socket (RFC 1337's "assassination", `tcp_rfc1337` = 0), so the next
     /// SYN retransmit opens a new connection.
     Assassinated,
-    /// Only challenge ACKs, and the capture ended.
+    /// Only challenge ACKs, and then the capture ended or the peer moved on
+    /// to a new ISN on the same 4-tuple (its RST, if any, never arrived).
     Unanswered,
 }
 
@@ -98,6 +99,7 @@ pub fn time_wait_reuses(conversation: &Conversation) -> Vec<TimeWaitReuse> {
     let mut first_fin: Option<bool> = None; // Some(true): the server's
     let mut fins = (false, false); // (peer, server)
     let mut pending: Option<TimeWaitReuse> = None;
+    let mut pending_isn = 0u32;
     let mut last_challenge_ns: Option<u64> = None;
 
     let segments = &conversation.segments;
@@ -129,11 +131,17 @@ pub fn time_wait_reuses(conversation: &Conversation) -> Vec<TimeWaitReuse> {
                 last_challenge_ns = Some(segment.t_ns);
                 continue;
             }
-            if !from_server && is_syn(segment) {
+            if !from_server && is_syn(segment) && segment.seq == pending_isn {
                 reuse.syns += 1;
                 continue;
             }
-            if !from_server && segment.flags.rst() {
+            if !from_server && is_syn(segment) {
+                // A new ISN: the peer gave up on the old one without an RST
+                // that reached here (a NAT that drops them). Still
+                // TIME_WAIT: the new SYN is a reuse of its own, below.
+                found.push(pending.take().expect("checked above"));
+                last_challenge_ns = None;
+            } else if !from_server && segment.flags.rst() {
                 let killed = segment.seq == old.rcv_nxt;
                 reuse.result = if killed {
                     ReuseResult::Assassinated
@@ -146,11 +154,13 @@ pub fn time_wait_reuses(conversation: &Conversation) -> Vec<TimeWaitReuse> {
                     closed = None;
                 }
                 continue;
+            } else {
+                continue;
             }
-            continue;
         }
         if !from_server && is_syn(segment) {
             if let Some(old) = closed.filter(|c| c.server_closed_first) {
+                pending_isn = segment.seq;
                 pending = Some(TimeWaitReuse {
                     peer: conversation.client,
                     t_ns: segment.t_ns,
@@ -222,19 +232,47 @@ pub struct ReuseCounts {
     pub challenge_acks: u64,
 }
 
-/// Every conversation whose server (the side answering the first SYN) is
-/// `server`, summed up.
-pub fn reuse_counts(segments: &[Segment], server: SocketAddr) -> ReuseCounts {
+/// The ISN positions and results a reuse is counted under.
+pub const ISN_POSITIONS: [&str; 2] = ["above", "below"];
+pub const RESULTS: [&str; 4] = ["accepted", "reset", "assassinated", "unanswered"];
+
+impl ReuseCounts {
+    /// A count by name: `server_closed_first`, `challenge_acks`, `reuses`
+    /// (every SYN that met TIME_WAIT), or one kind of reuse (`below/reset`);
+    /// `None` for a name that is none of these.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        match name {
+            "server_closed_first" => Some(self.server_closed_first),
+            "challenge_acks" => Some(self.challenge_acks),
+            "reuses" => Some(self.reuses.values().sum()),
+            kind => {
+                let (isn, result) = kind.split_once('/')?;
+                (ISN_POSITIONS.contains(&isn) && RESULTS.contains(&result))
+                    .then(|| self.reuses.get(kind).copied().unwrap_or(0))
+            }
+        }
+    }
+
+    /// Every count as `name: value` (kinds of reuse that happened only).
+    pub fn to_counts(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::from([
+            ("server_closed_first".to_string(), self.server_closed_first),
+            ("challenge_acks".to_string(), self.challenge_acks),
+        ]);
+        counts.extend(self.reuses.clone());
+        counts
+    }
+}
+
+/// Every conversation whose server (the side answering the first SYN)
+/// passes `is_server`, summed up.
+pub fn reuse_counts(segments: &[Segment], is_server: impl Fn(SocketAddr) -> bool) -> ReuseCounts {
     let mut counts = ReuseCounts::default();
     let all = crate::pcap::conversations(segments);
-    for conversation in all.iter().filter(|c| c.server == server) {
+    for conversation in all.iter().filter(|c| is_server(c.server)) {
         counts.server_closed_first += server_first_closes(conversation);
         for reuse in time_wait_reuses(conversation) {
-            let isn = if reuse.isn_above_rcv_nxt {
-                "above"
-            } else {
-                "below"
-            };
+            let isn = ISN_POSITIONS[usize::from(!reuse.isn_above_rcv_nxt)];
             let result = match reuse.result {
                 ReuseResult::Accepted => "accepted",
                 ReuseResult::Reset => "reset",
@@ -246,6 +284,73 @@ pub fn reuse_counts(segments: &[Segment], server: SocketAddr) -> ReuseCounts {
         }
     }
     counts
+}
+
+/// The segments a packet ladder shows: the connection before the first SYN
+/// that met TIME_WAIT (challenge-ACKed ones first) and everything on that
+/// 4-tuple until the next new ISN; without such a SYN, the first
+/// conversation's start. At most `max` segments.
+pub fn ladder_excerpt(conversations: &[Conversation], max: usize) -> Vec<Segment> {
+    let reuses: Vec<(&Conversation, TimeWaitReuse)> = conversations
+        .iter()
+        .flat_map(|c| time_wait_reuses(c).into_iter().map(move |r| (c, r)))
+        .collect();
+    let first = reuses
+        .iter()
+        .find(|(_, r)| r.challenge_acks > 0)
+        .or(reuses.first());
+    let Some((conversation, reuse)) = first else {
+        let segments = conversations.first().map(|c| c.segments.as_slice());
+        return segments
+            .unwrap_or_default()
+            .iter()
+            .take(max)
+            .copied()
+            .collect();
+    };
+    let segments = &conversation.segments;
+    let from_peer_syn = |s: &Segment| s.from != conversation.server && is_syn(s);
+    let Some(at) = segments
+        .iter()
+        .position(|s| s.t_ns == reuse.t_ns && from_peer_syn(s))
+    else {
+        return Vec::new();
+    };
+    let start = segments[..at].iter().rposition(from_peer_syn).unwrap_or(0);
+    let isn = segments[at].seq;
+    let end = segments[at..]
+        .iter()
+        .position(|s| from_peer_syn(s) && s.seq != isn)
+        .map_or(segments.len(), |i| at + i);
+    segments[start..end].iter().take(max).copied().collect()
+}
+
+/// The connections of `excerpt` as another capture saw them on the far side
+/// of a NAT (which rewrites addresses and ports, not sequence numbers): its
+/// conversations that carry a SYN with one of the excerpt's ISNs, cut to
+/// the excerpt's time span.
+pub fn same_connections(segments: &[Segment], excerpt: &[Segment]) -> Vec<Conversation> {
+    let isns: Vec<u32> = excerpt
+        .iter()
+        .filter(|s| is_syn(s))
+        .map(|s| s.seq)
+        .collect();
+    let (Some(first), Some(last)) = (excerpt.first(), excerpt.last()) else {
+        return Vec::new();
+    };
+    // The other capture saw each packet a little before or after.
+    let margin = 50_000_000;
+    let span = first.t_ns.saturating_sub(margin)..=last.t_ns + margin;
+    let mut found = crate::pcap::conversations(segments);
+    found.retain(|c| {
+        c.segments
+            .iter()
+            .any(|s| is_syn(s) && isns.contains(&s.seq))
+    });
+    for c in &mut found {
+        c.segments.retain(|s| span.contains(&s.t_ns));
+    }
+    found
 }
 
 /// Connections in `conversation` whose first FIN came from the server.
@@ -281,11 +386,13 @@ pub(crate) mod tests {
         SERVER.parse().unwrap()
     }
 
-    fn lb() -> SocketAddr {
+    /// The peer (the seed's load balancer).
+    pub(crate) fn lb() -> SocketAddr {
         LB.parse().unwrap()
     }
 
-    /// A segment at `t_us` from the server (or to it), as the capture saw it.
+    /// A segment at `t_us` from the server (or to it), as the capture saw it
+    /// (diagnose's tests use it too).
     pub(crate) fn seg(
         t_us: u64,
         from_server: bool,
@@ -364,7 +471,7 @@ pub(crate) mod tests {
                 result: ReuseResult::Reset,
             }]
         );
-        let counts = reuse_counts(&seed_capture(), server());
+        let counts = reuse_counts(&seed_capture(), |s| s == server());
         assert_eq!(counts.server_closed_first, 1);
         assert_eq!(counts.challenge_acks, 3);
         assert_eq!(counts.reuses.get("below/reset"), Some(&1));
@@ -401,9 +508,84 @@ pub(crate) mod tests {
         assert_eq!(reuses.len(), 1);
         assert_eq!(reuses[0].result, ReuseResult::Assassinated);
         assert_eq!(reuses[0].challenge_acks, 1);
-        let counts = reuse_counts(&segments, server());
+        let counts = reuse_counts(&segments, |s| s == server());
         assert_eq!(counts.reuses.get("below/assassinated"), Some(&1));
         assert_eq!(counts.reuses.len(), 1);
+    }
+
+    #[test]
+    fn a_new_isn_after_challenge_acks_is_a_reuse_of_its_own() {
+        // Behind a NAT that drops the client's RSTs: the server sees the
+        // challenged SYN given up on, then a SYN with another ISN (a new
+        // connection on the same port), above rcv_nxt this time.
+        let mut segments: Vec<Segment> = seed_capture().into_iter().take(14).collect();
+        let above = 1_640_887_617u32 + 322 + 5_000;
+        segments.push(seg(58_000_000, false, S, above, 0, 0));
+        segments.push(seg(58_000_100, true, S | A, 5, above + 1, 0));
+        let reuses = time_wait_reuses(&one(&segments));
+        let results: Vec<_> = reuses
+            .iter()
+            .map(|r| (r.isn_above_rcv_nxt, r.result))
+            .collect();
+        assert_eq!(
+            results,
+            [
+                (false, ReuseResult::Unanswered),
+                (true, ReuseResult::Accepted)
+            ]
+        );
+        assert_eq!((reuses[0].syns, reuses[0].challenge_acks), (2, 2));
+        let counts = reuse_counts(&segments, |s| s == server());
+        assert_eq!(counts.get("reuses"), Some(2));
+        assert_eq!(counts.get("below/unanswered"), Some(1));
+        assert_eq!(counts.get("above/accepted"), Some(1));
+        assert_eq!(counts.get("above/reset"), Some(0));
+        assert_eq!(counts.get("sideways/reset"), None);
+    }
+
+    #[test]
+    fn a_ladder_shows_the_closed_connection_and_its_reuse() {
+        let mut segments = seed_capture();
+        // A later connection on the same tuple, after the seed's RST.
+        segments.push(seg(70_000_000, false, S, 1_640_887_617 + 10_000, 0, 0));
+        let excerpt = ladder_excerpt(&crate::pcap::conversations(&segments), 60);
+        assert_eq!(excerpt.len(), 17);
+        assert_eq!(
+            ladder_excerpt(&crate::pcap::conversations(&segments), 5).len(),
+            5
+        );
+    }
+
+    #[test]
+    fn the_same_connections_before_a_nat_are_found_by_their_isns() {
+        // The seed's capture as the NAT's inside saw it: the first
+        // connection from client port 50000, the reuse from 50002, and an
+        // unrelated connection.
+        let client = |port: u16| SocketAddr::from(([10, 0, 1, 5], port));
+        let inside: Vec<Segment> = seed_capture()
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut s)| {
+                let port = if i < 10 { 50000 } else { 50002 };
+                if s.from == lb() {
+                    s.from = client(port);
+                } else {
+                    s.to = client(port);
+                }
+                s
+            })
+            .chain([Segment {
+                from: client(50004),
+                ..seg(400_000, false, S, 77, 0, 0)
+            }])
+            .collect();
+        let found = same_connections(&inside, &seed_capture());
+        let ports: Vec<u16> = found.iter().map(|c| c.client.port()).collect();
+        assert_eq!(ports, [50000, 50002]);
+        assert_eq!(found[0].segments.len() + found[1].segments.len(), 17);
+        // Outside the excerpt's time span: left out.
+        let early = &seed_capture()[10..];
+        assert_eq!(same_connections(&inside, early)[0].segments.len(), 7);
     }
 
     #[test]
@@ -429,7 +611,7 @@ pub(crate) mod tests {
         let conversation = one(&segments);
         assert_eq!(server_first_closes(&conversation), 0);
         assert!(time_wait_reuses(&conversation).is_empty());
-        assert_eq!(reuse_counts(&segments, server()).challenge_acks, 0);
+        assert_eq!(reuse_counts(&segments, |s| s == server()).challenge_acks, 0);
     }
 
     #[test]
@@ -463,7 +645,7 @@ pub(crate) mod tests {
         let below = kernel_capture(include_bytes!(
             "../../compose/experiments/snat-timewait/results/precise-below.pcap"
         ));
-        let counts = reuse_counts(&below, server);
+        let counts = reuse_counts(&below, |s| s == server);
         assert_eq!(counts.server_closed_first, 1);
         assert_eq!(counts.challenge_acks, 3);
         assert_eq!(counts.reuses.get("below/reset"), Some(&1));
@@ -476,7 +658,7 @@ pub(crate) mod tests {
         let rst = kernel_capture(include_bytes!(
             "../../compose/experiments/snat-timewait/results/precise-rst.pcap"
         ));
-        let counts = reuse_counts(&rst, server);
+        let counts = reuse_counts(&rst, |s| s == server);
         assert_eq!(counts.reuses.get("below/assassinated"), Some(&1));
         assert_eq!(counts.challenge_acks, 1);
     }
@@ -484,7 +666,7 @@ pub(crate) mod tests {
     #[test]
     fn other_servers_are_not_counted() {
         assert_eq!(
-            reuse_counts(&seed_capture(), "10.0.2.99:8080".parse().unwrap()),
+            reuse_counts(&seed_capture(), |s| s == "10.0.2.99:8080".parse().unwrap()),
             ReuseCounts::default()
         );
     }

@@ -43,7 +43,7 @@ pub struct Timeline {
 }
 
 /// One second of a run with load.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Second {
     pub ok: u64,
     pub failed: u64,

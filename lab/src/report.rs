@@ -2,7 +2,7 @@
 //! verdict right-aligned in a fixed width, wall time in brackets, the name,
 //! the counts; the filter's explanation on an indented continuation line.
 
-use crate::outcome::{Counts, Outcome};
+use crate::outcome::{Counts, Outcome, Truth};
 
 fn counts(counts: &Counts) -> String {
     counts
@@ -49,7 +49,32 @@ pub fn line(outcome: &Outcome) -> String {
     if let Some(explain) = &outcome.explain {
         text.push_str(&format!("\n{:>11}   {explain}", ""));
     }
+    if let Some(t) = &outcome.timeline {
+        text.push_str(&format!("\n{:>11}   {}", "", timeline(t)));
+    }
     text
+}
+
+/// `ok/s 16.0 before, 8.0 during (lowest second 50 %), recovered after 7 s;
+/// during: 97.5 % ok, mean 155 ms, p50 2 ms, p99 6050 ms, max 6050 ms`.
+fn timeline(t: &crate::timeline::Timeline) -> String {
+    let recovered = match t.recovered_after_s {
+        Some(s) => format!("recovered after {s} s"),
+        None => "not recovered within the run".into(),
+    };
+    let d = &t.during;
+    format!(
+        "ok/s {:.1} before, {:.1} during (lowest second {:.0} %), {recovered}; during: \
+         {:.1} % ok, mean {:.0} ms, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        t.before.throughput,
+        d.throughput,
+        t.dip_pct,
+        d.success_pct,
+        d.mean_ms,
+        d.p50_ms,
+        d.p99_ms,
+        d.max_ms
+    )
 }
 
 /// The closing line: `N passed, N failed` counts variants whose verdict was
@@ -62,6 +87,9 @@ pub fn summary(outcomes: &[Outcome], errors: usize) -> String {
 
 /// For repeated runs: per variant, whether every run gave the same verdict
 /// and counts (everything but wall time and the explanation's timings).
+/// `STABLE`: all identical; `VERDICTS`: the verdict and every check's truth
+/// identical, counts not (a load variant with random counts, checked with
+/// bounds); `FLAKY`: a verdict or a check's truth differed.
 pub fn stability(outcomes: &[Outcome]) -> Vec<String> {
     let mut by_variant: std::collections::BTreeMap<(String, String), Vec<Outcome>> =
         Default::default();
@@ -69,16 +97,39 @@ pub fn stability(outcomes: &[Outcome]) -> Vec<String> {
         let mut stable = outcome.clone();
         stable.wall_ms = 0;
         stable.explain = None;
+        // Timings vary; whether their checks hold must not.
+        stable.timeline = None;
+        for check in stable.checks.iter_mut().filter(|c| c.is_timing()) {
+            check.seen = None;
+        }
         by_variant
             .entry((outcome.scenario.clone(), outcome.variant.clone()))
             .or_default()
             .push(stable);
     }
+    fn truths(o: &Outcome) -> (crate::outcome::Verdict, Vec<(&str, Truth)>) {
+        let checks = o
+            .checks
+            .iter()
+            .map(|c| (c.check.as_str(), c.holds))
+            .collect();
+        (o.verdict, checks)
+    }
     by_variant
         .into_iter()
         .map(|((scenario, variant), runs)| {
             let distinct = runs.iter().filter(|r| **r != runs[0]).count();
-            let word = if distinct == 0 { "STABLE" } else { "FLAKY" };
+            let verdicts = runs
+                .iter()
+                .filter(|r| truths(r) == truths(&runs[0]))
+                .count();
+            let (word, same) = if distinct == 0 {
+                ("STABLE", "identical")
+            } else if verdicts == runs.len() {
+                ("VERDICTS", "same verdict and checks, counts vary")
+            } else {
+                ("FLAKY", "identical")
+            };
             let wall: Vec<u64> = outcomes
                 .iter()
                 .filter(|o| o.scenario == scenario && o.variant == variant)
@@ -88,13 +139,66 @@ pub fn stability(outcomes: &[Outcome]) -> Vec<String> {
                 wall.iter().min().copied().unwrap_or(0),
                 wall.iter().max().copied().unwrap_or(0),
             );
+            let n = if word == "VERDICTS" {
+                verdicts
+            } else {
+                runs.len() - distinct
+            };
             format!(
-                "{word:>11} [{}/{} identical] {scenario}/{variant}  wall {:.1}-{:.1}s",
-                runs.len() - distinct,
+                "{word:>11} [{n}/{} {same}] {scenario}/{variant}  wall {:.1}-{:.1}s",
                 runs.len(),
                 min as f64 / 1000.0,
                 max as f64 / 1000.0
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::{CheckResult, Verdict};
+
+    fn run(verdict: Verdict, failed: u64, holds: Truth) -> Outcome {
+        Outcome {
+            scenario: "snat-timewait".into(),
+            variant: "load".into(),
+            expected: Verdict::Reproduced,
+            verdict,
+            requests: 100,
+            client: [("connect_110".to_string(), failed)].into(),
+            envoy: Default::default(),
+            diagnoses: Default::default(),
+            reuse: Default::default(),
+            stats: Default::default(),
+            packets: Default::default(),
+            checks: vec![CheckResult {
+                list: Verdict::Reproduced,
+                check: "client connect_110 >= 1".into(),
+                holds,
+                seen: Some(failed),
+                why: None,
+            }],
+            explain: None,
+            timeline: None,
+            wall_ms: 60_000 + failed,
+        }
+    }
+
+    #[test]
+    fn stability_tells_identical_runs_from_varying_counts_and_flaky_verdicts() {
+        let same = [1, 1].map(|n| run(Verdict::Reproduced, n, Truth::True));
+        assert!(stability(&same)[0].contains("STABLE [2/2 identical]"));
+        let counts = [5, 8].map(|n| run(Verdict::Reproduced, n, Truth::True));
+        let line = &stability(&counts)[0];
+        assert!(
+            line.contains("VERDICTS [2/2 same verdict and checks, counts vary]"),
+            "{line}"
+        );
+        let flaky = [
+            run(Verdict::Reproduced, 3, Truth::True),
+            run(Verdict::Unexpected, 0, Truth::False),
+        ];
+        assert!(stability(&flaky)[0].contains("FLAKY [1/2 identical]"));
+    }
 }

@@ -1,10 +1,12 @@
 //! Runs one variant: networks and nodes up, faults and workload, evidence
 //! collected, everything gone — in that order, whatever fails.
 //!
-//! Start order: networks; backends, routers and background scripts; Envoys,
-//! each after the Envoys its upstreams name; the faults at time 0; then the
-//! workload (clients and workload scripts), with the scheduled faults beside
-//! it. The run ends when every workload node has exited.
+//! Start order: networks; routers (others may route through them), then
+//! backends and background scripts; Envoys, each after the Envoys its
+//! upstreams name; the routers' rules (which may name any of those nodes'
+//! addresses); packet captures; the faults at time 0; then the workload
+//! (clients and workload scripts), with the scheduled faults beside it. The
+//! run ends when every workload node has exited.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -13,14 +15,15 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
+use crate::capture::Capture;
 use crate::check;
-use crate::evidence::Evidence;
+use crate::evidence::{Evidence, Packets};
 use crate::outcome::Outcome;
 use crate::progress::{self, Phase, Workload};
 use crate::roles::{backend, client, envoy, router, script};
 use crate::runtime::{ContainerSpec, Lab, LabError};
 use crate::scenario::node::{Node, NodeKind};
-use crate::scenario::{start_order, Scenario, Variant};
+use crate::scenario::{networks_of, start_order, Scenario, Variant};
 
 /// Runs a variant; with `keep`, also writes the raw evidence there (see
 /// `Evidence::save`).
@@ -35,39 +38,49 @@ pub async fn run_variant(
     let evidence = drive(&mut lab, variant).await;
     lab.teardown().await;
     let evidence = evidence?;
+    let outcome = check::outcome(scenario, variant, &evidence, started.elapsed());
     if let Some(dir) = keep {
         evidence.save(dir)?;
+        if let Some(timeline) = &outcome.timeline {
+            let svg =
+                crate::timeline::plot_svg(timeline).map_err(|e| LabError::role("timeline", e))?;
+            std::fs::write(dir.join(crate::timeline::SVG_FILE), svg)?;
+        }
     }
-    Ok(check::outcome(
-        scenario,
-        variant,
-        &evidence,
-        started.elapsed(),
-    ))
-}
-
-/// The networks a node joins (its own, or the scenario's only one).
-pub fn networks_of(variant: &Variant, node: &Node) -> Vec<String> {
-    if node.networks.is_empty() {
-        variant.networks.iter().take(1).cloned().collect()
-    } else {
-        node.networks.clone()
-    }
+    Ok(outcome)
 }
 
 /// What every kind of node's container has: name, networks, kernel
-/// settings, capabilities. Each kind's role module sets the command.
-pub fn spec(variant: &Variant, name: &str, node: &Node) -> ContainerSpec {
-    ContainerSpec {
+/// settings, capabilities, its gateway's address. Each kind's role module
+/// sets the command.
+pub fn spec(
+    variant: &Variant,
+    name: &str,
+    node: &Node,
+    addresses: &Addresses,
+) -> Result<ContainerSpec, LabError> {
+    let networks = networks_of(variant, node);
+    // The router's address on a network both are on (validated); routers
+    // start first, so it is known.
+    let gateway = match &node.gateway {
+        Some(router) => Some(
+            addresses
+                .ip(&networks, router)
+                .ok_or_else(|| LabError::role(name, format!("gateway `{router}` not started")))?,
+        ),
+        None => None,
+    };
+    Ok(ContainerSpec {
         role: name.into(),
-        networks: networks_of(variant, node),
+        networks,
         sysctls: node.sysctls.clone().into_iter().collect(),
         cap_add: node.cap_add.clone(),
         // Faults (packet delay, drops) act inside the target's own network
-        // namespace.
-        net_admin: variant.faults.iter().any(|f| f.target() == name),
+        // namespace; a gateway is a route change.
+        net_admin: variant.faults.iter().any(|f| f.target() == name) || gateway.is_some(),
+        gateway,
         ..Default::default()
-    }
+    })
 }
 
 /// Where each node can be reached, per network: learnt from Docker as nodes
@@ -81,8 +94,13 @@ impl Addresses {
         Ok(())
     }
 
-    /// `node[:port]` as seen from a node on `from`: the target's address on
-    /// a network they share, else its first one (reached through a router).
+    /// A node's address as seen from a node on `from`: on a network they
+    /// share, else its first one (reached through a router).
+    pub fn ip(&self, from: &[String], name: &str) -> Option<IpAddr> {
+        router::reach(from, self.0.get(name)?)
+    }
+
+    /// `node[:port]` as seen from a node on `from` (see `ip`).
     pub fn reach(&self, variant: &Variant, from: &[String], target: &str) -> Option<SocketAddr> {
         let (name, port) = match target.split_once(':') {
             Some((name, port)) => (name, port.parse().ok()?),
@@ -91,13 +109,25 @@ impl Addresses {
                 crate::scenario::default_port(&variant.nodes.get(target)?.kind)?,
             ),
         };
-        let addresses = self.0.get(name)?;
-        let ip = addresses
+        Some(SocketAddr::new(self.ip(from, name)?, port))
+    }
+
+    /// `{ip:NODE}` in each word replaced by NODE's address as seen from `from`.
+    pub fn fill(&self, from: &[String], words: &[String]) -> Result<Vec<String>, String> {
+        let ip = |node: &str| self.ip(from, node).map(|ip| ip.to_string());
+        words
             .iter()
-            .find(|(network, _)| from.contains(network))
-            .or(addresses.first())?
-            .1;
-        Some(SocketAddr::new(ip, port))
+            .map(|word| {
+                let filled = router::fill_word(word, &|_| None, &ip);
+                match filled.find("{ip:") {
+                    Some(at) => Err(format!(
+                        "`{word}`: `{}` has not started",
+                        &filled[at..filled[at..].find('}').map_or(filled.len(), |e| at + e + 1)]
+                    )),
+                    None => Ok(filled),
+                }
+            })
+            .collect()
     }
 }
 
@@ -106,12 +136,20 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
         lab.add_network(network).await?;
     }
     let mut addresses = Addresses::default();
-    for (name, node) in &variant.nodes {
-        let spec = spec(variant, name, node);
+    // Routers first: other nodes may route through them (`gateway`).
+    let (routers, others): (Vec<_>, Vec<_>) = variant
+        .nodes
+        .iter()
+        .partition(|(_, node)| matches!(node.kind, NodeKind::Router(_)));
+    for (name, node) in routers.into_iter().chain(others) {
+        let spec = spec(variant, name, node, &addresses)?;
         match &node.kind {
             NodeKind::Backend(b) => backend::start(lab, b, spec).await?,
-            NodeKind::Router(r) => router::start(lab, r, spec).await?,
-            NodeKind::Script(s) if !s.workload => script::start(lab, s, spec).await?,
+            NodeKind::Router(_) => router::start(lab, spec).await?,
+            NodeKind::Script(s) if !s.workload => {
+                let command = fill(&addresses, name, &spec, &s.command)?;
+                script::start(lab, command, spec).await?
+            }
             _ => continue,
         }
         addresses.learn(lab, name).await?;
@@ -130,7 +168,7 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
         envoy::start(
             lab,
             &name,
-            spec(variant, &name, node),
+            spec(variant, &name, node, &addresses)?,
             config,
             &resolve,
             &ca,
@@ -138,17 +176,29 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
         .await?;
         addresses.learn(lab, &name).await?;
     }
+    for (name, node) in &variant.nodes {
+        if let NodeKind::Router(r) = &node.kind {
+            router::configure(lab, name, r, &addresses).await?;
+        }
+    }
+    // Captures run from before the first fault and request to the end.
+    let mut captures = Vec::new();
+    for (name, node) in &variant.nodes {
+        if let Some(filter) = &node.capture {
+            captures.push((name.clone(), Capture::start(lab, name, filter).await?));
+        }
+    }
     // Faults at time 0 are in place before the first request; the rest run
     // on their schedule beside the workload.
     let (now, later): (Vec<_>, Vec<_>) = variant.faults.iter().partition(|f| f.at().is_zero());
     for fault in now {
-        fault.inject(lab).await?;
+        fault.inject(lab, &addresses).await?;
     }
     progress::emit(Phase::FaultsInPlace);
     let mut clients = Vec::new();
     let mut scripts = Vec::new();
     for (name, node) in &variant.nodes {
-        let spec = spec(variant, name, node);
+        let spec = spec(variant, name, node, &addresses)?;
         match &node.kind {
             NodeKind::Client(c) => {
                 let target = addresses
@@ -156,10 +206,14 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
                     .ok_or_else(|| LabError::role(name, "cannot reach the target"))?;
                 client::start(lab, &c.config, target.to_string(), spec).await?;
                 clients.push((name.clone(), Workload::of(&c.config)));
+                // A scheduled fault's rules may name it.
+                addresses.learn(lab, name).await?;
             }
             NodeKind::Script(s) if s.workload => {
-                script::start(lab, s, spec).await?;
+                let command = fill(&addresses, name, &spec, &s.command)?;
+                script::start(lab, command, spec).await?;
                 scripts.push(name.clone());
+                addresses.learn(lab, name).await?;
             }
             _ => {}
         }
@@ -178,7 +232,7 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
                 ))
         ),
         join_all(scripts.iter().map(|n| script::finish(lab_ref, n, limit))),
-        crate::faults::run_schedule(lab_ref, &later)
+        crate::faults::run_schedule(lab_ref, &later, &addresses)
     );
     scheduled?;
     let mut evidence = Evidence::default();
@@ -189,6 +243,13 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
         evidence.scripts.insert(name, output?);
     }
     progress::emit(Phase::CollectingEvidence);
+    for (name, capture) in captures {
+        let file = capture.stop(lab).await?;
+        let ips = addresses.0.get(&name).into_iter().flatten();
+        let packets = Packets::read(&file, ips.map(|(_, ip)| *ip).collect())
+            .map_err(|e| LabError::role(&name, format!("capture: {e}")))?;
+        evidence.packets.insert(name, packets);
+    }
     // Envoy flushes its access logs on a timer; let the last lines land.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for (name, node) in &variant.nodes {
@@ -199,4 +260,16 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
         }
     }
     Ok(evidence)
+}
+
+/// A script's command with `{ip:NODE}` filled in.
+fn fill(
+    addresses: &Addresses,
+    name: &str,
+    spec: &ContainerSpec,
+    command: &[String],
+) -> Result<Vec<String>, LabError> {
+    addresses
+        .fill(&spec.networks, command)
+        .map_err(|e| LabError::role(name, e))
 }

@@ -96,6 +96,28 @@ pub struct ContainerSpec {
     pub networks: Vec<String>,
     /// More capabilities (`NET_RAW`, ...).
     pub cap_add: Vec<String>,
+    /// The default route's next hop (a router node's address), set before
+    /// `cmd` runs; needs `net_admin`.
+    pub gateway: Option<IpAddr>,
+}
+
+impl ContainerSpec {
+    /// What the container runs: `cmd`, behind the route change when there is
+    /// a gateway (the route must be in place before the command's first
+    /// packet, so it cannot wait for an exec after the start).
+    pub fn command(&self) -> Vec<String> {
+        let Some(gateway) = self.gateway else {
+            return self.cmd.clone();
+        };
+        let mut command = vec![
+            "sh".to_string(),
+            "-c".into(),
+            "ip route replace default via \"$0\" && exec \"$@\"".into(),
+            gateway.to_string(),
+        ];
+        command.extend(self.cmd.iter().cloned());
+        command
+    }
 }
 
 /// One run's containers, network and files. Dropping it removes them all.
@@ -104,6 +126,7 @@ pub struct Lab {
     image: (String, String),
     pub run_id: String,
     network: String,
+    network_created: bool,
     /// Networks added by name: (name, Docker's name).
     networks: Vec<(String, String)>,
     dir: tempfile::TempDir,
@@ -112,21 +135,18 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Sweeps leftovers of dead runs, then creates this run's network.
-    /// `image` is `name:tag`.
+    /// Sweeps leftovers of dead runs and makes the run's temp dir; the
+    /// default network comes with the first container on it. `image` is
+    /// `name:tag`.
     pub async fn new(image: &str) -> Result<Lab, LabError> {
         let docker = docker().await?;
         sweep_dead_runs(&docker).await;
         let (name, tag) = image.split_once(':').unwrap_or((image, "latest"));
         let run_id = new_run_id();
+        // Created when a container first needs it: a scenario that names its
+        // networks never does (Docker has about 30 address pools for every
+        // run on the host).
         let network = format!("connlab-{run_id}");
-        docker
-            .create_network(NetworkCreateRequest {
-                name: network.clone(),
-                labels: Some(labels(&run_id)),
-                ..Default::default()
-            })
-            .await?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("{RUN_DIR_PREFIX}{}-", std::process::id()))
             .tempdir()?;
@@ -135,6 +155,7 @@ impl Lab {
             image: (name.into(), tag.into()),
             run_id,
             network,
+            network_created: false,
             networks: Vec::new(),
             dir,
             containers: Vec::new(),
@@ -178,10 +199,25 @@ impl Lab {
             .iter()
             .map(|n| self.docker_network(n))
             .collect::<Result<Vec<_>, _>>()?;
-        let first = networks.first().cloned().unwrap_or(self.network.clone());
+        let first = match networks.first() {
+            Some(first) => first.clone(),
+            None => {
+                if !self.network_created {
+                    self.docker
+                        .create_network(NetworkCreateRequest {
+                            name: self.network.clone(),
+                            labels: Some(labels(&self.run_id)),
+                            ..Default::default()
+                        })
+                        .await?;
+                    self.network_created = true;
+                }
+                self.network.clone()
+            }
+        };
         let mut request = GenericImage::new(self.image.0.clone(), self.image.1.clone())
             .with_wait_for(WaitFor::Nothing)
-            .with_cmd(spec.cmd.clone())
+            .with_cmd(spec.command())
             .with_network(first)
             .with_container_name(name)
             .with_hostname(spec.role.clone())

@@ -13,6 +13,26 @@ use crate::plots::{self, Interval, Second};
 /// this share of the throughput before the fault.
 pub const RECOVERED_SHARE: f64 = 0.9;
 
+/// The timeline plot in a run's evidence directory.
+pub const SVG_FILE: &str = "timeline.svg";
+
+/// Seconds at the start left out of "before": connections being opened.
+pub const WARMUP_S: u64 = 2;
+
+/// The figures a `timeline` check can compare (see [`Timeline::figure`]).
+pub const FIGURES: &str = "recovery_s, dip_pct, throughput_pct, \
+    before|during|after.{requests, success_pct, mean_ms, p50_ms, p99_ms, max_ms, throughput}";
+
+const PHASE_FIELDS: [&str; 7] = [
+    "requests",
+    "success_pct",
+    "mean_ms",
+    "p50_ms",
+    "p99_ms",
+    "max_ms",
+    "throughput",
+];
+
 /// Latency and success over a span of requests (by start time).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Phase {
@@ -29,7 +49,7 @@ pub struct Phase {
     pub throughput: f64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timeline {
     pub fault_s: u64,
     /// OK and failed requests that ended in each second, and their p99/max.
@@ -105,6 +125,62 @@ pub fn timeline(records: &[Record], fault_s: u64, warmup_s: u64) -> Timeline {
             0.0
         },
         seconds,
+    }
+}
+
+/// Whether `name` is one of [`FIGURES`].
+pub fn is_figure(name: &str) -> bool {
+    match name.split_once('.') {
+        Some((phase, field)) => {
+            ["before", "during", "after"].contains(&phase) && PHASE_FIELDS.contains(&field)
+        }
+        None => ["recovery_s", "dip_pct", "throughput_pct"].contains(&name),
+    }
+}
+
+impl Timeline {
+    /// One of [`FIGURES`], rounded to an integer: `recovery_s` (seconds from
+    /// the fault until throughput is back for good; `check::NEVER` when it
+    /// did not come back within the run), `dip_pct` (the lowest second after
+    /// the fault, % of before), `throughput_pct` (during vs before, %), or a
+    /// phase's field. Why not, when the run cannot tell.
+    pub fn figure(&self, name: &str) -> Result<u64, String> {
+        let round = |v: f64| v.max(0.0).round() as u64;
+        match name {
+            "recovery_s" => Ok(self
+                .recovered_after_s
+                .unwrap_or(crate::scenario::checks::NEVER)),
+            "dip_pct" => Ok(round(self.dip_pct)),
+            "throughput_pct" if self.before.throughput > 0.0 => Ok(round(
+                100.0 * self.during.throughput / self.before.throughput,
+            )),
+            "throughput_pct" => Err("no throughput before the fault".into()),
+            _ => {
+                let (phase, field) = name
+                    .split_once('.')
+                    .ok_or_else(|| format!("unknown timeline figure `{name}`"))?;
+                let phase = match phase {
+                    "before" => &self.before,
+                    "during" => &self.during,
+                    "after" => self
+                        .after
+                        .as_ref()
+                        .ok_or("throughput never came back: no \"after\" phase")?,
+                    _ => return Err(format!("unknown timeline figure `{name}`")),
+                };
+                let value = match field {
+                    "requests" => phase.requests as f64,
+                    "success_pct" => phase.success_pct,
+                    "mean_ms" => phase.mean_ms,
+                    "p50_ms" => phase.p50_ms,
+                    "p99_ms" => phase.p99_ms,
+                    "max_ms" => phase.max_ms,
+                    "throughput" => phase.throughput,
+                    _ => return Err(format!("unknown timeline figure `{name}`")),
+                };
+                Ok(round(value))
+            }
+        }
     }
 }
 
@@ -252,6 +328,34 @@ mod tests {
         assert!(svg.starts_with("<svg"));
         // plots::throughput draws one circle per second.
         assert_eq!(svg.matches("<circle").count(), 20);
+    }
+
+    #[test]
+    fn figures_for_checks() {
+        let t = timeline(&run(6_000.0), 10, 2);
+        assert_eq!(t.figure("recovery_s"), Ok(6));
+        assert_eq!(t.figure("dip_pct"), Ok(50));
+        assert_eq!(t.figure("during.max_ms"), Ok(6_000));
+        assert_eq!(t.figure("before.success_pct"), Ok(100));
+        assert_eq!(
+            t.figure("after.requests"),
+            t.after.as_ref().map(|a| a.requests).ok_or_else(String::new)
+        );
+        assert!(t.figure("throughput_pct").is_ok_and(|p| p < 100));
+        let never = timeline(&run_until(30_000.0, 40_000.0), 10, 2);
+        assert_eq!(
+            never.figure("recovery_s"),
+            Ok(crate::scenario::checks::NEVER)
+        );
+        assert!(never
+            .figure("after.max_ms")
+            .unwrap_err()
+            .contains("never came back"));
+        assert!(timeline(&[], 10, 2).figure("throughput_pct").is_err());
+        assert!(is_figure("during.p99_ms") && is_figure("recovery_s"));
+        assert!(
+            !is_figure("during.p98_ms") && !is_figure("meanwhile.max_ms") && !is_figure("max_ms")
+        );
     }
 
     #[test]

@@ -17,6 +17,20 @@ struct Project {
     image: String,
     /// `CONNLAB_PID`: this process's, or another one.
     pid: String,
+    /// Held while the project exists: the file's subnets are fixed, so two
+    /// test processes on one Docker host (two checkouts) take turns.
+    _lock: std::fs::File,
+}
+
+/// An exclusive lock on a host-wide file per compose file, held until drop.
+fn lock(scenario: &str, variant: &str) -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join(format!("connlab-compose-{scenario}-{variant}.lock"));
+    let file = std::fs::File::create(&path).expect("lock file");
+    // SAFETY: flock on a descriptor this function owns.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {}", path.display());
+    file
 }
 
 impl Project {
@@ -41,6 +55,7 @@ impl Project {
             file: format!("compose/{scenario}/{variant}.yaml"),
             image,
             pid: std::process::id().to_string(),
+            _lock: lock(scenario, variant),
         }
     }
 
@@ -227,19 +242,19 @@ fn labelled(run: &str) -> Vec<String> {
 
 #[test]
 fn the_lab_sweeps_a_project_whose_process_died_and_leaves_one_by_hand() {
-    // A process that has exited: its pid is dead.
-    let mut child = Command::new("true").spawn().expect("true");
-    child.wait().expect("wait");
+    // The orphan's owner: alive while its project comes up (so no lab run
+    // on this host sweeps it half made), dead before the sweep.
+    let mut owner = Command::new("sleep").arg("120").spawn().expect("sleep");
     let mut orphan = Project::new("keepalive-race", "fixed-idle-timeout");
-    orphan.pid = child.id().to_string();
+    orphan.pid = owner.id().to_string();
     let mut by_hand = Project::new("keepalive-race", "fixed-server-keepalive");
     by_hand.pid = String::new();
     for project in [&orphan, &by_hand] {
         let out = project.dc(&["up", "-d"]);
         assert!(out.status.success(), "{out:?}");
     }
-    // No look at the orphan before the sweep: any lab run on this host
-    // (another test, another shell) may sweep it first, as it should.
+    owner.kill().expect("kill");
+    owner.wait().expect("wait");
     let runtime = tokio::runtime::Runtime::new().expect("tokio");
     runtime.block_on(async {
         let docker = connlab::runtime::docker().await.expect("docker");

@@ -91,7 +91,7 @@ fn delay_blackhole_pause_and_sysctls_act_on_the_target() {
             loss_percent: 0,
             at_ms: 0,
         };
-        delay.inject(&lab).await.expect("delay");
+        delay.inject(&lab, &Default::default()).await.expect("delay");
         let (code, delayed) = curl(&lab, &url).await;
         assert_eq!(code, 0);
         assert!(
@@ -105,7 +105,7 @@ fn delay_blackhole_pause_and_sysctls_act_on_the_target() {
             target: ROLE.into(),
             at_ms: 0,
         };
-        blackhole.inject(&lab).await.expect("blackhole");
+        blackhole.inject(&lab, &Default::default()).await.expect("blackhole");
         assert_eq!(curl(&lab, &url).await.0, 28);
         lab.teardown().await;
     });
@@ -120,7 +120,7 @@ fn a_paused_backend_accepts_nothing() {
             target: ROLE.into(),
             at_ms: 0,
         }
-        .inject(&lab)
+        .inject(&lab, &Default::default())
         .await
         .expect("pause");
         // The kernel still completes the handshake; the frozen server never

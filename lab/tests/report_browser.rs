@@ -55,7 +55,13 @@ console.error = (...a) => { __errors.push(a.join(' ')); __consoleError(...a); };
 addEventListener('load', () => {
   const plots = [...document.querySelectorAll('figure[data-plot][data-marks]')].map(f => ({
     plot: f.dataset.plot, expected: +f.dataset.marks,
+    run: f.closest('section') ? f.closest('section').querySelector('h2').textContent : '',
     circles: f.querySelectorAll('svg circle').length,
+    // Filled (a reused connection) in the failure colour, and the Envoy
+    // lanes' `503 UC` labels: the keep-alive race.
+    reusedFailed: [...f.querySelectorAll('svg circle')]
+      .filter(c => (c.getAttribute('fill') || '').toLowerCase() === '#c62828').length,
+    uc503: [...f.querySelectorAll('svg text')].filter(t => t.textContent.trim().startsWith('503 UC')).length,
     width: f.querySelector('svg') ? f.querySelector('svg').getBoundingClientRect().width : 0,
   }));
   const pre = document.createElement('pre');
@@ -64,6 +70,7 @@ addEventListener('load', () => {
     errors: __errors, plots,
     resources: performance.getEntriesByType('resource').map(r => r.name),
     summaryRows: document.querySelectorAll('#summary tr').length - 1,
+    checkRows: document.querySelectorAll('table.checks tr').length,
   });
   document.body.appendChild(pre);
 });
@@ -101,6 +108,11 @@ fn the_recorded_report_renders_in_chromium_with_every_mark() {
         "fetched something"
     );
     assert_eq!(result["summaryRows"], runs);
+    // Every run's checks as a table (a header row and one per check).
+    assert!(
+        result["checkRows"].as_u64().unwrap() > 2 * runs as u64,
+        "{result}"
+    );
     let plots = result["plots"].as_array().expect("plots");
     // One timeline per run at least.
     assert!(
@@ -112,6 +124,14 @@ fn the_recorded_report_renders_in_chromium_with_every_mark() {
         assert_eq!(plot["circles"], plot["expected"], "{plot}");
         assert!(plot["width"].as_f64().unwrap() > 300.0, "{plot}");
     }
+    // The race at a glance in node's timeline: each 503 on a reused
+    // connection, in the client's lane and in Envoy's upstream lanes.
+    let node = plots
+        .iter()
+        .find(|p| p["plot"] == "timeline" && p["run"].as_str().unwrap_or("").contains("/node-0"))
+        .unwrap_or_else(|| panic!("no timeline of keepalive-race/node-0: {plots:?}"));
+    assert_eq!(node["uc503"], 3, "{node}");
+    assert!(node["reusedFailed"].as_u64().unwrap() >= 3, "{node}");
     assert!(
         !stderr.contains("Uncaught"),
         "console errors in chromium's log:\n{stderr}"

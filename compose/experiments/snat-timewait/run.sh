@@ -5,7 +5,8 @@
 #   run.sh precise MODE [SYSCTL=V ...]
 #       a scapy "load balancer" and a server that closes first
 #       (connlab-backend --close-per-request); MODE: below | above | ts-below | rst
-#       (see precise.py); tcpdump at the server prints the whole exchange.
+#       (see compose/scripts/snat-precise.py); tcpdump at the server prints the
+#       whole exchange.
 #       Extra args are server sysctls, e.g. net.ipv4.tcp_tw_reuse=1.
 #       KEEP_CAPTURE=FILE keeps the server's pcap.
 #   run.sh load KEEPALIVE RATE SECONDS [PORTS] [STRIP] [DROP_RST]
@@ -56,9 +57,8 @@ case $mode in
     for s in "${@:3}"; do server_sysctls+=(--sysctl "$s"); done
     start_server --close-per-request
     docker run -d "${label[@]}" --name "$id-lb" --network "$id-s" --ip 10.231.2.20 \
-      --cap-add NET_ADMIN --cap-add NET_RAW -v "$here:/x:ro" "$image" sleep 600 >/dev/null
-    docker exec "$id-lb" iptables -A OUTPUT -p tcp --tcp-flags RST,ACK RST -j DROP
-    docker exec "$id-lb" python3 /x/precise.py $SERVER 40000 "$what" "${GAP_S:-5}"
+      --cap-add NET_ADMIN --cap-add NET_RAW -v "$root/compose/scripts:/x:ro" "$image" sleep 600 >/dev/null
+    docker exec "$id-lb" python3 /x/snat-precise.py $SERVER 40000 "$what" "${GAP_S:-5}"
     echo "--- tcpdump at the server (relative seq/ack)"
     docker exec "$id-server" sh -c 'pkill -INT tcpdump; sleep 0.5; tcpdump -nn -tt -r /tmp/cap.pcap 2>/dev/null' |
       awk 'NR==1 {t0=$1} {printf "%2d. +%.6f %s\n", NR, $1-t0, substr($0, index($0,$2))}'

@@ -180,39 +180,49 @@ fn conn_events_count_as_diagnoses_too() {
     assert_eq!(outcome.verdict, Verdict::Unexpected);
 }
 
-#[test]
-fn packets_are_unknown_until_captured() {
-    use crate::pcap::{Flags, Segment};
-    const ACK: u8 = Flags::ACK;
-    const RST: u8 = Flags::RST;
-    const SYN: u8 = Flags::SYN;
-    let text = "c = { packets = [\"S\", \"R\"], at = \"backend\" }";
-    let check: Check = toml::from_str::<toml::Table>(text).unwrap()["c"]
+fn check(text: &str) -> Check {
+    toml::from_str::<toml::Table>(&format!("c = {text}")).unwrap()["c"]
         .clone()
         .try_into()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn packets_are_unknown_until_captured_and_count_what_the_node_served() {
+    use crate::evidence::Packets;
+    use crate::packet_sequence::tests::seed_capture;
+    let challenge = check(r#"{ packets = "challenge_acks", at = "server" }"#);
+    let seed_line = ">S <S. >. >P. <. <P. <F. >. >F. <. >S <. >S <. >S <. >R.";
+    let conversation = check(&format!(
+        r#"{{ conversation = "{seed_line}", at = "server" }}"#
+    ));
     let mut seen = evidence(&[200], &[], Some(0));
     assert_eq!(
-        measure(&check, &seen),
-        Err("no packet capture at `backend`".into())
+        measure(&challenge, &seen, None),
+        Err("no packet capture at `server`".into())
     );
-    let segment = |flags| Segment {
-        t_ns: 0,
-        from: "10.0.0.1:1".parse().unwrap(),
-        to: "10.0.0.2:2".parse().unwrap(),
-        flags: Flags(flags),
-        seq: 0,
-        ack: 0,
-        len: 0,
-        window: 0,
+    // The seed's capture, taken at its server.
+    let at = |ip: [u8; 4]| Packets {
+        addresses: vec![ip.into()],
+        segments: seed_capture(),
+        pcap: Vec::new(),
     };
-    let capture = [SYN, SYN | ACK, ACK, RST].map(segment).to_vec();
-    seen.packets.insert("backend".into(), capture.clone());
-    assert_eq!(measure(&check, &seen), Ok(1));
-    // Out of order: not seen.
-    seen.packets
-        .insert("backend".into(), capture.into_iter().rev().collect());
-    assert_eq!(measure(&check, &seen), Ok(0));
+    seen.packets.insert("server".into(), at([10, 0, 2, 10]));
+    assert_eq!(measure(&challenge, &seen, None), Ok(3));
+    assert_eq!(measure(&conversation, &seen, None), Ok(1));
+    let reset = check(r#"{ packets = "below/reset", at = "server" }"#);
+    assert_eq!(measure(&reset, &seen, None), Ok(1));
+    let accepted = check(r#"{ packets = "above/accepted", at = "server" }"#);
+    assert_eq!(measure(&accepted, &seen, None), Ok(0));
+    // The same packets at a node that was not their server: nothing served.
+    seen.packets.insert("server".into(), at([10, 0, 2, 2]));
+    assert_eq!(measure(&challenge, &seen, None), Ok(0));
+    assert_eq!(measure(&conversation, &seen, None), Ok(0));
+    // One segment less: not the seed's line.
+    let mut short = at([10, 0, 2, 10]);
+    short.segments.pop();
+    seen.packets.insert("server".into(), short);
+    assert_eq!(measure(&conversation, &seen, None), Ok(0));
 }
 
 #[test]
@@ -226,4 +236,114 @@ fn access_log_classes_drop_the_peer_address() {
          immediate_connect_error:_Cannot_assign_requested_address|remote_address:*}"
     );
     assert_eq!(without_address("via_upstream"), "via_upstream");
+}
+
+/// The fixture with a fault scheduled at 10 s and timeline checks: broken
+/// = no recovery within the run, fixed = back within 8 s.
+fn timeline_scenario() -> Scenario {
+    let text = crate::scenario::tests::GOOD
+        .replace("delay_ms = 200 }]", "delay_ms = 200, at_ms = 10000 }]")
+        .replace(
+            "reproduced = [{ diagnosis = \"keepalive_race\", at = \"envoy\" }]",
+            "reproduced = [{ timeline = \"recovery_s\", value = \"never\" }, \
+             { timeline = \"during.max_ms\", value = \">= 10000\" }]",
+        )
+        .replace(
+            "fixed = [{ client = \"failed\", count = 0 }]",
+            "fixed = [{ timeline = \"recovery_s\", value = \"<= 8\" }]",
+        );
+    Scenario::parse(std::path::Path::new("demo.toml"), &text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Two workers at 10 requests/s for 30 s; worker 1's request at the fault
+/// (10 s) takes `hang_ms` (cut at the run's end).
+fn hung_worker(hang_ms: f64) -> Evidence {
+    let mut records = Vec::new();
+    for worker in 0..2 {
+        let mut t = 0.0;
+        while t < 30_000.0 {
+            let mut r = record(200);
+            (r.worker, r.start_ms, r.end_ms) = (worker, t, t + 5.0);
+            if worker == 1 && (10_000.0..10_100.0).contains(&t) {
+                r.end_ms = (t + hang_ms).min(30_000.0);
+                r.status = None;
+                r.error = Some(crate::http1::ErrorKind::Timeout);
+                t = r.end_ms.max(t + 100.0);
+            } else {
+                t += 100.0;
+            }
+            records.push(r);
+        }
+    }
+    let mut seen = evidence(&[], &[], Some(0));
+    seen.clients.get_mut("client").unwrap().records = records;
+    seen
+}
+
+fn timeline_verdict(evidence: &Evidence) -> Outcome {
+    let scenario = timeline_scenario();
+    outcome(&scenario, &scenario.variants[0], evidence, Duration::ZERO)
+}
+
+#[test]
+fn a_worker_hung_to_the_end_never_recovers() {
+    let seen = timeline_verdict(&hung_worker(60_000.0));
+    assert_eq!(seen.verdict, Verdict::Reproduced, "{:#?}", seen.checks);
+    let recovery = &seen.checks[0];
+    assert_eq!(recovery.seen, Some(crate::scenario::checks::NEVER));
+    assert!(
+        recovery.describe().ends_with("(seen never)"),
+        "{recovery:?}"
+    );
+    let timeline = seen.timeline.as_ref().expect("a timeline");
+    assert_eq!(timeline.fault_s, 10);
+    assert!(crate::report::line(&seen).contains("not recovered within the run"));
+}
+
+#[test]
+fn a_worker_that_gives_up_recovers_and_is_fixed() {
+    let seen = timeline_verdict(&hung_worker(6_000.0));
+    assert_eq!(seen.verdict, Verdict::Fixed, "{:#?}", seen.checks);
+    let recovery = seen
+        .checks
+        .iter()
+        .find(|c| c.list == Verdict::Fixed)
+        .unwrap();
+    assert_eq!(recovery.seen, Some(6));
+}
+
+#[test]
+fn a_recovery_later_than_the_bound_is_neither() {
+    // Back after 12 s: recovered (so not "never"), but not within 8 s.
+    let seen = timeline_verdict(&hung_worker(12_000.0));
+    assert_eq!(seen.verdict, Verdict::Unexpected, "{:#?}", seen.checks);
+    assert_eq!(seen.failed_checks().len(), 1);
+}
+
+#[test]
+fn a_timeline_without_requests_is_unknown() {
+    let seen = timeline_verdict(&evidence(&[], &[], Some(0)));
+    assert_eq!(seen.verdict, Verdict::Unexpected);
+    assert!(seen.timeline.is_none());
+    assert!(seen.checks.iter().all(|c| c.holds == Truth::Unknown));
+}
+
+#[test]
+fn stability_ignores_timings_but_not_whether_they_hold() {
+    let a = timeline_verdict(&hung_worker(6_000.0));
+    let b = timeline_verdict(&hung_worker(6_050.0));
+    assert_ne!(a.timeline, b.timeline);
+    let lines = crate::report::stability(&[a.clone(), b]);
+    assert!(lines[0].contains("STABLE"), "{lines:?}");
+    let c = timeline_verdict(&hung_worker(60_000.0));
+    let lines = crate::report::stability(&[a, c]);
+    assert!(lines[0].contains("FLAKY"), "{lines:?}");
+}
+
+#[test]
+fn a_scenario_without_timeline_checks_or_scheduled_faults_has_no_timeline() {
+    let seen = verdict(&evidence(&[200], &[None], Some(0)));
+    assert!(seen.timeline.is_none());
+    let json = serde_json::to_value(&seen).unwrap();
+    assert!(json.get("timeline").is_none(), "absent, not null: {json}");
 }

@@ -142,6 +142,7 @@ fn section(out: &Path, i: usize, run: &RecordedRun) -> String {
             std::fs::read_to_string(ladder).unwrap_or_default()
         );
     }
+    html.push_str(&checks(&run.outcome));
     html.push_str("<h3>What the run measured</h3>");
     html.push_str(&values(&run.outcome));
     html.push_str("<h3>Raw evidence</h3><ul>");
@@ -215,12 +216,49 @@ fn strip_xml_declaration(svg: &str) -> &str {
     }
 }
 
+/// The Outcome's `checks`: each check of the "reproduced" and "fixed" lists
+/// with whether it held, the number it saw and why it could not tell.
+fn checks(outcome: &Value) -> String {
+    let Some(checks) = outcome["checks"].as_array().filter(|c| !c.is_empty()) else {
+        return String::new();
+    };
+    let mut html = String::from(
+        "<h3>Checks</h3><table class=\"checks\"><tr><th>list</th><th>check</th>\
+         <th>holds</th><th class=\"num\">seen</th><th>why</th></tr>",
+    );
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    for check in checks {
+        let holds = text(&check["holds"]);
+        let class = match holds.as_str() {
+            "true" => "pass",
+            "false" => "fail",
+            _ => "",
+        };
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td><code>{}</code></td><td class=\"{class}\">{}</td>\
+             <td class=\"num\">{}</td><td>{}</td></tr>",
+            esc(&text(&check["list"])),
+            esc(&text(&check["check"])),
+            esc(&holds),
+            esc(&text(&check["seen"])),
+            esc(&text(&check["why"])),
+        );
+    }
+    html.push_str("</table>");
+    html
+}
+
 /// The Outcome's fields other than those the heading shows: numbers and
 /// strings as they are, maps of counts (also per role) as rows, anything
 /// else as JSON.
 fn values(outcome: &Value) -> String {
-    const SHOWN: [&str; 6] = [
-        "scenario", "variant", "expected", "verdict", "explain", "wall_ms",
+    const SHOWN: [&str; 7] = [
+        "scenario", "variant", "expected", "verdict", "explain", "wall_ms", "checks",
     ];
     let mut html = String::from("<table class=\"values\">");
     let Some(fields) = outcome.as_object() else {

@@ -61,6 +61,9 @@ impl FaultRecord {
                 format!("{target}: {what} from :{sport} held {delay_ms} ms{loss}")
             }
             Fault::Blackhole { target, .. } => format!("{target}: blackholed"),
+            Fault::Iptables { target, rules, .. } => {
+                format!("{target}: iptables {}", rules.join("; "))
+            }
             Fault::Pause { target, .. } => format!("{target}: paused"),
             Fault::Kill { target, .. } => format!("{target}: killed"),
         };

@@ -242,6 +242,9 @@ fn cluster(name: &str, upstream: &Upstream, endpoints: &[SocketAddr]) -> Value {
         cluster["upstream_connection_options"] =
             config::tcp_keepalive(k.probes, k.time_s, k.interval_s);
     }
+    if let Some(h) = &upstream.health_check {
+        cluster["health_checks"] = config::health_check(h.interval_ms, h.timeout_ms);
+    }
     cluster
 }
 
@@ -363,11 +366,13 @@ async fn wait_live(lab: &Lab, name: &str, ip: IpAddr, limit: Duration) -> Result
 }
 
 /// What the Envoy saw: its log and access logs, and its admin API's stats,
-/// config dump and clusters.
+/// config dump and clusters. The admin API is read from inside the
+/// container (curl on loopback): a node a fault blackholed drops the
+/// host's requests too, and its counters are still evidence.
 pub async fn collect(lab: &Lab, name: &str) -> Result<EnvoyEvidence, LabError> {
-    let ip = lab.ip(name).await?;
     let admin = |path: &'static str| async move {
-        admin_get(ip, path)
+        let url = format!("http://127.0.0.1:{ADMIN_PORT}{path}");
+        lab.exec_ok(name, &["curl", "-sSf", "--max-time", "10", &url])
             .await
             .map_err(|e| LabError::role(name, format!("admin {path}: {e}")))
     };

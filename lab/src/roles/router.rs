@@ -1,9 +1,15 @@
 //! A `router` node: joins two or more networks, forwards between them
 //! (`net.ipv4.ip_forward=1`, set at creation) and runs the scenario's
-//! iptables rules once it has joined them all.
+//! iptables rules once every node but the workload has started (a rule may
+//! name any of their addresses).
+//!
+//! In a rule, `{dev:NET}` is the node's own interface on network NET and
+//! `{ip:NODE}` is NODE's address on a network both join (else NODE's
+//! first); the `iptables` fault runs its rules the same way.
 
 use std::net::IpAddr;
 
+use crate::run::Addresses;
 use crate::runtime::{ContainerSpec, Lab, LabError};
 use crate::scenario::node::RouterNode;
 
@@ -15,61 +21,113 @@ pub fn prepare(spec: &mut ContainerSpec) {
     spec.cmd = vec!["sleep".into(), "infinity".into()];
 }
 
-/// Starts the router and applies its rules; `{dev:NET}` in a rule is the
-/// router's interface on network NET.
-pub async fn start(
-    lab: &mut Lab,
-    router: &RouterNode,
-    mut spec: ContainerSpec,
-) -> Result<(), LabError> {
+/// Starts the router's container; its rules come later (`configure`).
+pub async fn start(lab: &mut Lab, mut spec: ContainerSpec) -> Result<(), LabError> {
     prepare(&mut spec);
-    let name = spec.role.clone();
-    lab.start(spec).await?;
-    let addresses = lab.addresses(&name).await?;
+    lab.start(spec).await
+}
+
+/// Applies the router's rules.
+pub async fn configure(
+    lab: &Lab,
+    name: &str,
+    router: &RouterNode,
+    addresses: &Addresses,
+) -> Result<(), LabError> {
+    run_rules(lab, name, &router.iptables, addresses).await
+}
+
+/// Runs iptables `rules` in `node`, in order, placeholders filled in
+/// (`{ip:NODE}` from the nodes started so far); one that cannot be filled is
+/// an error.
+pub async fn run_rules(
+    lab: &Lab,
+    node: &str,
+    rules: &[String],
+    addresses: &Addresses,
+) -> Result<(), LabError> {
+    let own = lab.addresses(node).await?;
+    let networks: Vec<String> = own.iter().map(|(n, _)| n.clone()).collect();
     let links = lab
-        .exec_ok(&name, &["ip", "-o", "-4", "addr", "show"])
+        .exec_ok(node, &["ip", "-o", "-4", "addr", "show"])
         .await?;
     let device = |network: &str| {
-        let (_, ip) = addresses.iter().find(|(n, _)| n == network)?;
+        let (_, ip) = own.iter().find(|(n, _)| n == network)?;
         device_of(&links, *ip)
     };
-    for rule in rules(router, &device) {
-        let cmd: Vec<&str> = rule.iter().map(String::as_str).collect();
-        lab.exec_ok(&name, &cmd).await?;
+    let ip = |name: &str| addresses.ip(&networks, name).map(|ip| ip.to_string());
+    for rule in rules {
+        let cmd = fill(rule, &device, &ip);
+        if let Some(left) = cmd.iter().find(|w| w.contains("{dev:") || w.contains("{ip:")) {
+            return Err(LabError::role(
+                node,
+                format!("`{rule}`: cannot fill `{left}` (not on that network? not started?)"),
+            ));
+        }
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        lab.exec_ok(node, &cmd).await?;
     }
     Ok(())
 }
 
-/// The router's iptables commands, `{dev:NET}` replaced by `device(NET)`
-/// (left as it is when unknown).
-pub fn rules(router: &RouterNode, device: &dyn Fn(&str) -> Option<String>) -> Vec<Vec<String>> {
-    router
-        .iptables
+/// A node's address (`theirs`, per network) as seen from a node on
+/// networks `from`: on a network both join, else its first (reached through
+/// a router).
+pub fn reach(from: &[String], theirs: &[(String, IpAddr)]) -> Option<IpAddr> {
+    theirs
         .iter()
-        .map(|rule| {
-            let words = rule.split_whitespace().map(|word| {
-                let mut word = word.to_string();
-                let mut from = 0;
-                while let Some(at) = word[from..].find("{dev:").map(|i| i + from) {
-                    let Some(len) = word[at..].find('}') else {
-                        break;
-                    };
-                    let network = word[at + 5..at + len].to_string();
-                    match device(&network) {
-                        Some(dev) => {
-                            word.replace_range(at..=at + len, &dev);
-                            from = at + dev.len();
-                        }
-                        None => from = at + len + 1,
-                    }
-                }
-                word
-            });
-            std::iter::once("iptables".to_string())
-                .chain(words)
-                .collect()
+        .find(|(network, _)| from.contains(network))
+        .or(theirs.first())
+        .map(|(_, ip)| *ip)
+}
+
+/// The names in a rule's `{kind:NAME}` placeholders.
+pub fn placeholders(rule: &str, kind: &str) -> Vec<String> {
+    let open = format!("{{{kind}:");
+    rule.match_indices(&open)
+        .filter_map(|(at, _)| {
+            let rest = &rule[at + open.len()..];
+            Some(rest[..rest.find('}')?].to_string())
         })
         .collect()
+}
+
+/// One rule as an iptables command, each word through [`fill_word`].
+pub fn fill(
+    rule: &str,
+    device: &dyn Fn(&str) -> Option<String>,
+    ip: &dyn Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    std::iter::once("iptables".to_string())
+        .chain(rule.split_whitespace().map(|w| fill_word(w, device, ip)))
+        .collect()
+}
+
+/// `{dev:NET}` replaced by `device(NET)` and `{ip:NODE}` by `ip(NODE)`; a
+/// placeholder they do not know is left as it is.
+pub fn fill_word(
+    word: &str,
+    device: &dyn Fn(&str) -> Option<String>,
+    ip: &dyn Fn(&str) -> Option<String>,
+) -> String {
+    let mut word = word.to_string();
+    for (open, resolve) in [("{dev:", device), ("{ip:", ip)] {
+        let mut from = 0;
+        while let Some(at) = word[from..].find(open).map(|i| i + from) {
+            let Some(len) = word[at..].find('}') else {
+                break;
+            };
+            let name = word[at + open.len()..at + len].to_string();
+            match resolve(&name) {
+                Some(value) => {
+                    word.replace_range(at..=at + len, &value);
+                    from = at + value.len();
+                }
+                None => from = at + len + 1,
+            }
+        }
+    }
+    word
 }
 
 /// The interface holding `ip` in `ip -o -4 addr show` output (`42:
@@ -101,14 +159,34 @@ mod tests {
     }
 
     #[test]
-    fn rules_name_the_device_of_each_network() {
-        let router = RouterNode {
-            iptables: vec!["-t nat -A POSTROUTING -o {dev:wan} -j MASQUERADE".into()],
-        };
-        let device = |n: &str| (n == "wan").then(|| "eth1".to_string());
+    fn fills_devices_and_addresses() {
+        let rule = "-t nat -A PREROUTING -i {dev:outside} -j DNAT --to-destination {ip:gwa}:10000";
+        assert_eq!(placeholders(rule, "ip"), ["gwa"]);
+        assert_eq!(placeholders(rule, "dev"), ["outside"]);
+        let device = |n: &str| (n == "outside").then(|| "eth1".to_string());
+        let ip = |n: &str| (n == "gwa").then(|| "172.21.0.3".to_string());
         assert_eq!(
-            rules(&router, &device)[0].join(" "),
-            "iptables -t nat -A POSTROUTING -o eth1 -j MASQUERADE"
+            fill(rule, &device, &ip).join(" "),
+            "iptables -t nat -A PREROUTING -i eth1 -j DNAT --to-destination 172.21.0.3:10000"
         );
+    }
+
+    #[test]
+    fn an_unknown_placeholder_is_left_as_it_is() {
+        let none = |_: &str| None;
+        assert_eq!(
+            fill("-o {dev:elsewhere} -j MASQUERADE", &none, &none).join(" "),
+            "iptables -o {dev:elsewhere} -j MASQUERADE"
+        );
+    }
+
+    #[test]
+    fn a_node_is_reached_on_a_shared_network_first() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let from = ["front".to_string()];
+        let theirs = [("back".into(), ip("10.0.2.3")), ("front".into(), ip("10.0.1.3"))];
+        assert_eq!(reach(&from, &theirs), Some(ip("10.0.1.3")));
+        assert_eq!(reach(&[], &theirs), Some(ip("10.0.2.3")));
+        assert_eq!(reach(&from, &[]), None);
     }
 }

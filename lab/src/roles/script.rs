@@ -4,20 +4,20 @@
 use std::time::Duration;
 
 use crate::runtime::{ContainerSpec, Lab, LabError};
-use crate::scenario::node::ScriptNode;
 
+/// Starts the script's `command` (its `{ip:NODE}` already filled in).
 pub async fn start(
     lab: &mut Lab,
-    script: &ScriptNode,
+    words: Vec<String>,
     mut spec: ContainerSpec,
 ) -> Result<(), LabError> {
-    command(script, &mut spec);
+    command(words, &mut spec);
     lab.start(spec).await
 }
 
-/// The script's command, set on `spec`.
-pub fn command(script: &ScriptNode, spec: &mut ContainerSpec) {
-    spec.cmd = script.command.clone();
+/// The script's command (its `{ip:NODE}` filled in), set on `spec`.
+pub fn command(words: Vec<String>, spec: &mut ContainerSpec) {
+    spec.cmd = words;
 }
 
 /// Waits for a workload script to exit 0; its stdout.

@@ -7,6 +7,8 @@
 //!   { stat = "cluster.backend.upstream_cx_destroy_remote_with_active_rq", at = "envoy", value = ">= 1" },
 //!   { client = "503", count = 3 },
 //!   { access_log = "503 UC", at = "envoy", count = ">= 1" },
+//!   { packets = "challenge_acks", at = "server", count = 3 },      # needs `capture`
+//!   { timeline = "recovery_s", value = "never" },
 //! ]
 //! ```
 //!
@@ -15,6 +17,8 @@
 use std::fmt;
 
 use serde::Deserialize;
+
+use crate::packet_sequence::{ReuseCounts, ISN_POSITIONS, RESULTS};
 
 /// One check: a measure of the evidence and the comparison it must pass.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -41,10 +45,21 @@ pub enum Measure {
     /// Envoy access-log entries matching `code flags details`, each word a
     /// field in that order (`*` = any; fewer words = the rest any).
     AccessLog(String),
-    /// A packet sequence seen at a node: TCP flags in tcpdump's notation, in
-    /// order, others may come between (`["S", "S.", "R."]`). No role
-    /// captures packets yet: unknown until one does.
-    Packets(Vec<String>),
+    /// A count from the capture at a node (`capture`), over the connections
+    /// it served (`packet_sequence::ReuseCounts`): `server_closed_first`,
+    /// `challenge_acks`, `reuses` (SYNs that met its TIME_WAIT), or one kind
+    /// of reuse, ISN position / result: `below/reset`, `above/accepted`,
+    /// `below/assassinated`, `below/unanswered`, ...
+    Packets(String),
+    /// Conversations (one 4-tuple, every connection on it) the node served
+    /// whose segments' flags are exactly this line, tcpdump's flags with `>`
+    /// from the peer and `<` from the node: `">S <S. >. >P. <. <P. <F. ..."`.
+    Conversation(String),
+    /// A figure of the client's timeline around the variant's first
+    /// scheduled fault (`crate::timeline::FIGURES`): time to recover,
+    /// throughput dip, a phase's latency or success. Compared as `value`,
+    /// rounded to an integer; a recovery that never came is `never`.
+    Timeline(String),
 }
 
 impl Measure {
@@ -55,6 +70,11 @@ impl Measure {
             Measure::Diagnosis(_) | Measure::Stat(_) | Measure::AccessLog(_)
         )
     }
+
+    /// Whether it reads a node's capture (and so needs `at`).
+    pub fn at_capture(&self) -> bool {
+        matches!(self, Measure::Packets(_) | Measure::Conversation(_))
+    }
 }
 
 impl fmt::Display for Check {
@@ -64,7 +84,9 @@ impl fmt::Display for Check {
             Measure::Stat(name) => write!(f, "stat {name}")?,
             Measure::Client(class) => write!(f, "client {class}")?,
             Measure::AccessLog(pattern) => write!(f, "access_log \"{pattern}\"")?,
-            Measure::Packets(seq) => write!(f, "packets {}", seq.join(","))?,
+            Measure::Packets(count) => write!(f, "packets {count}")?,
+            Measure::Conversation(line) => write!(f, "conversation \"{line}\"")?,
+            Measure::Timeline(figure) => write!(f, "timeline {figure}")?,
         }
         if let Some(at) = &self.at {
             write!(f, " at {at}")?;
@@ -80,7 +102,9 @@ struct RawCheck {
     stat: Option<String>,
     client: Option<String>,
     access_log: Option<String>,
-    packets: Option<Vec<String>>,
+    packets: Option<String>,
+    conversation: Option<String>,
+    timeline: Option<String>,
     at: Option<String>,
     count: Option<Comparison>,
     value: Option<Comparison>,
@@ -96,24 +120,52 @@ impl TryFrom<RawCheck> for Check {
             raw.client.map(Measure::Client),
             raw.access_log.map(Measure::AccessLog),
             raw.packets.map(Measure::Packets),
+            raw.conversation.map(Measure::Conversation),
+            raw.timeline.map(Measure::Timeline),
         ];
         let mut measures = measures.into_iter().flatten();
         let (Some(measure), None) = (measures.next(), measures.next()) else {
             return Err(
-                "a check needs exactly one of diagnosis, stat, client, access_log, packets".into(),
+                "a check needs exactly one of diagnosis, stat, client, access_log, packets, \
+                 conversation, timeline"
+                    .into(),
             );
         };
-        let expect = match (&measure, raw.count, raw.value) {
-            (Measure::Stat(_), None, value) => value,
-            (Measure::Stat(_), Some(_), _) => {
-                return Err("a stat check compares its `value`, not a `count`".into())
+        if let Measure::Timeline(figure) = &measure {
+            if !crate::timeline::is_figure(figure) {
+                return Err(format!(
+                    "unknown timeline figure `{figure}` (one of {})",
+                    crate::timeline::FIGURES
+                ));
             }
-            (_, count, None) => count,
-            (_, _, Some(_)) => return Err("only a stat check has a `value`; use `count`".into()),
+        }
+        let valued = matches!(measure, Measure::Stat(_) | Measure::Timeline(_));
+        let expect = match (valued, raw.count, raw.value) {
+            (true, None, value) => value,
+            (true, Some(_), _) => {
+                return Err("a stat or timeline check compares its `value`, not a `count`".into())
+            }
+            (false, count, None) => count,
+            (false, _, Some(_)) => {
+                return Err("only stat and timeline checks have a `value`; use `count`".into())
+            }
         }
         .unwrap_or(Comparison::AT_LEAST_ONE);
         if measure.at_envoy() && raw.at.is_none() {
             return Err("needs `at`: the Envoy node it looks at".into());
+        }
+        if measure.at_capture() && raw.at.is_none() {
+            return Err("needs `at`: the node whose capture it reads".into());
+        }
+        if let Measure::Packets(name) = &measure {
+            if ReuseCounts::default().get(name).is_none() {
+                return Err(format!(
+                    "packets `{name}`: expected server_closed_first, challenge_acks, reuses, \
+                     or ISN/RESULT with ISN {} and RESULT {}",
+                    ISN_POSITIONS.join("|"),
+                    RESULTS.join("|")
+                ));
+            }
         }
         Ok(Check {
             measure,
@@ -133,7 +185,12 @@ pub enum Op {
     Ge,
 }
 
-/// `3` (exactly), or `">= 1"`, `"< 5"`, `"== 0"`, `"!= 0"`.
+/// A time that never came (a recovery not within the run): above every
+/// number, written `never`.
+pub const NEVER: u64 = u64::MAX;
+
+/// `3` (exactly), or `">= 1"`, `"< 5"`, `"== 0"`, `"!= 0"`; `"never"` is
+/// `"== never"` (see [`NEVER`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "RawComparison")]
 pub struct Comparison {
@@ -169,7 +226,10 @@ impl fmt::Display for Comparison {
             Op::Gt => ">",
             Op::Ge => ">=",
         };
-        write!(f, "{op} {}", self.value)
+        match self.value {
+            NEVER => write!(f, "{op} never"),
+            value => write!(f, "{op} {value}"),
+        }
     }
 }
 
@@ -188,8 +248,15 @@ impl TryFrom<RawComparison> for Comparison {
             RawComparison::Exactly(value) => return Ok(Comparison { op: Op::Eq, value }),
             RawComparison::Text(text) => text,
         };
-        let bad = || format!("`{text}`: expected a number, or \">= 1\" (==, !=, <, <=, >, >=)");
+        let bad =
+            || format!("`{text}`: expected a number, \">= 1\" (==, !=, <, <=, >, >=) or \"never\"");
         let trimmed = text.trim();
+        if trimmed == "never" {
+            return Ok(Comparison {
+                op: Op::Eq,
+                value: NEVER,
+            });
+        }
         let (op, rest) = [
             ("==", Op::Eq),
             ("!=", Op::Ne),
@@ -201,7 +268,10 @@ impl TryFrom<RawComparison> for Comparison {
         .into_iter()
         .find_map(|(word, op)| trimmed.strip_prefix(word).map(|rest| (op, rest)))
         .ok_or_else(bad)?;
-        let value = rest.trim().parse().map_err(|_| bad())?;
+        let value = match rest.trim() {
+            "never" => NEVER,
+            number => number.parse().map_err(|_| bad())?,
+        };
         Ok(Comparison { op, value })
     }
 }
@@ -241,5 +311,51 @@ mod tests {
         assert!(err.contains("`value`"), "{err}");
         let err = check(r#"{ diagnosis = "keepalive_race" }"#).unwrap_err();
         assert!(err.contains("needs `at`"), "{err}");
+    }
+
+    #[test]
+    fn packets_checks_name_a_known_count_at_a_node() {
+        for name in [
+            "challenge_acks",
+            "server_closed_first",
+            "reuses",
+            "below/reset",
+        ] {
+            let c = check(&format!(r#"{{ packets = "{name}", at = "server" }}"#)).unwrap();
+            assert_eq!(c.measure, Measure::Packets(name.into()));
+        }
+        let err = check(r#"{ packets = "below/rejected", at = "server" }"#).unwrap_err();
+        assert!(err.contains("`below/rejected`"), "{err}");
+        assert!(err.contains("accepted|reset"), "{err}");
+        let err = check(r#"{ packets = "challenge_ack", at = "server" }"#).unwrap_err();
+        assert!(err.contains("expected server_closed_first"), "{err}");
+        let err = check(r#"{ packets = "challenge_acks" }"#).unwrap_err();
+        assert!(err.contains("needs `at`"), "{err}");
+        let err = check(r#"{ conversation = ">S <S." }"#).unwrap_err();
+        assert!(err.contains("needs `at`"), "{err}");
+        let c = check(r#"{ conversation = ">S <S.", at = "server", count = 1 }"#).unwrap();
+        assert_eq!(c.to_string(), "conversation \">S <S.\" at server == 1");
+    }
+
+    #[test]
+    fn timeline_checks_compare_a_value_and_know_never() {
+        let c = check(r#"{ timeline = "recovery_s", value = "never" }"#).unwrap();
+        assert_eq!(c.to_string(), "timeline recovery_s == never");
+        assert!(c.expect.holds(NEVER) && !c.expect.holds(7));
+        let c = check(r#"{ timeline = "recovery_s", value = "<= 8" }"#).unwrap();
+        assert!(c.expect.holds(7) && !c.expect.holds(NEVER));
+        let c = check(r#"{ timeline = "recovery_s", value = ">= 10" }"#).unwrap();
+        assert!(c.expect.holds(NEVER), "never is later than any bound");
+        let c = check(r#"{ timeline = "during.max_ms", value = ">= 10000" }"#).unwrap();
+        assert_eq!(c.measure, Measure::Timeline("during.max_ms".into()));
+        let err = check(r#"{ timeline = "recovery_s", count = 1 }"#).unwrap_err();
+        assert!(err.contains("`value`"), "{err}");
+        let err = check(r#"{ timeline = "during.p98_ms", value = 1 }"#).unwrap_err();
+        assert!(
+            err.contains("unknown timeline figure `during.p98_ms`"),
+            "{err}"
+        );
+        let err = check(r#"{ timeline = "recovery_s", value = "soon" }"#).unwrap_err();
+        assert!(err.contains("`soon`"), "{err}");
     }
 }

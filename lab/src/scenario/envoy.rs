@@ -130,6 +130,17 @@ pub struct Upstream {
     /// endpoints' own (their SPIFFE identities, from the run's CA).
     #[serde(default)]
     pub mtls: bool,
+    /// Active HTTP health checking: an endpoint that misses one check leaves
+    /// the load balancer (as Kubernetes removes a NotReady node's endpoints)
+    /// while its open connections stay pooled.
+    pub health_check: Option<HealthCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
 }
 
 fn default_connect_timeout_ms() -> u64 {

@@ -9,6 +9,7 @@
 //! variant's table merged over it (tables merge key by key, anything else
 //! replaces), and deserializing the merged tree reports errors at the place
 //! in the file the offending value came from — the base or the variant.
+//! A variant leaves out a node of the base with `nodes.NAME = false`.
 
 pub mod checks;
 pub mod envoy;
@@ -26,7 +27,7 @@ use crate::faults::Fault;
 use crate::outcome::Verdict;
 pub use checks::{Check, Comparison, Measure};
 pub use node::{Node, NodeKind};
-pub use validate::{default_port, start_order};
+pub use validate::{default_port, networks_of, start_order};
 
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -139,6 +140,19 @@ impl NetworkDecl {
 /// Without `networks`, every node is on this one.
 pub const DEFAULT_NETWORK: &str = "lab";
 
+impl Variant {
+    /// The second in which the first scheduled fault (one after the workload
+    /// started) strikes: the reference of the client's timeline.
+    pub fn timeline_fault_s(&self) -> Option<u64> {
+        self.faults
+            .iter()
+            .map(|f| f.at())
+            .filter(|at| !at.is_zero())
+            .min()
+            .map(|at| at.as_secs())
+    }
+}
+
 impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
@@ -240,6 +254,10 @@ fn read_variant(mut merged: tree::Table<'_>) -> Result<Variant, ReadError> {
             .map_err(|_| ReadError::At(span, "nodes".into(), "must be a table of nodes".into()))?;
         for (name, value) in table.into_inner() {
             let name = name.get_ref().to_string();
+            // `nodes.NAME = false`: a variant leaves out a node of the base.
+            if matches!(value.get_ref(), toml::de::DeValue::Boolean(false)) {
+                continue;
+            }
             let node = node::read(&name, value)?;
             nodes.insert(name, node);
         }

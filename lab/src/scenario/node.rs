@@ -24,6 +24,13 @@ pub struct Node {
     pub sysctls: BTreeMap<String, String>,
     /// Linux capabilities beyond Docker's default set, e.g. `NET_ADMIN`.
     pub cap_add: Vec<String>,
+    /// A router node its default route goes through (set before its command
+    /// starts): how a node reaches networks it is not on.
+    pub gateway: Option<String>,
+    /// tcpdump in its network namespace with this pcap filter (`tcp port
+    /// 8080`), from before the workload starts until it ends; what it saw is
+    /// evidence (`packets` checks, the pcap, a packet ladder).
+    pub capture: Option<String>,
     pub kind: NodeKind,
 }
 
@@ -74,9 +81,11 @@ struct Common {
     sysctls: BTreeMap<String, String>,
     #[serde(default)]
     cap_add: Vec<String>,
+    gateway: Option<String>,
+    capture: Option<String>,
 }
 
-const COMMON_KEYS: [&str; 3] = ["networks", "sysctls", "cap_add"];
+const COMMON_KEYS: [&str; 5] = ["networks", "sysctls", "cap_add", "gateway", "capture"];
 
 /// A server on port `backend::PORT` (8080).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -195,7 +204,9 @@ pub struct RouterNode {
 
 /// A command in the lab image (a scapy program, say). A `workload` script
 /// is waited for like a client, and its output kept as evidence; otherwise
-/// it runs beside the topology until the end.
+/// it runs beside the topology until the end. `{ip:NODE}` in an argument is
+/// NODE's address as this node reaches it (known for nodes started before:
+/// a workload script may name any other node).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptNode {
@@ -249,6 +260,8 @@ pub(super) fn read(name: &str, value: Value<'_>) -> Result<Node, ReadError> {
         networks: common.networks,
         sysctls: common.sysctls,
         cap_add: common.cap_add,
+        gateway: common.gateway,
+        capture: common.capture,
         kind,
     })
 }

@@ -432,3 +432,196 @@ fn a_connlab_backend_knob_on_another_server() {
         "connlab-backend",
     );
 }
+
+#[test]
+fn a_timeline_check_needs_a_scheduled_fault() {
+    assert_error(
+        &GOOD.replace(
+            "fixed = [{ client = \"failed\", count = 0 }]",
+            "fixed = [{ timeline = \"recovery_s\", value = \"<= 8\" }]",
+        ),
+        "fixed = [",
+        "fixed[0]",
+        "scheduled after the start",
+    );
+    let text = GOOD
+        .replace("delay_ms = 200 }]", "delay_ms = 200, at_ms = 5000 }]")
+        .replace(
+            "fixed = [{ client = \"failed\", count = 0 }]",
+            "fixed = [{ timeline = \"recovery_s\", value = \"<= 8\" }]",
+        );
+    let scenario = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(scenario.variants[0].timeline_fault_s(), Some(5));
+}
+
+#[test]
+fn iptables_rules_name_nodes_that_are_up() {
+    let router = |rules: &str| {
+        GOOD.replace(
+            "[nodes.client]",
+            &format!(
+                "[nodes.vip]\nkind = \"router\"\nnetworks = [\"lab\", \"out\"]\niptables = [{rules}]\n\n[nodes.client]"
+            ),
+        )
+        .replace("timeout_s = 30", "timeout_s = 30\nnetworks = [\"lab\", \"out\"]")
+        .replace("kind = \"backend\"", "kind = \"backend\"\nnetworks = [\"lab\"]")
+        .replace("kind = \"envoy\"", "kind = \"envoy\"\nnetworks = [\"lab\"]")
+        .replace("kind = \"client\"", "kind = \"client\"\nnetworks = [\"lab\"]")
+    };
+    let good = router("\"-t nat -A PREROUTING -j DNAT --to-destination {ip:envoy}:10000\"");
+    parse(&good).unwrap_or_else(|e| panic!("{e}"));
+    assert_error(
+        &router("\"-j DNAT --to-destination {ip:envoi}\""),
+        "{ip:envoi}",
+        "nodes.vip.iptables[0]",
+        "no node `envoi`",
+    );
+    assert_error(
+        &router("\"-j DNAT --to-destination {ip:client}\""),
+        "{ip:client}",
+        "nodes.vip.iptables[0]",
+        "a workload node",
+    );
+    // A scheduled fault runs while the workload is up.
+    let fault = |rules: &str| {
+        GOOD.replace(
+            "faults = [{ action = \"delay\", target = \"backend\", sport = 8080, delay_ms = 200 }]",
+            &format!("faults = [{{ action = \"iptables\", target = \"backend\", at_ms = 5000, rules = [{rules}] }}]"),
+        )
+    };
+    parse(&fault("\"-A INPUT -s {ip:client} -j DROP\"")).unwrap_or_else(|e| panic!("{e}"));
+    assert_error(
+        &fault(""),
+        "rules = []",
+        "faults[0].rules",
+        "at least one rule",
+    );
+}
+
+#[test]
+fn a_health_check_needs_its_times() {
+    assert_error(
+        &GOOD.replace(
+            "upstreams.backend = { endpoints = [\"backend\"] }",
+            "upstreams.backend = { endpoints = [\"backend\"], health_check = { interval_ms = 0, timeout_ms = 500 } }",
+        ),
+        "health_check",
+        "nodes.envoy.upstreams.backend.health_check",
+        "above 0",
+    );
+}
+
+/// A client behind a router, a server on the other side capturing, a scapy
+/// script: the snat-timewait shape.
+const ROUTED: &str = r#"name = "routed"
+seed = "003.txt"
+summary = "s"
+timeout_s = 30
+networks = ["inside", "outside"]
+reproduced = [{ packets = "challenge_acks", at = "server", count = ">= 1" }]
+fixed = [{ packets = "challenge_acks", at = "server", count = 0 }]
+
+[nodes.server]
+kind = "backend"
+server = "connlab-backend"
+networks = ["outside"]
+capture = "tcp port 8080"
+
+[nodes.nat]
+kind = "router"
+networks = ["inside", "outside"]
+
+[nodes.client]
+kind = "client"
+networks = ["inside"]
+gateway = "nat"
+target = "server:8080"
+requests = 1
+
+[[variants]]
+name = "load"
+about = "a"
+expect = "reproduced"
+
+[[variants]]
+name = "scapy"
+about = "b"
+expect = "reproduced"
+nodes.client = false
+nodes.nat = false
+networks = ["outside"]
+[variants.nodes.lb]
+kind = "script"
+networks = ["outside"]
+workload = true
+command = ["python3", "x.py", "{ip:server}", "40000"]
+"#;
+
+#[test]
+fn gateways_captures_and_dropped_nodes_load() {
+    let scenario = parse(ROUTED).unwrap_or_else(|e| panic!("{e}"));
+    let load = &scenario.variants[0];
+    assert_eq!(load.nodes["client"].gateway.as_deref(), Some("nat"));
+    assert_eq!(
+        load.nodes["server"].capture.as_deref(),
+        Some("tcp port 8080")
+    );
+    let scapy = &scenario.variants[1];
+    let names: Vec<&str> = scapy.nodes.keys().map(String::as_str).collect();
+    assert_eq!(names, ["lb", "server"]);
+}
+
+#[test]
+fn a_gateway_that_is_not_a_router_on_a_shared_network() {
+    assert_error(
+        &ROUTED.replace("gateway = \"nat\"", "gateway = \"server\""),
+        "gateway = \"server\"",
+        "nodes.client.gateway",
+        "not a router",
+    );
+    assert_error(
+        &ROUTED.replace("gateway = \"nat\"", "gateway = \"gw\""),
+        "gateway = \"gw\"",
+        "nodes.client.gateway",
+        "no node `gw`",
+    );
+    let text = ROUTED.replace(
+        "networks = [\"inside\", \"outside\"]\n\n[nodes.client]",
+        "networks = [\"outside\", \"dmz\"]\n\n[nodes.client]",
+    );
+    let text = text.replacen(
+        "networks = [\"inside\", \"outside\"]",
+        "networks = [\"inside\", \"outside\", \"dmz\"]",
+        1,
+    );
+    assert_error(
+        &text,
+        "gateway = \"nat\"",
+        "nodes.client.gateway",
+        "on none of `client`'s networks",
+    );
+}
+
+#[test]
+fn a_capture_on_a_workload_or_a_packets_check_without_one() {
+    assert_error(
+        &ROUTED.replace("gateway = \"nat\"", "gateway = \"nat\"\ncapture = \"tcp\""),
+        "capture = \"tcp\"",
+        "nodes.client.capture",
+        "a workload node",
+    );
+    let text = ROUTED.replace("capture = \"tcp port 8080\"\n", "");
+    let err = parse(&text).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("reproduced[0].at"), "{err}");
+    assert!(err.message.contains("captures nothing"), "{err}");
+}
+
+#[test]
+fn a_script_names_an_unknown_node() {
+    assert_error(
+        &ROUTED.replace("{ip:server}", "{ip:sever}"),
+        "{ip:sever}",
+        "nodes.lb.command[2]",
+        "no other node `sever`",
+    );
+}

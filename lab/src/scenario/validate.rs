@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::envoy::{EnvoyNode, Listener, ListenerKind};
 use super::node::{NodeKind, Server};
 use super::{Measure, Variant};
+use crate::faults::Fault;
 
 type Invalid = (String, String);
 
@@ -58,6 +59,24 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
                 );
             }
         }
+        if let Some(gateway) = &node.gateway {
+            gateway_of(v, &path, name, gateway)?;
+        }
+        if let Some(filter) = &node.capture {
+            if filter.trim().is_empty() {
+                return err(
+                    format!("{path}.capture"),
+                    "a tcpdump filter, e.g. \"tcp port 8080\"",
+                );
+            }
+            // Its command starts with the workload, before a capture could.
+            if is_workload(&node.kind) {
+                return err(
+                    format!("{path}.capture"),
+                    "a workload node starts sending at once: capture at its peer or a router",
+                );
+            }
+        }
         if let Some(key) = node.sysctls.keys().find(|k| !k.starts_with("net.")) {
             return err(
                 format!("{path}.sysctls"),
@@ -81,26 +100,40 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
                 }
                 node_port(v, &format!("{path}.target"), &client.config.target)?;
             }
-            NodeKind::Router(_) => {
+            NodeKind::Router(router) => {
                 if node.networks.len() < 2 {
                     return err(
                         format!("{path}.networks"),
                         "a router joins at least two networks",
                     );
                 }
+                // Its rules run before the workload starts.
+                for (i, rule) in router.iptables.iter().enumerate() {
+                    rule_addresses(v, &format!("{path}.iptables[{i}]"), rule, false)?;
+                }
             }
             NodeKind::Script(script) => {
                 if script.command.is_empty() {
                     return err(format!("{path}.command"), "must name a program");
                 }
+                for (i, word) in script.command.iter().enumerate() {
+                    for named in word.split("{ip:").skip(1) {
+                        let other = named.split('}').next().unwrap_or_default();
+                        if !v.nodes.contains_key(other) || other == name {
+                            return err(
+                                format!("{path}.command[{i}]"),
+                                format!(
+                                    "`{{ip:{other}}}`: no other node `{other}` (nodes: {})",
+                                    names(v)
+                                ),
+                            );
+                        }
+                    }
+                }
             }
         }
     }
-    let workloads = v.nodes.values().filter(|n| match &n.kind {
-        NodeKind::Client(_) => true,
-        NodeKind::Script(s) => s.workload,
-        _ => false,
-    });
+    let workloads = v.nodes.values().filter(|n| is_workload(&n.kind));
     if workloads.count() == 0 {
         return err(
             "nodes",
@@ -115,6 +148,14 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
                 format!("no node `{}` (nodes: {})", fault.target(), names(v)),
             );
         }
+        if let Fault::Iptables { rules, at_ms, .. } = fault {
+            if rules.is_empty() {
+                return err(format!("faults[{i}].rules"), "needs at least one rule");
+            }
+            for (j, rule) in rules.iter().enumerate() {
+                rule_addresses(v, &format!("faults[{i}].rules[{j}]"), rule, *at_ms > 0)?;
+            }
+        }
     }
     for (list, checks) in [("reproduced", &v.reproduced), ("fixed", &v.fixed)] {
         if checks.is_empty() {
@@ -125,6 +166,12 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
         }
         for (i, check) in checks.iter().enumerate() {
             let path = format!("{list}[{i}]");
+            if matches!(check.measure, Measure::Timeline(_)) && v.timeline_fault_s().is_none() {
+                return err(
+                    path,
+                    "a timeline check needs a fault scheduled after the start (`at_ms` > 0)",
+                );
+            }
             let Some(at) = &check.at else { continue };
             let Some(node) = v.nodes.get(at) else {
                 return err(
@@ -137,7 +184,18 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
                     matches!(node.kind, NodeKind::Envoy(_))
                 }
                 Measure::Client(_) => matches!(node.kind, NodeKind::Client(_)),
-                Measure::Packets(_) => true,
+                Measure::Packets(_) | Measure::Conversation(_) => {
+                    if node.capture.is_none() {
+                        return err(
+                            format!("{path}.at"),
+                            format!(
+                                "`{at}` captures nothing: give it `capture = \"tcp port ...\"`"
+                            ),
+                        );
+                    }
+                    true
+                }
+                Measure::Timeline(_) => true,
             };
             if !fits {
                 return err(
@@ -162,6 +220,66 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
         }
     }
     Ok(())
+}
+
+/// The `{ip:NODE}` of an iptables rule name nodes that are up when it runs
+/// (workload nodes only once the workload has started).
+fn rule_addresses(v: &Variant, path: &str, rule: &str, workload_up: bool) -> Result<(), Invalid> {
+    for name in crate::roles::router::placeholders(rule, "ip") {
+        let Some(node) = v.nodes.get(&name) else {
+            return err(
+                path,
+                format!("`{{ip:{name}}}`: no node `{name}` (nodes: {})", names(v)),
+            );
+        };
+        if is_workload(&node.kind) && !workload_up {
+            return err(
+                path,
+                format!("`{{ip:{name}}}`: a workload node, not started when this rule runs"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A node's gateway is a router on one of its networks.
+fn gateway_of(v: &Variant, path: &str, name: &str, gateway: &str) -> Result<(), Invalid> {
+    let path = format!("{path}.gateway");
+    let Some(router) = v.nodes.get(gateway) else {
+        return err(path, format!("no node `{gateway}` (nodes: {})", names(v)));
+    };
+    if !matches!(router.kind, NodeKind::Router(_)) {
+        return err(
+            path,
+            format!("`{gateway}` is a {} node, not a router", router.kind.word()),
+        );
+    }
+    let own = networks_of(v, &v.nodes[name]);
+    if !networks_of(v, router).iter().any(|n| own.contains(n)) {
+        return err(
+            path,
+            format!("`{gateway}` is on none of `{name}`'s networks"),
+        );
+    }
+    Ok(())
+}
+
+/// The networks a node joins: its own, or the variant's only one.
+pub fn networks_of(v: &Variant, node: &super::Node) -> Vec<String> {
+    if node.networks.is_empty() {
+        v.networks.iter().take(1).cloned().collect()
+    } else {
+        node.networks.clone()
+    }
+}
+
+/// Clients and workload scripts: the run waits for them.
+fn is_workload(kind: &NodeKind) -> bool {
+    match kind {
+        NodeKind::Client(_) => true,
+        NodeKind::Script(s) => s.workload,
+        _ => false,
+    }
 }
 
 fn names(v: &Variant) -> String {
@@ -218,6 +336,14 @@ fn envoy_node(v: &Variant, path: &str, envoy: &EnvoyNode) -> Result<(), Invalid>
         }
         for (i, endpoint) in upstream.endpoints.iter().enumerate() {
             node_port(v, &format!("{upath}.endpoints[{i}]"), endpoint)?;
+        }
+        if let Some(h) = &upstream.health_check {
+            if h.interval_ms == 0 || h.timeout_ms == 0 {
+                return err(
+                    format!("{upath}.health_check"),
+                    "interval_ms and timeout_ms must be above 0",
+                );
+            }
         }
     }
     Ok(())

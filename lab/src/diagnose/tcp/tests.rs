@@ -5,23 +5,10 @@
 use super::*;
 use crate::pcap::{conversations, Flags, Segment};
 
-const C: &str = "10.0.0.1:40000";
-const S: &str = "10.0.0.2:8080";
-const MS: u64 = 1_000_000;
-
+/// A segment at `t_ms` from the client (or to it): packet_sequence's
+/// helper, which counts microseconds from the server's side.
 fn seg(t_ms: u64, from_client: bool, flags: u8, seq: u32, ack: u32, len: u32) -> Segment {
-    let (c, s) = (C.parse().unwrap(), S.parse().unwrap());
-    let (from, to) = if from_client { (c, s) } else { (s, c) };
-    Segment {
-        t_ns: t_ms * MS,
-        from,
-        to,
-        flags: Flags(flags),
-        seq,
-        ack,
-        len,
-        window: 1000,
-    }
+    crate::packet_sequence::tests::seg(t_ms * 1000, !from_client, flags, seq, ack, len)
 }
 
 const SYN: u8 = Flags::SYN;
@@ -219,6 +206,6 @@ fn a_syn_answered_after_retransmits_is_not_dead() {
 fn conversations_keep_both_directions_and_roles() {
     let convs = conversations(&timewait());
     assert_eq!(convs.len(), 1);
-    assert_eq!(convs[0].client.to_string(), C);
+    assert_eq!(convs[0].client, crate::packet_sequence::tests::lb());
     assert!(convs[0].flags_line().starts_with(">S <S. >. >P. <P."));
 }

@@ -11,13 +11,20 @@ MODE says how the second SYN on the same 4-tuple is built:
   rst       like `below`, but answer the challenge ACK with an RST the way a
             kernel in SYN-SENT does, then retransmit the SYN a second later
 
-The kernel of this container must not answer the server itself: run it with
-`iptables -A OUTPUT -p tcp --tcp-flags RST,ACK RST -j DROP` (scapy's own
-final RST carries ACK, so it still goes out, as the F5's `R.` did).
+The kernel of this container knows none of these connections and would
+answer the server's SYN-ACK and challenge ACKs with RSTs of its own: the
+script first drops them (`iptables -A OUTPUT -p tcp --tcp-flags RST,ACK RST
+-j DROP`; needs NET_ADMIN). scapy's packets leave by a packet socket, past
+iptables, so its own RSTs still go out, as the F5's `R.` did.
 Prints one line per packet the server sent (seq/ack relative to the first
 connection's ISNs), then `verdict: ...`.
+
+In the lab image as /opt/connlab/scripts/snat-precise.py (a `script` node of
+scenarios/snat-timewait.toml); compose/experiments/snat-timewait/run.sh runs
+the same file by hand.
 """
 
+import subprocess
 import sys
 import threading
 import time
@@ -32,6 +39,11 @@ ISN1 = 1640887617  # the seed's first ISN
 REQUEST = b"GET / HTTP/1.0\r\nHost: backend\r\nUser-Agent: connlab-precise\r\n\r\n"
 use_ts = mode == "ts-below"
 M32 = 1 << 32
+
+subprocess.run(
+    ["iptables", "-A", "OUTPUT", "-p", "tcp", "--tcp-flags", "RST,ACK", "RST", "-j", "DROP"],
+    check=True,
+)
 
 got = []
 lock = threading.Lock()
