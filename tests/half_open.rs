@@ -120,14 +120,14 @@ fn broken() {
 #[test]
 fn read_timeout() {
     let outcome = run_variant(SCENARIO, "read-timeout");
-    assert_recovered(&outcome, 8);
+    assert_recovered(&outcome, 9);
     snapshot(&outcome, false);
 }
 
 #[test]
 fn user_timeout() {
     let outcome = run_variant(SCENARIO, "user-timeout");
-    assert_recovered(&outcome, 8);
+    assert_recovered(&outcome, 9);
     snapshot(&outcome, false);
 }
 

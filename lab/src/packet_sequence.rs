@@ -60,10 +60,14 @@ pub enum ReuseResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeWaitReuse {
     pub peer: SocketAddr,
-    /// The new SYN's capture time, ns, and how long after the old close it
-    /// came.
+    /// The new SYN's capture time, ns, and how long after the old
+    /// connection's last FIN it came (`None`: the capture has no FIN).
     pub t_ns: u64,
-    pub after_close_ms: u64,
+    pub after_close_ms: Option<u64>,
+    /// The new SYN's sequence number, and the old connection's `rcv_nxt`
+    /// at the server (the `ack` of its challenge ACKs).
+    pub isn: u32,
+    pub old_rcv_nxt: u32,
     /// The new ISN is after the old `rcv_nxt` (Linux accepts those).
     pub isn_above_rcv_nxt: bool,
     /// SYNs sent (retransmissions included) before the result.
@@ -78,7 +82,8 @@ pub struct TimeWaitReuse {
 /// The old connection's end state, needed to recognise its numbers.
 #[derive(Debug, Clone, Copy)]
 struct Closed {
-    at_ns: u64,
+    /// The last FIN, when the capture has it.
+    at_ns: Option<u64>,
     /// The server's rcv_nxt / snd_nxt after the close.
     rcv_nxt: u32,
     snd_nxt: u32,
@@ -87,8 +92,12 @@ struct Closed {
 
 /// Per conversation, every SYN that reused the 4-tuple after a close, and
 /// what the server (the side that answered the first SYN) did with it.
-/// Only closes where the server sent the first FIN count: that is the side
-/// holding TIME_WAIT.
+/// A close where the server sent the first FIN leaves it in TIME_WAIT; so
+/// may one the capture does not show (it began later): when no connection
+/// on the 4-tuple ended in the capture before, the server answering a SYN
+/// with a bare ACK of another connection's numbers is taken as TIME_WAIT (a
+/// SYN on an ESTABLISHED 4-tuple gets the same answer, RFC 5961; a capture
+/// that shows only the answer cannot tell them apart).
 pub fn time_wait_reuses(conversation: &Conversation) -> Vec<TimeWaitReuse> {
     let server = conversation.server;
     let mut found = Vec::new();
@@ -99,8 +108,12 @@ pub fn time_wait_reuses(conversation: &Conversation) -> Vec<TimeWaitReuse> {
     let mut first_fin: Option<bool> = None; // Some(true): the server's
     let mut fins = (false, false); // (peer, server)
     let mut pending: Option<TimeWaitReuse> = None;
-    let mut pending_isn = 0u32;
     let mut last_challenge_ns: Option<u64> = None;
+    let mut last_fin_ns: Option<u64> = None;
+    let mut rst_seen = false;
+    // A SYN that opened a connection as far as the capture knows, until the
+    // server answers it.
+    let mut fresh_syn: Option<Segment> = None;
 
     let segments = &conversation.segments;
     for segment in segments {
@@ -131,7 +144,7 @@ pub fn time_wait_reuses(conversation: &Conversation) -> Vec<TimeWaitReuse> {
                 last_challenge_ns = Some(segment.t_ns);
                 continue;
             }
-            if !from_server && is_syn(segment) && segment.seq == pending_isn {
+            if !from_server && is_syn(segment) && segment.seq == reuse.isn {
                 reuse.syns += 1;
                 continue;
             }
@@ -158,21 +171,32 @@ pub fn time_wait_reuses(conversation: &Conversation) -> Vec<TimeWaitReuse> {
                 continue;
             }
         }
+        if let (Some(syn), true) = (fresh_syn.take(), from_server) {
+            if is_bare_ack(segment) && segment.ack != syn.seq.wrapping_add(1) {
+                // A socket of the server holds this 4-tuple already: these
+                // are its numbers (a close the capture did not show).
+                let old = Closed {
+                    at_ns: last_fin_ns,
+                    rcv_nxt: segment.ack,
+                    snd_nxt: segment.seq,
+                    server_closed_first: true,
+                };
+                closed = Some(old);
+                let mut reuse = reuse_of(conversation.client, &syn, old);
+                reuse.challenge_acks = 1;
+                pending = Some(reuse);
+                last_challenge_ns = Some(segment.t_ns);
+                continue;
+            }
+        }
         if !from_server && is_syn(segment) {
             if let Some(old) = closed.filter(|c| c.server_closed_first) {
-                pending_isn = segment.seq;
-                pending = Some(TimeWaitReuse {
-                    peer: conversation.client,
-                    t_ns: segment.t_ns,
-                    after_close_ms: segment.t_ns.saturating_sub(old.at_ns) / 1_000_000,
-                    isn_above_rcv_nxt: seq_after(segment.seq, old.rcv_nxt),
-                    syns: 1,
-                    challenge_acks: 0,
-                    challenge_gaps_ms: Vec::new(),
-                    result: ReuseResult::Unanswered,
-                });
+                pending = Some(reuse_of(conversation.client, segment, old));
                 last_challenge_ns = None;
                 continue;
+            }
+            if last_fin_ns.is_none() && !rst_seen {
+                fresh_syn = Some(*segment);
             }
             // A fresh connection: forget the previous one.
             closed = None;
@@ -191,6 +215,7 @@ pub fn time_wait_reuses(conversation: &Conversation) -> Vec<TimeWaitReuse> {
             *side_end = Some(end);
         }
         if segment.flags.fin() {
+            last_fin_ns = Some(segment.t_ns);
             first_fin.get_or_insert(from_server);
             if from_server {
                 fins.1 = true;
@@ -201,7 +226,7 @@ pub fn time_wait_reuses(conversation: &Conversation) -> Vec<TimeWaitReuse> {
         if fins == (true, true) && closed.is_none() {
             if let (Some(rcv_nxt), Some(snd_nxt)) = (peer_end, server_end) {
                 closed = Some(Closed {
-                    at_ns: segment.t_ns,
+                    at_ns: Some(segment.t_ns),
                     rcv_nxt,
                     snd_nxt,
                     server_closed_first: first_fin == Some(true),
@@ -210,6 +235,7 @@ pub fn time_wait_reuses(conversation: &Conversation) -> Vec<TimeWaitReuse> {
         }
         if segment.flags.rst() {
             // An aborted connection leaves no TIME_WAIT behind.
+            rst_seen = true;
             closed = None;
             fins = (false, false);
         }
@@ -218,6 +244,22 @@ pub fn time_wait_reuses(conversation: &Conversation) -> Vec<TimeWaitReuse> {
         found.push(reuse);
     }
     found
+}
+
+/// A SYN on a 4-tuple the server holds after `old`, its result not known yet.
+fn reuse_of(peer: SocketAddr, syn: &Segment, old: Closed) -> TimeWaitReuse {
+    TimeWaitReuse {
+        peer,
+        t_ns: syn.t_ns,
+        after_close_ms: old.at_ns.map(|at| syn.t_ns.saturating_sub(at) / 1_000_000),
+        isn: syn.seq,
+        old_rcv_nxt: old.rcv_nxt,
+        isn_above_rcv_nxt: seq_after(syn.seq, old.rcv_nxt),
+        syns: 1,
+        challenge_acks: 0,
+        challenge_gaps_ms: Vec::new(),
+        result: ReuseResult::Unanswered,
+    }
 }
 
 /// Counts over a whole capture: the numbers a scenario checks and
@@ -463,7 +505,9 @@ pub(crate) mod tests {
             [TimeWaitReuse {
                 peer: lb(),
                 t_ns: 55_915_648_000,
-                after_close_ms: 55_587,
+                after_close_ms: Some(55_587),
+                isn: 1_563_951_501,
+                old_rcv_nxt: 1_640_887_617 + 322,
                 isn_above_rcv_nxt: false,
                 syns: 3,
                 challenge_acks: 3,
@@ -586,6 +630,26 @@ pub(crate) mod tests {
         // Outside the excerpt's time span: left out.
         let early = &seed_capture()[10..];
         assert_eq!(same_connections(&inside, early)[0].segments.len(), 7);
+    }
+
+    #[test]
+    fn a_capture_that_begins_in_time_wait_still_shows_the_reuse() {
+        // tcpdump started after the close: only the seed's lines 11-17.
+        let late: Vec<Segment> = seed_capture().into_iter().skip(10).collect();
+        let reuses = time_wait_reuses(&one(&late));
+        assert_eq!(reuses.len(), 1, "{reuses:?}");
+        let reuse = &reuses[0];
+        assert_eq!(reuse.after_close_ms, None);
+        assert_eq!(reuse.old_rcv_nxt, 1_640_887_617 + 322);
+        assert!(!reuse.isn_above_rcv_nxt);
+        assert_eq!((reuse.syns, reuse.challenge_acks), (3, 3));
+        assert_eq!(reuse.result, ReuseResult::Reset);
+        // A SYN answered by SYN-ACK is no reuse; nor one answered by RST.
+        let fresh = &seed_capture()[..3];
+        assert!(time_wait_reuses(&one(fresh)).is_empty());
+        let mut refused = late[..1].to_vec();
+        refused.push(seg(55_915_700, true, R | A, 0, 1_563_951_502, 0));
+        assert!(time_wait_reuses(&one(&refused)).is_empty());
     }
 
     #[test]

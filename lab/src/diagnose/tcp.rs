@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
+use crate::packet_sequence::{time_wait_reuses, ReuseResult};
 use crate::pcap::{Capture, Conversation, Segment};
 
 /// Retransmissions of the same SYN or data before a peer counts as dead.
@@ -25,13 +26,14 @@ pub enum Finding {
     SnatTimewait {
         client: SocketAddr,
         server: SocketAddr,
-        /// SYNs answered by an old-sequence ACK.
+        /// SYNs answered by an old-sequence ACK (challenge ACKs).
         syns: usize,
         /// The `ack` the server answered with (the old connection's).
         old_ack: u32,
         /// The new SYN's sequence number.
         syn_seq: u32,
-        /// ms from the old connection's last FIN to the first such SYN.
+        /// ms from the old connection's last FIN to the first such SYN
+        /// (`None`: the capture began after it).
         after_close_ms: Option<u64>,
         /// The client gave up with a RST.
         ended_in_rst: bool,
@@ -89,45 +91,23 @@ pub fn findings(capture: &Capture) -> Vec<Finding> {
         .collect()
 }
 
-/// A client SYN (no ACK) answered by the server's next segment being an
-/// ACK without SYN whose `ack` is not the SYN's `seq + 1`: the server
-/// matched the SYN to a connection it still holds (TIME_WAIT) and sent
-/// that connection's numbers (RFC 793's challenge; Linux tcp_timewait_state_process).
+/// A client SYN on a 4-tuple the server still holds in TIME_WAIT, answered
+/// by a bare ACK with that connection's numbers instead of a SYN-ACK (RFC
+/// 793's challenge; Linux tcp_timewait_state_process): the first such SYN
+/// of `packet_sequence::time_wait_reuses`, which also finds it in a capture
+/// that began after the close.
 pub fn snat_timewait(c: &Conversation) -> Option<Finding> {
-    let s = &c.segments;
-    let mut syns = 0;
-    let mut first: Option<(&Segment, &Segment)> = None;
-    for (i, syn) in s.iter().enumerate() {
-        if !(c.from_client(syn) && syn.flags.syn() && !syn.flags.ack()) {
-            continue;
-        }
-        let Some(answer) = s[i + 1..].iter().find(|x| !c.from_client(x)) else {
-            continue;
-        };
-        let old = answer.flags.only_ack() && answer.len == 0 && answer.ack != syn.seq.wrapping_add(1);
-        if old {
-            syns += 1;
-            first.get_or_insert((syn, answer));
-        }
-    }
-    let (syn, answer) = first?;
-    let last_fin = s
-        .iter()
-        .filter(|x| x.flags.fin() && x.t_ns <= syn.t_ns)
-        .map(|x| x.t_ns)
-        .max();
-    let ended_in_rst = s
-        .iter()
-        .any(|x| c.from_client(x) && x.flags.rst() && x.t_ns >= syn.t_ns);
+    let reuses = time_wait_reuses(c);
+    let first = reuses.iter().find(|r| r.challenge_acks > 0)?;
     Some(Finding::SnatTimewait {
         client: c.client,
         server: c.server,
-        syns,
-        old_ack: answer.ack,
-        syn_seq: syn.seq,
-        after_close_ms: last_fin.map(|f| ms(syn.t_ns - f)),
-        ended_in_rst,
-        first_ns: syn.t_ns,
+        syns: reuses.iter().map(|r| r.challenge_acks as usize).sum(),
+        old_ack: first.old_rcv_nxt,
+        syn_seq: first.isn,
+        after_close_ms: first.after_close_ms,
+        ended_in_rst: matches!(first.result, ReuseResult::Reset | ReuseResult::Assassinated),
+        first_ns: first.t_ns,
     })
 }
 
