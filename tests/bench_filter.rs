@@ -133,12 +133,8 @@ fn median(values: &[f64]) -> f64 {
     sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-fn main() {
-    let requests = env("BENCH_REQUESTS", 10_000);
-    let rounds = env("BENCH_ROUNDS", 9);
-    let connections = env("BENCH_CONNECTIONS", 4);
-    let server = backend::spawn(any_local_port(), backend::Behaviour::default()).expect("backend");
-    let dir = tempfile::tempdir().expect("temp dir");
+/// The five listeners' Envoy (their names are `Variant::listener`).
+fn bench_envoy(backend: SocketAddr, dir: &std::path::Path) -> EnvoyProcess {
     let wasm = filter_wasm();
     let routes = || vec![route("/", "backend")];
     let with_filter = |name: &str, filter: Vec<Value>, logs: Vec<Value>| {
@@ -168,25 +164,32 @@ fn main() {
         with_filter(
             "native",
             vec![],
-            vec![file_access_log(
-                &dir.path().join("access.log"),
-                NATIVE_FORMAT,
-            )],
+            vec![file_access_log(&dir.join("access.log"), NATIVE_FORMAT)],
         ),
     ];
-    let envoy = EnvoyProcess::start(&bootstrap(
-        listeners,
-        vec![cluster("backend", &[server.addr()])],
-    ))
-    .expect("start Envoy");
-    let mut variants = [
-        ("no filter", "none"),
-        ("empty proxy-wasm filter", "empty"),
-        ("connlab defaults", "defaults"),
-        ("connlab events=all", "all"),
-        ("native access log", "native"),
-    ]
-    .map(|(name, listener)| Variant {
+    EnvoyProcess::start(&bootstrap(listeners, vec![cluster("backend", &[backend])]))
+        .expect("start Envoy")
+}
+
+const VARIANTS: [(&str, &str); 5] = [
+    ("no filter", "none"),
+    ("empty proxy-wasm filter", "empty"),
+    ("connlab defaults", "defaults"),
+    ("connlab events=all", "all"),
+    ("native access log", "native"),
+];
+
+fn main() {
+    let server = backend::spawn(any_local_port(), backend::Behaviour::default()).expect("backend");
+    let dir = tempfile::tempdir().expect("temp dir");
+    if std::env::var_os("BENCH_CALLGRIND").is_some() {
+        return callgrind(server.addr(), dir.path());
+    }
+    let requests = env("BENCH_REQUESTS", 10_000);
+    let rounds = env("BENCH_ROUNDS", 9);
+    let connections = env("BENCH_CONNECTIONS", 4);
+    let envoy = bench_envoy(server.addr(), dir.path());
+    let mut variants = VARIANTS.map(|(name, listener)| Variant {
         name,
         listener,
         cpu_per_request: Vec::new(),
@@ -249,53 +252,182 @@ fn main() {
     throughput_workloads(rounds);
 }
 
-/// The large-body and long-stream workloads: connlab against the empty
-/// filter, throughput in MiB/s, median of rounds.
-fn throughput_workloads(rounds: usize) {
-    const MIB: usize = 1 << 20;
-    let body_requests = env("BENCH_BODY_REQUESTS", 200);
-    let stream_mib = env("BENCH_STREAM_MIB", 512);
-    let wasm = filter_wasm();
+/// `BENCH_CALLGRIND=1`: the instructions Envoy executes per request, per
+/// variant, counted by valgrind's callgrind. Unlike CPU time on a shared
+/// machine this repeats to about 0.1 % between runs (measured), so it is
+/// the figure to compare filter versions by; it counts work, not cache
+/// misses or host-call latency. Envoy runs under callgrind with collection
+/// off; each variant gets a warm-up (V8 tiers up), then collection is
+/// switched on for BENCH_CALLGRIND_REQUESTS requests (default 300) over one
+/// keep-alive connection, and the dump's total is divided by that count.
+/// Needs `valgrind` (Debian package `valgrind`).
+fn callgrind(backend: SocketAddr, dir: &std::path::Path) {
+    let requests = env("BENCH_CALLGRIND_REQUESTS", 300);
+    let envoy_bin = connlab::envoy_process::envoy_bin().expect("Envoy binary");
+    let out = dir.join("callgrind");
+    let wrapper = dir.join("envoy-under-callgrind");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec valgrind --tool=callgrind --instr-atstart=no \
+             --callgrind-out-file={}.%p {} \"$@\"\n",
+            out.display(),
+            envoy_bin.display()
+        ),
+    )
+    .expect("write the wrapper");
+    std::process::Command::new("chmod")
+        .args(["+x"])
+        .arg(&wrapper)
+        .status()
+        .expect("chmod");
+    // EnvoyProcess starts `$CONNLAB_ENVOY` when set; nothing else in this
+    // process reads the environment concurrently.
+    std::env::set_var("CONNLAB_ENVOY", &wrapper);
+    let envoy = bench_envoy(backend, dir);
+    let counter = Callgrind {
+        pid: envoy.pid().to_string(),
+        dir: dir.to_path_buf(),
+    };
+    let mut rows = Vec::new();
+    for (name, listener) in VARIANTS {
+        let addr = envoy.listener(listener).expect("listener");
+        load(addr, requests, 1);
+        let total = counter.count(|| {
+            load(addr, requests, 1);
+        });
+        rows.push((name, total as f64 / requests as f64));
+        eprintln!("bench-filter: callgrind {name} done");
+    }
+    let base = rows[0].1;
+    let empty = rows[1].1;
+    println!(
+        "{:<26} {:>14} {:>10} {:>14} {:>14}",
+        "variant", "instr/req", "x none", "+instr vs none", "+instr vs empty"
+    );
+    for (name, ir) in &rows {
+        println!(
+            "{name:<26} {ir:>14.0} {:>10.3} {:>14.0} {:>14.0}",
+            ir / base,
+            ir - base,
+            ir - empty
+        );
+    }
+    println!(
+        "connlab defaults / empty filter, instructions per request: {:.3}x ({requests} requests each)",
+        rows[2].1 / empty
+    );
+    drop(envoy);
+    // The workloads, per MiB through Envoy.
+    let bodies = env("BENCH_CALLGRIND_BODIES", 10);
+    let stream_mib = env("BENCH_CALLGRIND_STREAM_MIB", 32);
     let big = raw_servers::large_response(MIB);
     let sink = raw_servers::sink();
-    let http_listener = |name: &str, root_id: &str| {
-        listener(
-            name,
-            vec![hcm(
-                name,
-                vec![http_wasm(&wasm, root_id, None)],
-                vec![route("/", "big")],
-                vec![],
-            )],
-        )
+    let envoy = workload_envoy(big.addr(), sink.server.addr());
+    let counter = Callgrind {
+        pid: envoy.pid().to_string(),
+        dir: dir.to_path_buf(),
     };
-    let tcp_listener = |name: &str, root_id: &str| {
-        let filter = if root_id == "connlab_net" {
-            net_wasm(&wasm, None)
+    let addr = |name: &str| envoy.listener(name).expect("listener");
+    let per_mib = |name: &str| -> f64 {
+        if name.starts_with("body") {
+            large_bodies(addr(name), 2, 1, MIB);
+            let total = counter.count(|| {
+                large_bodies(addr(name), bodies, 1, MIB);
+            });
+            total as f64 / (2 * bodies) as f64
         } else {
-            json!({
-                "name": "wasm.noop_net",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
-                    "config": plugin(&wasm, root_id, None),
-                },
-            })
-        };
-        listener(name, vec![filter, tcp_proxy(name, "sink")])
+            long_stream(addr(name), &sink.received, MIB);
+            let total = counter.count(|| {
+                long_stream(addr(name), &sink.received, stream_mib * MIB);
+            });
+            total as f64 / stream_mib as f64
+        }
     };
-    let envoy = EnvoyProcess::start(&bootstrap(
-        vec![
-            http_listener("body_empty", "connlab_noop"),
-            http_listener("body_connlab", "connlab_http"),
-            tcp_listener("tcp_empty", "connlab_noop_net"),
-            tcp_listener("tcp_connlab", "connlab_net"),
-        ],
-        vec![
-            cluster("big", &[big.addr()]),
-            cluster("sink", &[sink.server.addr()]),
-        ],
-    ))
-    .expect("start Envoy");
+    println!(
+        "{:<48} {:>16} {:>16} {:>8}",
+        "workload", "empty instr/MiB", "connlab instr/MiB", "+ %"
+    );
+    for (workload, empty, connlab) in [
+        (
+            "1 MiB request + response bodies (connlab_http)",
+            "body_empty",
+            "body_connlab",
+        ),
+        (
+            "long TCP stream (connlab_net + tcp_proxy)",
+            "tcp_empty",
+            "tcp_connlab",
+        ),
+    ] {
+        let (e, c) = (per_mib(empty), per_mib(connlab));
+        println!(
+            "{workload:<48} {e:>16.0} {c:>16.0} {:>8.2}",
+            100.0 * (c / e - 1.0)
+        );
+    }
+}
+
+/// Counts Envoy's instructions under callgrind (started with collection
+/// off) around a piece of load.
+struct Callgrind {
+    pid: String,
+    dir: std::path::PathBuf,
+}
+
+impl Callgrind {
+    fn control(&self, arg: &str) {
+        let status = std::process::Command::new("callgrind_control")
+            .arg(arg)
+            .arg(&self.pid)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("callgrind_control (package valgrind)");
+        assert!(status.success(), "callgrind_control {arg}");
+    }
+
+    /// Instructions Envoy executed (all threads) while `load` ran.
+    fn count(&self, load: impl FnOnce()) -> u64 {
+        self.control("--instr=on");
+        self.control("--zero");
+        load();
+        self.control("--dump");
+        self.control("--instr=off");
+        latest_total(&self.dir, &self.pid)
+    }
+}
+
+/// The `totals:` of callgrind's newest dump (`callgrind.<pid>.<n>`).
+fn latest_total(dir: &std::path::Path, pid: &str) -> u64 {
+    let prefix = format!("callgrind.{pid}.");
+    let newest = std::fs::read_dir(dir)
+        .expect("read the dump dir")
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let part: u64 = name.strip_prefix(&prefix)?.parse().ok()?;
+            Some((part, e.path()))
+        })
+        .max()
+        .expect("a callgrind dump")
+        .1;
+    std::fs::read_to_string(newest)
+        .expect("read the dump")
+        .lines()
+        .find_map(|l| l.strip_prefix("totals:")?.trim().parse().ok())
+        .expect("a totals line")
+}
+
+/// The large-body and long-stream workloads: connlab against the empty
+/// filter, throughput in MiB/s, median of rounds.
+const MIB: usize = 1 << 20;
+
+fn throughput_workloads(rounds: usize) {
+    let body_requests = env("BENCH_BODY_REQUESTS", 200);
+    let stream_mib = env("BENCH_STREAM_MIB", 512);
+    let big = raw_servers::large_response(MIB);
+    let sink = raw_servers::sink();
+    let envoy = workload_envoy(big.addr(), sink.server.addr());
     let addr = |name: &str| envoy.listener(name).expect("listener");
     let bodies = |name: &str| {
         let wall = large_bodies(addr(name), body_requests, 2, MIB);
@@ -350,6 +482,47 @@ fn throughput_workloads(rounds: usize) {
             loss.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         );
     }
+}
+
+/// The workloads' Envoy: `body_empty` / `body_connlab` (HTTP to `big`),
+/// `tcp_empty` / `tcp_connlab` (tcp_proxy to `sink`).
+fn workload_envoy(big: SocketAddr, sink: SocketAddr) -> EnvoyProcess {
+    let wasm = filter_wasm();
+    let http_listener = |name: &str, root_id: &str| {
+        listener(
+            name,
+            vec![hcm(
+                name,
+                vec![http_wasm(&wasm, root_id, None)],
+                vec![route("/", "big")],
+                vec![],
+            )],
+        )
+    };
+    let tcp_listener = |name: &str, root_id: &str| {
+        let filter = if root_id == "connlab_net" {
+            net_wasm(&wasm, None)
+        } else {
+            json!({
+                "name": "wasm.noop_net",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
+                    "config": plugin(&wasm, root_id, None),
+                },
+            })
+        };
+        listener(name, vec![filter, tcp_proxy(name, "sink")])
+    };
+    EnvoyProcess::start(&bootstrap(
+        vec![
+            http_listener("body_empty", "connlab_noop"),
+            http_listener("body_connlab", "connlab_http"),
+            tcp_listener("tcp_empty", "connlab_noop_net"),
+            tcp_listener("tcp_connlab", "connlab_net"),
+        ],
+        vec![cluster("big", &[big]), cluster("sink", &[sink])],
+    ))
+    .expect("start Envoy")
 }
 
 /// `requests` POSTs of `size` bytes, each answered with `size` bytes, over

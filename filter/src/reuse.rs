@@ -16,9 +16,8 @@
 //! position and idle time are reported as unknown (`forgotten`). Evictions
 //! are counted for a metric.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Longest address kept; a longer "address" is not an address and is not
 /// tracked.
@@ -63,11 +62,11 @@ struct Entry {
 #[derive(Debug)]
 pub struct ReuseTable {
     cap: usize,
-    entries: HashMap<u64, Entry>,
+    entries: HashMap<u64, Entry, KeyBuild>,
     /// Increases with every use; the smallest stamps are the oldest uses.
     next_stamp: u64,
     /// Keys evicted recently (two generations of at most `cap` each).
-    evicted: [HashSet<u64>; 2],
+    evicted: [HashSet<u64, KeyBuild>; 2],
     evictions: u64,
 }
 
@@ -75,11 +74,47 @@ fn ms(ns: u64) -> u64 {
     ns / 1_000_000
 }
 
+/// FNV-1a over the parts, each followed by a 0xff (never in an address):
+/// the key of a connection. Cheaper per request than std's SipHash, and the
+/// inputs are Envoy's own addresses, not attacker-chosen keys.
 fn hash(parts: &[&str]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    parts.hash(&mut hasher);
-    hasher.finish()
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes().chain([0xff]) {
+            h ^= u64::from(byte);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
 }
+
+/// A hasher for keys that already are hashes (or small unique ids): one
+/// multiply spreads them over the table's buckets.
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+}
+
+/// Maps and sets keyed by hashes or ids.
+pub type KeyBuild = BuildHasherDefault<KeyHasher>;
 
 /// The port of `host:port` (`[v6]:port` too).
 pub fn port(address: &str) -> Option<u16> {
@@ -94,9 +129,9 @@ impl ReuseTable {
     pub fn new(cap: usize) -> Self {
         ReuseTable {
             cap: cap.max(1),
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             next_stamp: 0,
-            evicted: [HashSet::new(), HashSet::new()],
+            evicted: [HashSet::default(), HashSet::default()],
             evictions: 0,
         }
     }
@@ -122,7 +157,15 @@ impl ReuseTable {
     /// `end_ns` on the connection `local` → `peer` would report, without
     /// recording it (used while the response headers pass).
     pub fn peek(&self, local: &str, peer: &str, start_ns: u64, end_ns: u64) -> Reuse {
-        let key = hash(&[local, peer]);
+        self.peek_key(
+            hash(&[local, peer]),
+            trackable(local, peer),
+            start_ns,
+            end_ns,
+        )
+    }
+
+    fn peek_key(&self, key: u64, trackable: bool, start_ns: u64, end_ns: u64) -> Reuse {
         match self.entries.get(&key) {
             Some(e) => Reuse {
                 nth: e.requests.saturating_add(1),
@@ -135,18 +178,19 @@ impl ReuseTable {
                 nth: 1,
                 idle_ms: None,
                 age_ms: ms(end_ns.saturating_sub(start_ns)),
-                forgotten: trackable(local, peer) && self.was_evicted(key),
+                forgotten: trackable && self.was_evicted(key),
             },
         }
     }
 
     /// Records a finished request and returns its reuse facts.
     pub fn record(&mut self, local: &str, peer: &str, start_ns: u64, end_ns: u64) -> Reuse {
-        let reuse = self.peek(local, peer, start_ns, end_ns);
-        if !trackable(local, peer) {
+        let key = hash(&[local, peer]);
+        let trackable = trackable(local, peer);
+        let reuse = self.peek_key(key, trackable, start_ns, end_ns);
+        if !trackable {
             return reuse;
         }
-        let key = hash(&[local, peer]);
         let stamp = self.next_stamp;
         self.next_stamp = self.next_stamp.wrapping_add(1);
         if let Some(entry) = self.entries.get_mut(&key) {

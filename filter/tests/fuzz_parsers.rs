@@ -1,5 +1,6 @@
 //! Fuzz target for everything the filter parses from the wire or the host:
-//! the ClientHello / first-bytes classifier and the plugin configuration.
+//! the ClientHello / first-bytes classifier, the plugin configuration and
+//! the CEL list Envoy returns for the outcome expression.
 //! Deterministic (seeded xorshift), no extra toolchain: a short run is part of
 //! `cargo test`; `make fuzz-filter` runs it long
 //! (`CONNLAB_FUZZ_ITERS=5000000 cargo test --release -p connlab-filter --test fuzz_parsers`).
@@ -8,6 +9,7 @@
 
 use connlab_filter::client_hello::{self, MAX_ALPN, MAX_ALPN_LEN, MAX_SNI};
 use connlab_filter::config;
+use connlab_filter::property;
 use connlab_filter::sniff::{self, Class, Verdict, MAX_SNIFF_BYTES};
 
 struct Rng(u64);
@@ -94,6 +96,49 @@ fn first_bytes_never_panic_and_stay_bounded() {
             _ => mutated_hello(&mut rng),
         };
         check_first_bytes(&bytes);
+    }
+}
+
+/// A list as Envoy serializes it (`property::list`), then damaged: sizes,
+/// counts and bytes flipped, cut, spliced.
+fn mutated_list(rng: &mut Rng) -> Vec<u8> {
+    let items: Vec<Vec<u8>> = (0..rng.below(6)).map(|_| rng.bytes(40)).collect();
+    let mut bytes = (items.len() as u32).to_le_bytes().to_vec();
+    for item in &items {
+        bytes.extend_from_slice(&(item.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+    }
+    for item in &items {
+        bytes.extend_from_slice(item);
+        bytes.extend_from_slice(&[0, 0]);
+    }
+    for _ in 0..rng.below(4) {
+        if bytes.is_empty() {
+            break;
+        }
+        let at = rng.below(bytes.len());
+        match rng.below(3) {
+            0 => bytes[at] = rng.next() as u8,
+            1 => bytes.truncate(at),
+            _ => bytes.splice(at..at, rng.bytes(8)).for_each(drop),
+        }
+    }
+    bytes
+}
+
+#[test]
+fn outcome_lists_never_panic_and_stay_inside_their_bytes() {
+    let mut rng = Rng(seed());
+    for _ in 0..iterations() {
+        let bytes = if rng.below(4) == 0 {
+            rng.bytes(200)
+        } else {
+            mutated_list(&mut rng)
+        };
+        if let Some(items) = property::list(&bytes) {
+            let total: usize = items.iter().map(|i| i.len()).sum();
+            assert!(total <= bytes.len(), "{bytes:?}");
+        }
     }
 }
 

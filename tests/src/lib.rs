@@ -110,7 +110,13 @@ pub fn ephemeral_port_pair() -> (u16, u16) {
         bounds.next().unwrap_or(60999),
     );
     let span = high.saturating_sub(low).max(2) - 1;
-    let start = (std::process::id() as u16).wrapping_mul(7919) % span;
+    // Different per process and per call (a retry gets another pair).
+    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let start = (std::process::id() as u16)
+        .wrapping_mul(7919)
+        .wrapping_add(call.wrapping_mul(211))
+        % span;
     let free = |port: u16| TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).is_ok();
     (0..span)
         .map(|i| low + (start + i) % span)

@@ -8,12 +8,13 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
 use super::{
-    now_ns, read_int, read_string, read_uint, report_missing, set_diagnosis_state, Shared,
+    evaluate, now_ns, read_int, read_string, read_uint, report_missing, set_diagnosis_state, Shared,
 };
 use crate::config::Events;
 use crate::diagnose::{self, Diagnosis, HttpFacts};
 use crate::event::{HttpEvent, Upstream};
 use crate::flags::{self, UC, UF, UH, UO, UR};
+use crate::property;
 use crate::reuse::{port, Reuse};
 
 pub(crate) struct Request {
@@ -55,8 +56,40 @@ impl Outcome {
     /// matters (`precise`, or a request that does not look healthy): for a
     /// healthy request in `failures` mode the reuse table needs only when it
     /// ended, and each property read costs the worker about a microsecond.
-    fn read(precise: bool) -> Self {
+    fn read(shared: &Shared, precise: bool) -> Self {
         let end_ns = now_ns();
+        let mut outcome = shared
+            .outcome_expression
+            .and_then(|token| Outcome::evaluated(token, end_ns))
+            .unwrap_or_else(|| Outcome::read_each(end_ns, precise));
+        if precise || !outcome.looks_healthy() {
+            outcome.start_ns = read_uint(&["request", "time"]);
+        }
+        outcome
+    }
+
+    /// The four attributes from one evaluation of `OUTCOME_EXPRESSION`;
+    /// `None` when it failed (one was absent) or its value is not the list
+    /// it should be.
+    fn evaluated(token: u32, end_ns: u64) -> Option<Self> {
+        let bytes = evaluate(token)?;
+        let items = property::list(&bytes)?;
+        let [flags, attempts, local, peer] = items.as_slice() else {
+            return None;
+        };
+        Some(Outcome {
+            local: property::string(local),
+            peer: property::string(peer),
+            start_ns: None,
+            end_ns,
+            flags: property::uint(flags)?,
+            attempts: property::uint(attempts),
+        })
+    }
+
+    /// The attributes read one by one (no expression support, or a request
+    /// without an upstream connection).
+    fn read_each(end_ns: u64, precise: bool) -> Self {
         let flags = read_uint(&["response", "flags"]);
         if flags.is_none() {
             report_missing("response.flags");
@@ -73,9 +106,6 @@ impl Outcome {
         // means no connection, and then no peer is needed for the table.
         if outcome.local.is_some() || !outcome.looks_healthy() || precise {
             outcome.peer = read_string(&["upstream", "address"]);
-        }
-        if precise || !outcome.looks_healthy() {
-            outcome.start_ns = read_uint(&["request", "time"]);
         }
         outcome
     }
@@ -233,7 +263,7 @@ impl HttpContext for Request {
         let Some(header) = &self.shared.config.response_header else {
             return Action::Continue;
         };
-        let outcome = Outcome::read(true);
+        let outcome = Outcome::read(&self.shared, true);
         let reuse = outcome.reuse(&self.shared, false);
         if let (_, Some(d)) = self.diagnose(&outcome, reuse) {
             // Not the SDK's set_http_response_header(): it unwraps.
@@ -243,7 +273,7 @@ impl HttpContext for Request {
     }
 
     fn on_log(&mut self) {
-        let outcome = Outcome::read(self.shared.config.events == Events::All);
+        let outcome = Outcome::read(&self.shared, self.shared.config.events == Events::All);
         // A request whose connect failed never had a connection to count.
         let connected = outcome.flags & UF == 0;
         let reuse = if connected {
