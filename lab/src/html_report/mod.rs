@@ -265,7 +265,15 @@ fn values(outcome: &Value) -> String {
         return String::new();
     };
     for (key, value) in fields.iter().filter(|(k, _)| !SHOWN.contains(&k.as_str())) {
-        for (name, shown) in rows(key, value) {
+        // The timeline's seconds are the throughput plot above; its phases
+        // and recovery stay rows.
+        let mut value = value.clone();
+        if key == "timeline" {
+            if let Some(t) = value.as_object_mut() {
+                t.remove("seconds");
+            }
+        }
+        for (name, shown) in rows(key, &value) {
             let _ = write!(
                 html,
                 "<tr><th>{}</th><td class=\"num\">{}</td></tr>",
