@@ -132,6 +132,15 @@ fn user_timeout() {
 }
 
 #[test]
+fn the_kernel_bound_shortened() {
+    let outcome = run_variant(SCENARIO, "kernel-bound");
+    assert_recovered(&outcome, 16);
+    // Not before the kernel's 12.6 s of retransmits.
+    assert!(timeline(&outcome).during.max_ms >= 12_600.0, "{outcome:#?}");
+    snapshot(&outcome, false);
+}
+
+#[test]
 fn keepalive_does_not_help_in_flight() {
     let outcome = run_variant(SCENARIO, "keepalive-in-flight");
     assert_hung(&outcome);
