@@ -10,6 +10,7 @@ pub mod config;
 pub mod diagnose;
 pub mod event;
 pub mod flags;
+pub mod judge;
 pub mod metrics;
 pub mod property;
 pub mod ratelimit;
