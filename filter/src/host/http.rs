@@ -11,11 +11,11 @@ use super::{
     evaluate, now_ns, read_int, read_string, read_uint, report_missing, set_diagnosis_state, Shared,
 };
 use crate::config::Events;
-use crate::diagnose::{self, Diagnosis, HttpFacts};
-use crate::event::{HttpEvent, Upstream};
-use crate::flags::{self, UC, UF, UH, UO, UR};
+use crate::event::HttpEvent;
+use crate::flags;
+use crate::judge::{self, Bookkeeping, Judged, OnDemand, Reasons};
 use crate::property;
-use crate::reuse::{port, Reuse};
+use crate::reuse::port;
 
 pub(crate) struct Request {
     shared: Rc<Shared>,
@@ -40,8 +40,9 @@ impl Drop for Request {
 /// EADDRNOTAVAIL storm: each failure reads two attributes of each).
 const MAX_IN_FLIGHT_LOOKS: usize = 64;
 
-/// The attributes every request reads; the rest only when needed.
-struct Outcome {
+/// The attributes every request reads; the rest only when a rule asks
+/// (`Host`).
+struct Attributes {
     local: Option<String>,
     peer: Option<String>,
     /// When the request started; read only when it matters (see `read`).
@@ -51,7 +52,7 @@ struct Outcome {
     attempts: Option<u64>,
 }
 
-impl Outcome {
+impl Attributes {
     /// Reads the outcome. The request's start time is read only when it
     /// matters (`precise`, or a request that does not look healthy): for a
     /// healthy request in `failures` mode the reuse table needs only when it
@@ -60,8 +61,8 @@ impl Outcome {
         let end_ns = now_ns();
         let mut outcome = shared
             .outcome_expression
-            .and_then(|token| Outcome::evaluated(token, end_ns))
-            .unwrap_or_else(|| Outcome::read_each(end_ns, precise));
+            .and_then(|token| Attributes::evaluated(token, end_ns))
+            .unwrap_or_else(|| Attributes::read_each(end_ns, precise));
         if precise || !outcome.looks_healthy() {
             outcome.start_ns = read_uint(&["request", "time"]);
         }
@@ -77,7 +78,7 @@ impl Outcome {
         let [flags, attempts, local, peer] = items.as_slice() else {
             return None;
         };
-        Some(Outcome {
+        Some(Attributes {
             local: property::string(local),
             peer: property::string(peer),
             start_ns: None,
@@ -94,7 +95,7 @@ impl Outcome {
         if flags.is_none() {
             report_missing("response.flags");
         }
-        let mut outcome = Outcome {
+        let mut outcome = Attributes {
             local: read_string(&["upstream", "local_address"]),
             peer: None,
             start_ns: None,
@@ -110,49 +111,28 @@ impl Outcome {
         outcome
     }
 
-    /// Nothing went wrong at the proxy level: no flags, one attempt.
     fn looks_healthy(&self) -> bool {
-        self.flags == 0 && self.attempts.unwrap_or(1) <= 1
+        self.outcome().looks_healthy()
     }
 
-    fn start_ns(&self) -> u64 {
-        self.start_ns.unwrap_or(self.end_ns)
-    }
-
-    fn reuse(&self, shared: &Shared, record: bool) -> Reuse {
-        let Some(local) = &self.local else {
-            return Reuse::default();
-        };
-        let peer = self.peer.as_deref().unwrap_or_default();
-        if record {
-            shared
-                .table
-                .borrow_mut()
-                .record(local, peer, self.start_ns(), self.end_ns)
-        } else {
-            shared
-                .table
-                .borrow()
-                .peek(local, peer, self.start_ns(), self.end_ns)
+    /// What the rules start from.
+    fn outcome(&self) -> judge::Outcome<'_> {
+        judge::Outcome {
+            local: self.local.as_deref(),
+            peer: self.peer.as_deref(),
+            end_ns: Some(self.end_ns),
+            duration_ns: self.start_ns.map(|start| self.end_ns.saturating_sub(start)),
+            flags: self.flags,
+            attempts: self.attempts,
         }
     }
 }
 
-/// What Envoy says about a request beyond its outcome; read only for
-/// requests that are logged or diagnosed.
-struct Reasons {
-    code: Option<i64>,
-    details: Option<String>,
-    failure: Option<String>,
-}
-
-impl Reasons {
-    fn read() -> Self {
-        Reasons {
-            code: read_int(&["response", "code"]),
-            details: read_string(&["response", "code_details"]),
-            failure: read_string(&["upstream", "transport_failure_reason"]),
-        }
+fn read_reasons() -> Reasons {
+    Reasons {
+        code: read_int(&["response", "code"]),
+        details: read_string(&["response", "code_details"]),
+        failure: read_string(&["upstream", "transport_failure_reason"]),
     }
 }
 
@@ -162,63 +142,48 @@ fn response_map_value(map: MapType, name: &str) -> Option<String> {
     hostcalls::get_map_value(map, name).ok().flatten()
 }
 
-/// A `101` or a `CONNECT` answered 2xx; the method is read only for a
-/// 2xx that ended in a reset (the only case the rules ask about).
-fn is_tunnel(code: Option<i64>, flags: u64) -> bool {
-    match code {
-        Some(101) => true,
-        Some(200..=299) if flags & (UC | UR) != 0 => {
-            read_string(&["request", "method"]).as_deref() == Some("CONNECT")
-        }
-        _ => false,
+/// The attributes a rule asks for, read when it asks.
+struct Host<'r> {
+    request: &'r Request,
+}
+
+impl OnDemand for Host<'_> {
+    fn reasons(&mut self) -> Reasons {
+        read_reasons()
+    }
+
+    fn cluster(&mut self) -> Option<String> {
+        read_string(&["xds", "cluster_name"])
+    }
+
+    fn in_flight_ports(&mut self, peer: &str) -> Vec<u16> {
+        self.request.in_flight_ports(peer)
+    }
+
+    fn is_connect(&mut self) -> bool {
+        read_string(&["request", "method"]).as_deref() == Some("CONNECT")
+    }
+
+    fn grpc_status(&mut self) -> Option<i64> {
+        response_map_value(MapType::HttpResponseTrailers, "grpc-status")
+            .or_else(|| response_map_value(MapType::HttpResponseHeaders, "grpc-status"))
+            .and_then(|s| s.trim().parse().ok())
     }
 }
 
-fn grpc_status() -> Option<i64> {
-    response_map_value(MapType::HttpResponseTrailers, "grpc-status")
-        .or_else(|| response_map_value(MapType::HttpResponseHeaders, "grpc-status"))
-        .and_then(|s| s.trim().parse().ok())
-}
-
 impl Request {
-    /// The outcome's reasons (when it needs them) and diagnosis.
-    fn diagnose(&self, outcome: &Outcome, reuse: Reuse) -> (Option<Reasons>, Option<Diagnosis>) {
-        let log_all = self.shared.config.events == Events::All;
-        if outcome.looks_healthy() {
-            return (log_all.then(Reasons::read), None);
-        }
-        let reasons = Reasons::read();
-        let cluster = (outcome.flags & (UO | UH) != 0)
-            .then(|| read_string(&["xds", "cluster_name"]))
-            .flatten();
-        let pinned_port = match &outcome.peer {
-            Some(peer)
-                if outcome.flags & UF != 0
-                    && diagnose::is_eaddrnotavail(reasons.failure.as_deref()) =>
-            {
-                let in_flight = self.in_flight_ports(peer);
-                self.shared.table.borrow().pinned_port(peer, &in_flight)
-            }
-            _ => None,
-        };
-        let retried = outcome.attempts.unwrap_or(1) > 1;
-        let facts = HttpFacts {
-            code: reasons.code,
-            flags: outcome.flags,
-            details: reasons.details.as_deref(),
-            failure: reasons.failure.as_deref(),
-            attempts: outcome.attempts,
-            reuse,
-            elapsed_ms: outcome
-                .start_ns
-                .map(|start| outcome.end_ns.saturating_sub(start) / 1_000_000),
-            cluster: cluster.as_deref(),
-            pinned_port,
-            grpc_status: if retried { grpc_status() } else { None },
-            tunnel: is_tunnel(reasons.code, outcome.flags),
-        };
-        let diagnosis = diagnose::http(&facts, &self.shared.config);
-        (Some(reasons), diagnosis)
+    /// Reads the request's attributes and judges it (`judge::judge`, the
+    /// path `connlab diagnose` takes too).
+    fn judge(&self, precise: bool, bookkeeping: Bookkeeping) -> (Attributes, Judged) {
+        let attributes = Attributes::read(&self.shared, precise);
+        let judged = judge::judge(
+            &mut self.shared.table.borrow_mut(),
+            &attributes.outcome(),
+            &mut Host { request: self },
+            &self.shared.config,
+            bookkeeping,
+        );
+        (attributes, judged)
     }
 }
 
@@ -263,9 +228,7 @@ impl HttpContext for Request {
         let Some(header) = &self.shared.config.response_header else {
             return Action::Continue;
         };
-        let outcome = Outcome::read(&self.shared, true);
-        let reuse = outcome.reuse(&self.shared, false);
-        if let (_, Some(d)) = self.diagnose(&outcome, reuse) {
+        if let (_, Judged { diagnosis: Some(d), .. }) = self.judge(true, Bookkeeping::Peek) {
             // Not the SDK's set_http_response_header(): it unwraps.
             let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, header, Some(d.code));
         }
@@ -273,52 +236,30 @@ impl HttpContext for Request {
     }
 
     fn on_log(&mut self) {
-        let outcome = Outcome::read(&self.shared, self.shared.config.events == Events::All);
-        // A request whose connect failed never had a connection to count.
-        let connected = outcome.flags & UF == 0;
-        let reuse = if connected {
-            outcome.reuse(&self.shared, true)
-        } else {
-            Reuse::default()
-        };
-        let (reasons, diagnosis) = self.diagnose(&outcome, reuse);
-        let code = diagnosis.as_ref().map(|d| d.code);
-        if let (Some(local), Some("keepalive_race" | "upstream_reset")) = (&outcome.local, code) {
-            // That connection is gone; a new one may get the same port.
-            let peer = outcome.peer.as_deref().unwrap_or_default();
-            self.shared.table.borrow_mut().forget(local, peer);
-        }
-        let (nth, idle_ms) = match reuse.nth {
-            0 => (None, None),
-            _ if reuse.forgotten => (None, reuse.idle_ms),
-            nth => (Some(nth), reuse.idle_ms),
-        };
-        self.shared.metrics.request(code, nth, idle_ms);
+        let log_all = self.shared.config.events == Events::All;
+        let (attributes, judged) = self.judge(log_all, Bookkeeping::Record);
+        let code = judged.code();
+        let upstream = judged.upstream(attributes.local, attributes.peer);
+        self.shared.metrics.request(code, upstream.nth, upstream.idle_ms);
         if let Some(code) = code {
             set_diagnosis_state(code);
         }
-        let Some(reasons) = reasons else { return };
-        if code.is_none() && self.shared.config.events != Events::All {
+        if code.is_none() && !log_all {
             return;
         }
+        // A healthy request's reasons are read only to be logged.
+        let reasons = judged.reasons.unwrap_or_else(read_reasons);
         self.shared.log_event(|| {
             HttpEvent {
                 conn: read_uint(&["connection", "id"]),
-                upstream: Upstream {
-                    local: outcome.local,
-                    peer: outcome.peer,
-                    nth,
-                    idle_ms,
-                    age_ms: (reuse.nth > 0).then_some(reuse.age_ms),
-                    forgotten: reuse.forgotten,
-                },
-                attempts: outcome.attempts,
+                upstream,
+                attempts: attributes.attempts,
                 code: reasons.code,
-                flags: flags::short_names(outcome.flags),
+                flags: flags::short_names(attributes.flags),
                 details: reasons.details,
                 failure: reasons.failure,
                 diagnosis: code,
-                explain: diagnosis.map(|d| d.explain),
+                explain: judged.diagnosis.map(|d| d.explain),
             }
             .to_json()
         });
