@@ -1,11 +1,13 @@
 //! The rules exist once. `connlab diagnose` has no rule of its own: for
-//! every line it calls `connlab_filter::diagnose::http` (the function the
-//! wasm filter calls in Envoy) on the facts the line carries. These tests
-//! prove it two ways:
+//! every line it calls `connlab_filter::judge::judge` (the function the
+//! wasm filter's `on_log` calls in Envoy: reuse table, rules, forgetting a
+//! reset connection) on the facts the line carries. These tests prove it
+//! two ways:
 //! 1. for lines covering every code and their nearest negatives, diagnose's
-//!    code and sentence equal what `connlab_filter::diagnose::http` returns
-//!    on the same facts, so a changed rule changes both (there is nothing
-//!    else for it to change);
+//!    connection facts (`nth`, idle time), code and sentence equal what the
+//!    filter's path returns on the same facts, stated here as Envoy's
+//!    attributes would give them to `on_log`, with the filter's own table:
+//!    so a changed rule or bookkeeping changes both;
 //! 2. a changed rule *setting* (the filter's own config: server timeouts,
 //!    match window) changes diagnose's answer the way it changes the
 //!    filter's.
@@ -14,10 +16,12 @@
 //! appears in diagnose's own sources.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use connlab::diagnose::connections::{facts, Connections};
-use connlab::diagnose::line::{Formats, Line};
+use connlab::diagnose::connections::Connections;
+use connlab::diagnose::line::{Formats, Line, Request};
 use connlab::diagnose::{Diagnoser, Options};
 use connlab_filter::config::{self, Config};
+use connlab_filter::judge::{self, Bookkeeping, OnDemand, Outcome, Reasons};
+use connlab_filter::reuse::ReuseTable;
 
 /// Istio TEXT lines (`connlab::access_log::ISTIO_TEXT_FORMAT`): one
 /// connection's healthy first request, then each case on it or on others.
@@ -36,6 +40,9 @@ fn cases() -> Vec<String> {
         istio("2026-12-01T00:00:00.000Z", 200, "-", "via_upstream", "-", "10.0.0.5:40000", 3),
         // Reused after 5.6 s and reset before the response: keepalive_race.
         istio("2026-12-01T00:00:05.603Z", 503, "UC", TERMINATION, "-", "10.0.0.5:40000", 1),
+        // That connection is gone: a new one the kernel gives the same port
+        // starts again (nth 1), so its reset is not a race.
+        istio("2026-12-01T00:00:05.900Z", 503, "UC", TERMINATION, "-", "10.0.0.5:40000", 1),
         // A reset on a fresh connection: upstream_reset.
         istio("2026-12-01T00:00:06.000Z", 503, "UC", TERMINATION, "-", "10.0.0.5:40001", 1),
         // Reused after a short idle, reset after the response started.
@@ -51,26 +58,59 @@ fn cases() -> Vec<String> {
     ]
 }
 
+/// What `on_log` reads from Envoy for one of these requests, stated
+/// directly from the parsed fields (the filter keys a connection by its
+/// local address; a healthy request is never asked for more).
+struct Envoy<'r>(&'r Request<'r>);
+
+impl OnDemand for Envoy<'_> {
+    fn reasons(&mut self) -> Reasons {
+        Reasons {
+            code: self.0.code,
+            details: self.0.details.as_ref().map(|d| d.to_string()),
+            failure: self.0.failure.as_ref().map(|f| f.to_string()),
+        }
+    }
+    fn cluster(&mut self) -> Option<String> {
+        self.0.cluster.as_ref().map(|c| c.to_string())
+    }
+    fn in_flight_ports(&mut self, _peer: &str) -> Vec<u16> {
+        Vec::new()
+    }
+    fn is_connect(&mut self) -> bool {
+        false
+    }
+    fn grpc_status(&mut self) -> Option<i64> {
+        None
+    }
+}
+
 fn judge_all(config: &Config) -> Vec<(Option<&'static str>, Option<String>)> {
     let formats = Formats::new(None);
     let mut connections = Connections::default();
+    // The filter's own table, as one worker's VM holds it.
+    let mut table = ReuseTable::new(config.reuse_table_cap);
     let mut out = Vec::new();
     for line in cases() {
         let Line::Request(_, request) = formats.parse(&line) else {
             panic!("{line}")
         };
         let judged = connections.judge(&request, config);
-        // The filter's function on the same facts gives the same answer.
-        let direct = if request.flags == 0 && request.attempts.unwrap_or(1) <= 1 {
-            None
-        } else {
-            connlab_filter::diagnose::http(&facts(&request, judged.reuse, None), config)
+        let start = request.start_ns.unwrap();
+        let duration = request.duration_ms.unwrap() * 1_000_000;
+        let attributes = Outcome {
+            local: request.upstream_local.as_deref(),
+            peer: request.upstream_host.as_deref(),
+            end_ns: Some(start + duration),
+            duration_ns: Some(duration),
+            flags: request.flags,
+            attempts: request.attempts,
         };
-        assert_eq!(judged.diagnosis, direct, "{line}");
-        out.push((
-            judged.diagnosis.as_ref().map(|d| d.code),
-            judged.diagnosis.map(|d| d.explain),
-        ));
+        let direct = judge::judge(&mut table, &attributes, &mut Envoy(&request), config, Bookkeeping::Record);
+        // The filter's path on the same facts gives the same answer and
+        // the same view of the connection.
+        assert_eq!(judged, direct, "{line}");
+        out.push((judged.code(), judged.diagnosis.map(|d| d.explain)));
     }
     out
 }
@@ -83,6 +123,7 @@ fn diagnose_answers_what_the_filter_function_answers() {
         [
             None,
             Some("keepalive_race"),
+            Some("upstream_reset"),
             Some("upstream_reset"),
             None,
             Some("upstream_reset"),
@@ -111,8 +152,8 @@ fn the_report_counts_what_the_rules_said() {
     let mut d = Diagnoser::new(Options::default());
     d.read("cases.log", cases().join("\n").as_bytes()).unwrap();
     let report = d.finish();
-    assert_eq!(report.requests, 10);
-    assert_eq!(report.diagnosed, 7);
+    assert_eq!(report.requests, 11);
+    assert_eq!(report.diagnosed, 8);
     let race = report.diagnoses.iter().find(|c| c.code == "keepalive_race").unwrap();
     assert_eq!(race.count, 1);
     assert_eq!(race.first.as_deref(), Some("2026-12-01T00:00:05.603Z"));

@@ -2,18 +2,18 @@
 //! is put on its upstream connection (Envoy's local address and the upstream
 //! host, as the filter keys it; `%UPSTREAM_CONNECTION_ID%` instead of the
 //! local address when the log has it) with its `nth` and idle time, then
-//! judged by the filter's own rules (`connlab_filter::diagnose::http`,
-//! `connlab_filter::reuse::ReuseTable`), built natively: one rule set in
-//! both places, never a second copy.
+//! judged by the filter's own rules, through the very function its `on_log`
+//! calls (`connlab_filter::judge::judge`: reuse table, rules, forgetting a
+//! reset connection), built natively: one path in both places, never a
+//! second copy. This module only turns a line into that function's facts.
 //!
 //! Lines are taken in log order, which is the order the filter records them
 //! in (both run when a request ends, `on_log`); on one HTTP/1.1 connection
 //! that is also start order.
 
 use connlab_filter::config::Config;
-use connlab_filter::diagnose::{self, Diagnosis, HttpFacts};
-use connlab_filter::flags::{UF, UH, UO};
-use connlab_filter::reuse::{Reuse, ReuseTable};
+use connlab_filter::judge::{self, Bookkeeping, Judged, OnDemand, Outcome, Reasons};
+use connlab_filter::reuse::ReuseTable;
 
 use super::line::Request;
 
@@ -26,13 +26,6 @@ pub const TABLE_CAP: usize = 1 << 16;
 pub struct Connections {
     table: ReuseTable,
     local: String,
-}
-
-/// A request as the filter would have judged it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Judged {
-    pub reuse: Reuse,
-    pub diagnosis: Option<Diagnosis>,
 }
 
 impl Default for Connections {
@@ -65,57 +58,59 @@ impl Connections {
         true
     }
 
-    /// Records the request on its connection and applies the rules, as the
-    /// filter's `on_log` does (filter/src/host/http.rs): a request whose
-    /// connect failed (UF) had no connection to count; a healthy one (no
-    /// flags, one attempt) is not judged; a reset connection is forgotten
-    /// so a new one on the same port starts at nth 1.
+    /// Judges the request as the filter's `on_log` does, with the same
+    /// function (`connlab_filter::judge::judge`) on the facts the line
+    /// carries.
     pub fn judge(&mut self, r: &Request<'_>, config: &Config) -> Judged {
-        let connected = r.flags & UF == 0;
         let keyed = self.local_of(r);
-        let peer = r.upstream_host.as_deref().unwrap_or_default();
-        let reuse = match r.start_ns {
-            Some(start) if keyed && connected => {
-                let end = start.saturating_add(r.duration_ms.unwrap_or(0).saturating_mul(1_000_000));
-                self.table.record(&self.local, peer, start, end)
-            }
-            _ => Reuse::default(),
-        };
-        let healthy = r.flags == 0 && r.attempts.unwrap_or(1) <= 1;
-        let diagnosis = if healthy {
-            None
-        } else {
-            let pinned_port = match (&r.upstream_host, r.flags & UF != 0) {
-                (Some(host), true) => self.table.pinned_port(host, &[]),
-                _ => None,
-            };
-            diagnose::http(&facts(r, reuse, pinned_port), config)
-        };
-        if keyed && matches!(diagnosis.as_ref().map(|d| d.code), Some("keepalive_race" | "upstream_reset")) {
-            self.table.forget(&self.local, peer);
-        }
-        Judged { reuse, diagnosis }
+        let outcome = outcome(r, keyed.then_some(self.local.as_str()));
+        judge::judge(&mut self.table, &outcome, &mut LineFacts(r), config, Bookkeeping::Record)
     }
 }
 
-/// The facts the filter reads from Envoy's attributes, from the log line:
-/// `%DURATION%` for the time from the request's start to its end, the
-/// cluster only where the filter reads it (UO, UH). Access logs carry no
-/// gRPC status.
-pub fn facts<'a>(r: &'a Request<'_>, reuse: Reuse, pinned_port: Option<u16>) -> HttpFacts<'a> {
-    HttpFacts {
-        code: r.code,
+/// The outcome the filter reads from Envoy's attributes, from the log line:
+/// `%DURATION%` for the time from the request's start to its end. `local`
+/// is the connection's key (`Connections::local_of`).
+pub fn outcome<'a>(r: &'a Request<'_>, local: Option<&'a str>) -> Outcome<'a> {
+    let duration_ns = r.duration_ms.map(|ms| ms.saturating_mul(1_000_000));
+    Outcome {
+        local,
+        peer: r.upstream_host.as_deref(),
+        end_ns: r.start_ns.map(|start| start.saturating_add(duration_ns.unwrap_or(0))),
+        duration_ns,
         flags: r.flags,
-        details: r.details.as_deref(),
-        failure: r.failure.as_deref(),
         attempts: r.attempts,
-        reuse,
-        elapsed_ms: r.duration_ms,
-        cluster: (r.flags & (UO | UH) != 0).then_some(r.cluster.as_deref()).flatten(),
-        pinned_port,
-        grpc_status: None,
-        // Access logs carry no method here: CONNECT tunnels are not seen.
-        tunnel: r.code == Some(101),
+    }
+}
+
+/// The rest of what the filter reads, from the log line. Access logs carry
+/// no gRPC status and (here) no method, so CONNECT tunnels are not seen.
+pub struct LineFacts<'r>(pub &'r Request<'r>);
+
+impl OnDemand for LineFacts<'_> {
+    fn reasons(&mut self) -> Reasons {
+        let r = self.0;
+        Reasons {
+            code: r.code,
+            details: r.details.as_deref().map(str::to_string),
+            failure: r.failure.as_deref().map(str::to_string),
+        }
+    }
+
+    fn cluster(&mut self) -> Option<String> {
+        self.0.cluster.as_deref().map(str::to_string)
+    }
+
+    fn in_flight_ports(&mut self, _peer: &str) -> Vec<u16> {
+        Vec::new()
+    }
+
+    fn is_connect(&mut self) -> bool {
+        false
+    }
+
+    fn grpc_status(&mut self) -> Option<i64> {
+        None
     }
 }
 
@@ -180,7 +175,7 @@ mod tests {
         let mut r = request(0.0, "x", 503, "UC");
         r.upstream_local = None;
         let judged = c.judge(&r, &config());
-        assert_eq!(judged.reuse, Reuse::default());
+        assert_eq!(judged.reuse, connlab_filter::reuse::Reuse::default());
         assert_eq!(judged.diagnosis.unwrap().code, "upstream_reset");
     }
 
