@@ -16,11 +16,11 @@
 //! appears in diagnose's own sources.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use connlab::diagnose::connections::Connections;
-use connlab::diagnose::line::{Formats, Line, Request};
+use connlab::diagnose::connections::{Connections, LineFacts};
+use connlab::diagnose::line::{Formats, Line};
 use connlab::diagnose::{Diagnoser, Options};
 use connlab_filter::config::{self, Config};
-use connlab_filter::judge::{self, Bookkeeping, OnDemand, Outcome, Reasons};
+use connlab_filter::judge::{self, Bookkeeping, Outcome};
 use connlab_filter::reuse::ReuseTable;
 
 /// Istio TEXT lines (`connlab::access_log::ISTIO_TEXT_FORMAT`): one
@@ -58,33 +58,6 @@ fn cases() -> Vec<String> {
     ]
 }
 
-/// What `on_log` reads from Envoy for one of these requests, stated
-/// directly from the parsed fields (the filter keys a connection by its
-/// local address; a healthy request is never asked for more).
-struct Envoy<'r>(&'r Request<'r>);
-
-impl OnDemand for Envoy<'_> {
-    fn reasons(&mut self) -> Reasons {
-        Reasons {
-            code: self.0.code,
-            details: self.0.details.as_ref().map(|d| d.to_string()),
-            failure: self.0.failure.as_ref().map(|f| f.to_string()),
-        }
-    }
-    fn cluster(&mut self) -> Option<String> {
-        self.0.cluster.as_ref().map(|c| c.to_string())
-    }
-    fn in_flight_ports(&mut self, _peer: &str) -> Vec<u16> {
-        Vec::new()
-    }
-    fn is_connect(&mut self) -> bool {
-        false
-    }
-    fn grpc_status(&mut self) -> Option<i64> {
-        None
-    }
-}
-
 fn judge_all(config: &Config) -> Vec<(Option<&'static str>, Option<String>)> {
     let formats = Formats::new(None);
     let mut connections = Connections::default();
@@ -98,6 +71,8 @@ fn judge_all(config: &Config) -> Vec<(Option<&'static str>, Option<String>)> {
         let judged = connections.judge(&request, config);
         let start = request.start_ns.unwrap();
         let duration = request.duration_ms.unwrap() * 1_000_000;
+        // What `on_log` reads from Envoy's attributes for this request: the
+        // filter keys a connection by its local address.
         let attributes = Outcome {
             local: request.upstream_local.as_deref(),
             peer: request.upstream_host.as_deref(),
@@ -106,7 +81,8 @@ fn judge_all(config: &Config) -> Vec<(Option<&'static str>, Option<String>)> {
             flags: request.flags,
             attempts: request.attempts,
         };
-        let direct = judge::judge(&mut table, &attributes, &mut Envoy(&request), config, Bookkeeping::Record);
+        // The reasons, cluster... are the line's either way (`LineFacts`).
+        let direct = judge::judge(&mut table, &attributes, &mut LineFacts(&request), config, Bookkeeping::Record);
         // The filter's path on the same facts gives the same answer and
         // the same view of the connection.
         assert_eq!(judged, direct, "{line}");
