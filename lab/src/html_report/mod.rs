@@ -193,7 +193,7 @@ fn timeline_figure(run: &RecordedRun) -> String {
     html.push_str(
         "<span><i class=\"dot hollow\"></i>fresh connection</span>\
          <span><i class=\"dot\" style=\"background:#2e7d32\"></i>reused connection \
-         (client lane: client→Envoy; Envoy lanes: Envoy→upstream)</span>\
+         (client lanes: client→Envoy; Envoy lanes: Envoy→upstream)</span>\
          <span><i class=\"dot\" style=\"background:#9e9e9e;border-radius:0;height:3px\"></i>\
          connection idle before the request</span>\
          <span><i class=\"dot\" style=\"background:#ffe082;border-radius:0\"></i>fault in place</span></p>",
