@@ -160,10 +160,14 @@ fn draw_timeline(root: &Area, plot: &Timeline, lanes: usize) -> DrawResult {
     let fault_font = ("sans-serif", 13)
         .into_font()
         .color(&RGBColor(0x8d, 0x5a, 0x00));
+    let px_per_s = f64::from(WIDTH - 2 * MARGIN - LANE_LABELS) / (x1 - x0);
     chart.draw_series(plot.faults.iter().enumerate().map(|(i, f)| {
+        // Cut at the plot's right edge (about 7 px a character); the page
+        // lists every fault in full under the plot.
+        let room = ((x1 - f.start_s) * px_per_s / 7.0).max(8.0) as usize;
         EmptyElement::at((f.start_s, top))
             + Text::new(
-                f.label.clone(),
+                shorten(&f.label, room),
                 (6, 4 + (FAULT_LABEL_PX * i as u32) as i32),
                 fault_font.clone(),
             )
@@ -196,7 +200,6 @@ fn draw_timeline(root: &Area, plot: &Timeline, lanes: usize) -> DrawResult {
             )
         }))?;
     }
-    let px_per_s = f64::from(WIDTH - 2 * MARGIN - LANE_LABELS) / (x1 - x0);
     // Dense lanes keep every mark at its true time (and smaller): nudging
     // hundreds of marks apart would move them in time.
     let layout = layout(&plot.marks, if labelled { px_per_s } else { 0.0 });
@@ -282,6 +285,16 @@ fn layout(marks: &[Mark], px_per_s: f64) -> Vec<Placement> {
         };
     }
     placed
+}
+
+/// `text` in at most `chars` characters, cut with an ellipsis.
+fn shorten(text: &str, chars: usize) -> String {
+    if text.chars().count() <= chars {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(chars.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 fn latency_text(ms: f64) -> String {
@@ -419,6 +432,8 @@ mod tests {
         assert!(svg.contains("503 UC · 1.2 ms"), "{svg}");
         assert!(svg.contains("idle 5.5 s"));
         assert!(svg.contains("FIN delayed 1 s"));
+        assert_eq!(shorten("FIN delayed 1 s", 5), "FIN …");
+        assert_eq!(shorten("FIN", 5), "FIN");
         assert!(svg.contains("envoy conn 1"));
     }
 

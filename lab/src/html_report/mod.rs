@@ -198,6 +198,14 @@ fn timeline_figure(run: &RecordedRun) -> String {
          connection idle before the request</span>\
          <span><i class=\"dot\" style=\"background:#ffe082;border-radius:0\"></i>fault in place</span></p>",
     );
+    if !plot.faults.is_empty() {
+        // In full: the plot cuts long labels at its edge.
+        html.push_str("<ul class=\"note faults\">");
+        for f in &plot.faults {
+            let _ = write!(html, "<li>from {:.2} s: {}</li>", f.start_s, esc(&f.label));
+        }
+        html.push_str("</ul>");
+    }
     if !unplaced.is_empty() {
         let _ = write!(
             html,

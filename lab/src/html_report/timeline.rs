@@ -221,3 +221,58 @@ pub fn seconds(run: &RecordedRun) -> Option<Vec<Second>> {
     }
     Some(crate::timeline::timeline(&run.records, 0, 0).seconds)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded(run: &str) -> RecordedRun {
+        RecordedRun::load(&crate::paths::root().join("tests/data/recorded").join(run)).unwrap()
+    }
+
+    #[test]
+    fn a_hung_worker_is_a_lane_that_goes_quiet() {
+        let (plot, unplaced) = timeline(&recorded("half-open/broken-0"));
+        let lanes: Vec<String> = (1..=8).map(|w| format!("client worker {w}")).collect();
+        assert_eq!(plot.lanes, lanes);
+        assert!(unplaced.is_empty(), "{unplaced:?}");
+        let hung: Vec<&Mark> = plot
+            .marks
+            .iter()
+            .filter(|m| m.class == "unfinished")
+            .collect();
+        let mut hung_lanes: Vec<usize> = hung.iter().map(|m| m.lane).collect();
+        hung_lanes.sort();
+        hung_lanes.dedup();
+        assert_eq!(hung_lanes.len(), 4, "one per hung worker: {hung_lanes:?}");
+        for m in hung {
+            // Node B went silent at 5.25 s; the 6 s request never ended and
+            // its worker sent nothing after it.
+            assert!((6.0..6.1).contains(&m.start_s), "{m:?}");
+            assert!(!plot
+                .marks
+                .iter()
+                .any(|o| o.lane == m.lane && o.start_s > m.start_s));
+        }
+        // The three faults at 5.25 s, in place to the end.
+        assert_eq!(plot.faults.len(), 3);
+        assert!(plot.faults.iter().all(|f| f.start_s == 5.25));
+    }
+
+    #[test]
+    fn one_worker_is_one_client_lane_and_few_requests_no_throughput() {
+        let run = recorded("keepalive-race/node-0");
+        let (plot, _) = timeline(&run);
+        assert_eq!(plot.lanes[0], "client");
+        assert!(!plot.lanes.iter().any(|l| l.contains("worker")));
+        assert!(seconds(&run).is_none());
+    }
+
+    #[test]
+    fn throughput_is_the_outcome_timelines_seconds() {
+        let run = recorded("half-open/broken-0");
+        let outcome: Vec<Second> =
+            serde_json::from_value(run.outcome["timeline"]["seconds"].clone()).unwrap();
+        assert_eq!(seconds(&run), Some(outcome));
+    }
+}
