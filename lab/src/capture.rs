@@ -13,6 +13,39 @@ use crate::runtime::{Lab, LabError, SHARED_DIR};
 /// file header.
 const READY: Duration = Duration::from_secs(10);
 
+/// The capture file of `node` in the shared directory.
+pub fn file_name(node: &str) -> String {
+    format!("capture-{node}.pcap")
+}
+
+/// tcpdump on every interface (`-i any`: a router's two sides both show)
+/// writing `path`, with a pcap `filter` such as `tcp port 8080`.
+pub fn tcpdump(path: &str, filter: &str) -> Vec<String> {
+    // --immediate-mode and -U: hand each packet over and write it at once
+    // (by default the kernel holds packets in blocks for up to a second,
+    // and a SIGINT before that loses them); -Z root: keep root's rights on
+    // the shared directory (tcpdump drops to its own user by default);
+    // -s 200: headers are what the checks read.
+    let mut cmd: Vec<String> = [
+        "tcpdump",
+        "--immediate-mode",
+        "-i",
+        "any",
+        "-n",
+        "-U",
+        "-Z",
+        "root",
+        "-s",
+        "200",
+        "-w",
+        path,
+    ]
+    .map(String::from)
+    .to_vec();
+    cmd.extend(filter.split_whitespace().map(String::from));
+    cmd
+}
+
 /// A tcpdump running in a node.
 #[derive(Debug)]
 pub struct Capture {
@@ -21,32 +54,12 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Starts tcpdump on every interface of `node` (`-i any`: a router's two
-    /// sides both show) with a pcap `filter` such as `tcp port 8080`, and
-    /// waits until it is capturing.
+    /// Starts [`tcpdump`] in `node` and waits until it is capturing.
     pub async fn start(lab: &Lab, node: &str, filter: &str) -> Result<Capture, LabError> {
-        let file = format!("capture-{node}.pcap");
+        let file = file_name(node);
         let path = format!("{SHARED_DIR}/{file}");
-        // --immediate-mode and -U: hand each packet over and write it at
-        // once (by default the kernel holds packets in blocks for up to a
-        // second, and a SIGINT before that loses them); -Z root:
-        // keep root's rights on the shared directory (tcpdump drops to its
-        // own user by default); -s 200: headers are what the checks read.
-        let mut cmd = vec![
-            "tcpdump",
-            "--immediate-mode",
-            "-i",
-            "any",
-            "-n",
-            "-U",
-            "-Z",
-            "root",
-            "-s",
-            "200",
-            "-w",
-            &path,
-        ];
-        cmd.extend(filter.split_whitespace());
+        let cmd = tcpdump(&path, filter);
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
         lab.exec_detached(node, &cmd).await?;
         // The global header (24 bytes) is written once the interface is open.
         lab.wait_until(node, &format!("test -s {path}"), READY)

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::capture;
 use crate::faults::{Fault, Step};
 use crate::roles::{backend, client, envoy, router, script};
 use crate::run::{self, Addresses};
@@ -449,6 +450,7 @@ fn header(
         .ok();
         rule_lines(w, s, services, &r.iptables);
     }
+    capture_lines(w, variant);
     let (now, later): (Vec<&Fault>, Vec<&Fault>) =
         variant.faults.iter().partition(|f| f.at().is_zero());
     if !now.is_empty() {
@@ -530,6 +532,30 @@ fn header(
     )
     .ok();
     h
+}
+
+/// The nodes' `capture`s as the lab runs them: tcpdump into the volume,
+/// started before the faults and the workload.
+fn capture_lines(w: &mut String, variant: &Variant) {
+    let captures: Vec<(&String, &String)> = variant
+        .nodes
+        .iter()
+        .filter_map(|(name, node)| Some((name, node.capture.as_ref()?)))
+        .collect();
+    if captures.is_empty() {
+        return;
+    }
+    writeln!(
+        w,
+        "#\n# Packet captures (the lab starts them before the faults and the workload;\n\
+         # stop with `dc exec NODE pkill -INT -x tcpdump`, the pcap stays in the volume):"
+    )
+    .ok();
+    for (name, filter) in captures {
+        let path = format!("{SHARED_DIR}/{}", capture::file_name(name));
+        let cmd = shell_words(&capture::tcpdump(&path, filter));
+        writeln!(w, "#   dc exec -d {name} {cmd}").ok();
+    }
 }
 
 fn is_router(s: &Service, variant: &Variant) -> bool {
@@ -882,7 +908,7 @@ expect = "reproduced"
             )
             .replace(
                 "kind = \"backend\"",
-                "kind = \"backend\"\nnetworks = [\"inside\"]",
+                "kind = \"backend\"\nnetworks = [\"inside\"]\ncapture = \"tcp port 8080\"",
             )
             .replace(
                 "kind = \"envoy\"",
@@ -913,6 +939,12 @@ expect = "reproduced"
         );
         assert!(yaml.contains(&line), "{line}\n{yaml}");
         assert!(yaml.contains("net.ipv4.ip_forward: \"1\""), "{yaml}");
+        // The capture as the lab starts it: after the rules, before the faults.
+        let capture = "#   dc exec -d backend tcpdump --immediate-mode -i any -n -U -Z root \
+                       -s 200 -w /connlab/capture-backend.pcap tcp port 8080\n";
+        let at = yaml.find(capture).unwrap_or_else(|| panic!("{yaml}"));
+        assert!(yaml.find(&line).unwrap() < at, "{yaml}");
+        assert!(at < yaml.find("connlab-delay").unwrap(), "{yaml}");
     }
 
     #[test]

@@ -92,8 +92,18 @@ fn svg_error<E: std::fmt::Debug>(e: E) -> String {
 /// intervals across every lane.
 pub fn timeline(plot: &Timeline) -> Result<String, String> {
     let lanes = plot.lanes.len().max(1);
-    let height = 90 + 46 * lanes as u32;
+    let height = 90 + LANE_PX * (lanes as u32 + label_rows(plot));
     render(height, |root| draw_timeline(root, plot, lanes))
+}
+
+const LANE_PX: u32 = 46;
+const FAULT_LABEL_PX: u32 = 16;
+
+/// Rows of room above the top lane for the fault labels beyond the first
+/// (the first fits above the top lane's mark labels).
+fn label_rows(plot: &Timeline) -> u32 {
+    let extra = FAULT_LABEL_PX * plot.faults.len().saturating_sub(1) as u32;
+    extra.div_ceil(LANE_PX)
 }
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
@@ -115,7 +125,7 @@ fn draw_timeline(root: &Area, plot: &Timeline, lanes: usize) -> DrawResult {
     let (x0, x1) = (-0.02 * plot.end_s.max(1.0), plot.end_s.max(1.0) * 1.12);
     // Lane i is drawn at y = lanes - 1 - i (the first lane on top); the
     // extra unit on each side leaves room for labels.
-    let top = lanes as i32;
+    let top = lanes as i32 + label_rows(plot) as i32;
     let mut chart = ChartBuilder::on(root)
         .margin(MARGIN)
         .x_label_area_size(36)
@@ -128,7 +138,7 @@ fn draw_timeline(root: &Area, plot: &Timeline, lanes: usize) -> DrawResult {
         .light_line_style(TRANSPARENT)
         .bold_line_style(RGBColor(0xe0, 0xe0, 0xe0))
         .x_labels(12)
-        .y_labels(lanes + 2)
+        .y_labels(top as usize + 2)
         .y_label_formatter(&|y| {
             let i = lanes as i32 - 1 - *y;
             usize::try_from(i)
@@ -141,18 +151,26 @@ fn draw_timeline(root: &Area, plot: &Timeline, lanes: usize) -> DrawResult {
         .label_style(("sans-serif", 14))
         .draw()?;
     let lane_y = |lane: usize| lanes as i32 - 1 - lane as i32;
-    chart.draw_series(plot.faults.iter().map(|f| {
+    chart.draw_series(spans(&plot.faults).into_iter().map(|(start, end)| {
         Rectangle::new(
-            [(f.start_s, -1), (f.end_s.max(f.start_s + 0.05), top)],
+            [(start, -1), (end.max(start + 0.05), top)],
             FAULT.mix(0.16).filled(),
         )
     }))?;
     let fault_font = ("sans-serif", 13)
         .into_font()
         .color(&RGBColor(0x8d, 0x5a, 0x00));
+    let px_per_s = f64::from(WIDTH - 2 * MARGIN - LANE_LABELS) / (x1 - x0);
     chart.draw_series(plot.faults.iter().enumerate().map(|(i, f)| {
+        // Cut at the plot's right edge (about 7 px a character); the page
+        // lists every fault in full under the plot.
+        let room = ((x1 - f.start_s) * px_per_s / 7.0).max(8.0) as usize;
         EmptyElement::at((f.start_s, top))
-            + Text::new(f.label.clone(), (6, 4 + 16 * i as i32), fault_font.clone())
+            + Text::new(
+                shorten(&f.label, room),
+                (6, 4 + (FAULT_LABEL_PX * i as u32) as i32),
+                fault_font.clone(),
+            )
     }))?;
     // Idle stretches first, so the marks sit on top of them.
     chart.draw_series(plot.marks.iter().filter_map(|m| {
@@ -182,7 +200,6 @@ fn draw_timeline(root: &Area, plot: &Timeline, lanes: usize) -> DrawResult {
             )
         }))?;
     }
-    let px_per_s = f64::from(WIDTH - 2 * MARGIN - LANE_LABELS) / (x1 - x0);
     // Dense lanes keep every mark at its true time (and smaller): nudging
     // hundreds of marks apart would move them in time.
     let layout = layout(&plot.marks, if labelled { px_per_s } else { 0.0 });
@@ -206,6 +223,15 @@ fn draw_timeline(root: &Area, plot: &Timeline, lanes: usize) -> DrawResult {
             + Text::new(label, (at.dx - 4, dy), font.clone().color(&color))
     }))?;
     Ok(())
+}
+
+/// The faults' distinct intervals: faults over the same one (a node and its
+/// backend blackholed at once) shade it once, not darker per fault.
+fn spans(faults: &[Interval]) -> Vec<(f64, f64)> {
+    let mut spans: Vec<(f64, f64)> = faults.iter().map(|f| (f.start_s, f.end_s)).collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    spans.dedup();
+    spans
 }
 
 const MARGIN: u32 = 12;
@@ -261,6 +287,16 @@ fn layout(marks: &[Mark], px_per_s: f64) -> Vec<Placement> {
     placed
 }
 
+/// `text` in at most `chars` characters, cut with an ellipsis.
+fn shorten(text: &str, chars: usize) -> String {
+    if text.chars().count() <= chars {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(chars.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 fn latency_text(ms: f64) -> String {
     if ms >= 1000.0 {
         format!("{:.2} s", ms / 1000.0)
@@ -306,9 +342,9 @@ fn draw_throughput(root: &Area, seconds: &[Second], faults: &[Interval]) -> Draw
         .y_desc("latency ms (p99 —, max ┄)")
         .label_style(("sans-serif", 14))
         .draw()?;
-    chart.draw_series(faults.iter().map(|f| {
+    chart.draw_series(spans(faults).into_iter().map(|(start, end)| {
         Rectangle::new(
-            [(f.start_s, 0.0), (f.end_s.max(f.start_s + 0.05), most)],
+            [(start, 0.0), (end.max(start + 0.05), most)],
             FAULT.mix(0.14).filled(),
         )
     }))?;
@@ -396,6 +432,8 @@ mod tests {
         assert!(svg.contains("503 UC · 1.2 ms"), "{svg}");
         assert!(svg.contains("idle 5.5 s"));
         assert!(svg.contains("FIN delayed 1 s"));
+        assert_eq!(shorten("FIN delayed 1 s", 5), "FIN …");
+        assert_eq!(shorten("FIN", 5), "FIN");
         assert!(svg.contains("envoy conn 1"));
     }
 

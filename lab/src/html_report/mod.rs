@@ -123,7 +123,13 @@ fn section(out: &Path, i: usize, run: &RecordedRun) -> String {
     if let Some(explain) = run.outcome["explain"].as_str() {
         let _ = writeln!(html, "<div class=\"explain\">{}</div>", esc(explain));
     }
-    html.push_str(&timeline_figure(run));
+    if run.records.is_empty() {
+        // A script replayed the packets (snat-timewait's precise variants):
+        // no request to place; the ladder below is the run.
+        html.push_str("<p class=\"note\">No client requests recorded: no request timeline.</p>");
+    } else {
+        html.push_str(&timeline_figure(run));
+    }
     if let Some(seconds) = timeline::seconds(run) {
         let (plot, _) = timeline::timeline(run);
         html.push_str("<h3>Throughput and latency per second</h3>");
@@ -135,11 +141,17 @@ fn section(out: &Path, i: usize, run: &RecordedRun) -> String {
         ));
     }
     for ladder in run.ladders() {
+        // Drawn when the run was recorded: one arrow (a `<polygon>` head)
+        // per segment, challenge ACKs in red.
+        let svg = std::fs::read_to_string(ladder).unwrap_or_default();
         let _ = write!(
             html,
-            "<h3>Packets: {}</h3><figure data-plot=\"ladder\">{}</figure>",
+            "<h3>Packets: {}</h3><p class=\"note\">One arrow per TCP segment at the \
+             capturing node, time down the left; red: a challenge ACK (a bare ACK \
+             with the old connection's numbers answering a SYN).</p>\
+             <figure data-plot=\"ladder\">{}</figure>",
             esc(&file_name(ladder)),
-            std::fs::read_to_string(ladder).unwrap_or_default()
+            strip_xml_declaration(&svg)
         );
     }
     html.push_str(&checks(&run.outcome));
@@ -181,11 +193,19 @@ fn timeline_figure(run: &RecordedRun) -> String {
     html.push_str(
         "<span><i class=\"dot hollow\"></i>fresh connection</span>\
          <span><i class=\"dot\" style=\"background:#2e7d32\"></i>reused connection \
-         (client lane: client→Envoy; Envoy lanes: Envoy→upstream)</span>\
+         (client lanes: client→Envoy; Envoy lanes: Envoy→upstream)</span>\
          <span><i class=\"dot\" style=\"background:#9e9e9e;border-radius:0;height:3px\"></i>\
          connection idle before the request</span>\
          <span><i class=\"dot\" style=\"background:#ffe082;border-radius:0\"></i>fault in place</span></p>",
     );
+    if !plot.faults.is_empty() {
+        // In full: the plot cuts long labels at its edge.
+        html.push_str("<ul class=\"note faults\">");
+        for f in &plot.faults {
+            let _ = write!(html, "<li>from {:.2} s: {}</li>", f.start_s, esc(&f.label));
+        }
+        html.push_str("</ul>");
+    }
     if !unplaced.is_empty() {
         let _ = write!(
             html,
@@ -229,6 +249,8 @@ fn checks(outcome: &Value) -> String {
     let text = |v: &Value| match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
+        // A recovery that never came (`recovery_s == never`).
+        Value::Number(n) if n.as_u64() == Some(crate::scenario::checks::NEVER) => "never".into(),
         other => other.to_string(),
     };
     for check in checks {

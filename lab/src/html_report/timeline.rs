@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::recorded::RecordedRun;
-use crate::client::{percentile, Record};
+use crate::client::Record;
 use crate::plots::{Interval, Mark, Second, Timeline};
 
 /// Above this many upstream connections an Envoy gets one lane, not one per
@@ -26,15 +26,29 @@ pub fn timeline(run: &RecordedRun) -> (Timeline, Vec<String>) {
     let mut records: Vec<&Record> = run.records.iter().collect();
     records.sort_by(|a, b| a.end_ms.total_cmp(&b.end_ms));
     let end_s = records.iter().map(|r| r.end_ms).fold(0.0, f64::max) / 1000.0;
+    // One lane per client worker (its own connection) when there are a
+    // few: a worker hung on a dead peer shows as a lane that goes quiet.
+    let mut workers: Vec<u32> = records.iter().map(|r| r.worker).collect();
+    workers.sort();
+    workers.dedup();
+    let lanes = if workers.len() > 1 && workers.len() <= LANES_PER_ENVOY {
+        workers
+            .iter()
+            .map(|w| format!("{} worker {}", run.client, w + 1))
+            .collect()
+    } else {
+        workers.clear();
+        vec![run.client.clone()]
+    };
     let mut plot = Timeline {
-        lanes: vec![run.client.clone()],
+        lanes,
         faults: intervals(run, end_s),
         end_s,
         ..Timeline::default()
     };
     for record in &records {
         plot.marks.push(Mark {
-            lane: 0,
+            lane: workers.binary_search(&record.worker).unwrap_or(0),
             start_s: record.start_ms / 1000.0,
             latency_ms: Some(record.latency_ms()),
             class: record.class(),
@@ -197,33 +211,68 @@ fn intervals(run: &RecordedRun, end_s: f64) -> Vec<Interval> {
 
 /// Per-second buckets when the run had load: at least 2 requests per second
 /// on average over at least 3 seconds (keepalive-race's 6 requests in 16 s
-/// have none; a load generator's thousands do).
+/// have none; a load generator's thousands do). The buckets are the
+/// Outcome timeline's (`crate::timeline`), so both count a second alike.
 pub fn seconds(run: &RecordedRun) -> Option<Vec<Second>> {
     let end_ms = run.records.iter().map(|r| r.end_ms).fold(0.0, f64::max);
     let n = run.records.len() as f64;
     if end_ms < 3000.0 || n / (end_ms / 1000.0) < 2.0 {
         return None;
     }
-    let mut buckets: Vec<(Second, Vec<f64>)> =
-        vec![Default::default(); (end_ms / 1000.0).floor() as usize + 1];
-    for record in &run.records {
-        let (second, latencies) = &mut buckets[(record.end_ms.max(0.0) / 1000.0) as usize];
-        if record.is_ok() {
-            second.ok += 1;
-        } else {
-            second.failed += 1;
-        }
-        latencies.push(record.latency_ms());
+    Some(crate::timeline::timeline(&run.records, 0, 0).seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded(run: &str) -> RecordedRun {
+        RecordedRun::load(&crate::paths::root().join("tests/data/recorded").join(run)).unwrap()
     }
-    Some(
-        buckets
-            .into_iter()
-            .map(|(mut second, mut latencies)| {
-                latencies.sort_by(f64::total_cmp);
-                second.p99_ms = percentile(&latencies, 99.0);
-                second.max_ms = latencies.last().copied().unwrap_or(0.0);
-                second
-            })
-            .collect(),
-    )
+
+    #[test]
+    fn a_hung_worker_is_a_lane_that_goes_quiet() {
+        let (plot, unplaced) = timeline(&recorded("half-open/broken-0"));
+        let lanes: Vec<String> = (1..=8).map(|w| format!("client worker {w}")).collect();
+        assert_eq!(plot.lanes, lanes);
+        assert!(unplaced.is_empty(), "{unplaced:?}");
+        let hung: Vec<&Mark> = plot
+            .marks
+            .iter()
+            .filter(|m| m.class == "unfinished")
+            .collect();
+        let mut hung_lanes: Vec<usize> = hung.iter().map(|m| m.lane).collect();
+        hung_lanes.sort();
+        hung_lanes.dedup();
+        assert_eq!(hung_lanes.len(), 4, "one per hung worker: {hung_lanes:?}");
+        for m in hung {
+            // Node B went silent at 5.25 s; the 6 s request never ended and
+            // its worker sent nothing after it.
+            assert!((6.0..6.1).contains(&m.start_s), "{m:?}");
+            assert!(!plot
+                .marks
+                .iter()
+                .any(|o| o.lane == m.lane && o.start_s > m.start_s));
+        }
+        // The three faults at 5.25 s, in place to the end.
+        assert_eq!(plot.faults.len(), 3);
+        assert!(plot.faults.iter().all(|f| f.start_s == 5.25));
+    }
+
+    #[test]
+    fn one_worker_is_one_client_lane_and_few_requests_no_throughput() {
+        let run = recorded("keepalive-race/node-0");
+        let (plot, _) = timeline(&run);
+        assert_eq!(plot.lanes[0], "client");
+        assert!(!plot.lanes.iter().any(|l| l.contains("worker")));
+        assert!(seconds(&run).is_none());
+    }
+
+    #[test]
+    fn throughput_is_the_outcome_timelines_seconds() {
+        let run = recorded("half-open/broken-0");
+        let outcome: Vec<Second> =
+            serde_json::from_value(run.outcome["timeline"]["seconds"].clone()).unwrap();
+        assert_eq!(seconds(&run), Some(outcome));
+    }
 }
