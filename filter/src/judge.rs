@@ -138,7 +138,7 @@ pub fn judge(
         None
     };
     let pinned_port = match outcome.peer {
-        Some(peer) if flags & UF != 0 && diagnose::is_eaddrnotavail(reasons.failure.as_deref()) => {
+        Some(peer) if asks_in_flight(flags, reasons.failure.as_deref()) => {
             table.pinned_port(peer, &more.in_flight_ports(peer))
         }
         _ => None,
@@ -175,6 +175,12 @@ pub fn judge(
         reasons: Some(reasons),
         diagnosis,
     }
+}
+
+/// A connect that failed with EADDRNOTAVAIL: the one rule that asks for the
+/// connections other requests hold in flight (`OnDemand::in_flight_ports`).
+pub fn asks_in_flight(flags: u64, failure: Option<&str>) -> bool {
+    flags & UF != 0 && diagnose::is_eaddrnotavail(failure)
 }
 
 /// The request's connection as the table sees it, recorded when asked.

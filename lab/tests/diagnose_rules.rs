@@ -20,7 +20,7 @@ use connlab::diagnose::connections::{Connections, LineFacts};
 use connlab::diagnose::line::{Formats, Line};
 use connlab::diagnose::{Diagnoser, Options};
 use connlab_filter::config::{self, Config};
-use connlab_filter::judge::{self, Bookkeeping, Outcome};
+use connlab_filter::judge::{self, Bookkeeping, OnDemand, Outcome, Reasons};
 use connlab_filter::reuse::ReuseTable;
 
 /// Istio TEXT lines (`connlab::access_log::ISTIO_TEXT_FORMAT`): one
@@ -140,6 +140,86 @@ fn the_report_counts_what_the_rules_said() {
     assert!(example.fields.contains(&("idle".into(), "5.6 s".into())));
     let idle = report.failed_reuse_idle.as_ref().unwrap();
     assert_eq!(idle.idle.count, 2, "keepalive_race and the reused upstream_reset");
+}
+
+const EADDRNOTAVAIL: &str = "immediate_connect_error:_Cannot_assign_requested_address";
+const CONNECT_FAILURE: &str = "upstream_reset_before_response_started{remote_connection_failure}";
+
+/// The explanation diagnose gives the failed connect in `lines`.
+fn source_address_explain(lines: &[String]) -> String {
+    let mut d = Diagnoser::new(Options::default());
+    d.read("pinned.log", lines.join("\n").as_bytes()).unwrap();
+    let report = d.finish();
+    let found = report.diagnoses.iter().find(|c| c.code == "source_address_conflict");
+    found.and_then(|c| c.explain.clone()).unwrap()
+}
+
+/// The filter's answer for the same failed connect, with `in_flight` the
+/// ports other requests on its worker hold when it ends.
+fn filter_explain(line: &str, in_flight: &[u16]) -> String {
+    struct Filter<'r>(LineFacts<'r>, Vec<u16>);
+    impl OnDemand for Filter<'_> {
+        fn reasons(&mut self) -> Reasons {
+            self.0.reasons()
+        }
+        fn cluster(&mut self) -> Option<String> {
+            self.0.cluster()
+        }
+        fn in_flight_ports(&mut self, _peer: &str) -> Vec<u16> {
+            self.1.clone()
+        }
+        fn is_connect(&mut self) -> bool {
+            false
+        }
+        fn grpc_status(&mut self) -> Option<i64> {
+            None
+        }
+    }
+    let Line::Request(_, request) = Formats::new(None).parse(line) else {
+        panic!("{line}")
+    };
+    let outcome = Outcome {
+        peer: request.upstream_host.as_deref(),
+        flags: request.flags,
+        ..Outcome::default()
+    };
+    let mut facts = Filter(LineFacts(&request), in_flight.to_vec());
+    let config = Config::default();
+    let judged = judge::judge(&mut ReuseTable::new(8), &outcome, &mut facts, &config, Bookkeeping::Record);
+    judged.diagnosis.unwrap().explain
+}
+
+/// The pinned-port evidence the filter reads from requests in flight on its
+/// worker is, in a log, the lines of requests that overlap the failed
+/// connect and end after it (a request is logged when it ends): diagnose
+/// judges the failed connect once the log has moved past it.
+#[test]
+fn a_port_held_by_a_request_in_flight_is_evidence_of_a_pinned_port_as_in_the_filter() {
+    let failed = istio("2026-12-01T00:00:01.000Z", 503, "UF", CONNECT_FAILURE, EADDRNOTAVAIL, "-", 0);
+    // Started before the failure, ended after it, from local port 40000.
+    let holder = |local: &str| istio("2026-12-01T00:00:00.000Z", 200, "-", "via_upstream", "-", local, 5000);
+    let pinned = source_address_explain(&[failed.clone(), holder("10.0.0.5:40000")]);
+    assert!(pinned.contains("local port 40000"), "{pinned}");
+    assert_eq!(pinned, filter_explain(&failed, &[40000]));
+    // Two requests in flight on two ports: the kernel chose them.
+    let two = [failed.clone(), holder("10.0.0.5:40000"), holder("10.0.0.5:40001")];
+    let ran_out = source_address_explain(&two);
+    assert!(ran_out.contains("ran out"), "{ran_out}");
+    assert_eq!(ran_out, filter_explain(&failed, &[40000, 40001]));
+    // Nothing in flight: no evidence.
+    assert_eq!(source_address_explain(std::slice::from_ref(&failed)), filter_explain(&failed, &[]));
+    // A connection that started after the failure was not in flight with
+    // it: not evidence (the filter, when the connect failed, did not know
+    // it). The failure is judged before it is recorded; the holder, logged
+    // after it, is missed: the answer without evidence.
+    let later = istio("2026-12-01T00:00:02.000Z", 200, "-", "via_upstream", "-", "10.0.0.5:40000", 1);
+    let missed = source_address_explain(&[failed.clone(), later, holder("10.0.0.5:40000")]);
+    assert_eq!(missed, filter_explain(&failed, &[]));
+    // ... but a request to another host does not end the wait.
+    let elsewhere = istio("2026-12-01T00:00:02.000Z", 200, "-", "via_upstream", "-", "10.0.0.5:40009", 1)
+        .replace("\"10.0.0.9:8080\"", "\"10.0.0.10:8080\"");
+    let kept = source_address_explain(&[failed.clone(), elsewhere, holder("10.0.0.5:40000")]);
+    assert_eq!(kept, pinned);
 }
 
 /// No second copy: the reasons the filter's rules match on never appear in

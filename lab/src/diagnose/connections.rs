@@ -12,7 +12,8 @@
 //! that is also start order.
 
 use connlab_filter::config::Config;
-use connlab_filter::judge::{self, Bookkeeping, Judged, OnDemand, Outcome, Reasons};
+use connlab_filter::judge::{self, Bookkeeping, OnDemand, Outcome, Reasons};
+pub use connlab_filter::judge::Judged;
 use connlab_filter::reuse::ReuseTable;
 
 use super::line::Request;
@@ -68,6 +69,13 @@ impl Connections {
     }
 }
 
+/// A connect that failed with EADDRNOTAVAIL: the filter judges it with the
+/// connections other requests hold in flight, whose lines come later in
+/// the log; diagnose waits for them (`super::IN_FLIGHT_WAIT_NS`).
+pub fn waits_for_in_flight(r: &Request<'_>) -> bool {
+    judge::asks_in_flight(r.flags, r.failure.as_deref())
+}
+
 /// The outcome the filter reads from Envoy's attributes, from the log line:
 /// `%DURATION%` for the time from the request's start to its end. `local`
 /// is the connection's key (`Connections::local_of`).
@@ -101,6 +109,9 @@ impl OnDemand for LineFacts<'_> {
         self.0.cluster.as_deref().map(str::to_string)
     }
 
+    /// None beyond the table: diagnose judges a failed connect after the
+    /// lines of the requests in flight with it, which the table has recorded
+    /// by then (`waits_for_in_flight`).
     fn in_flight_ports(&mut self, _peer: &str) -> Vec<u16> {
         Vec::new()
     }

@@ -251,7 +251,7 @@ fn own(text: Option<Cow<'_, str>>) -> Option<Cow<'static, str>> {
     text.map(|t| Cow::Owned(t.into_owned()))
 }
 
-fn into_owned(r: Request<'_>) -> Request<'static> {
+pub fn into_owned(r: Request<'_>) -> Request<'static> {
     Request {
         start_ns: r.start_ns,
         duration_ms: r.duration_ms,

@@ -17,14 +17,14 @@ pub mod tcp;
 pub mod template;
 pub mod time;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::BufRead;
 use std::path::PathBuf;
 
 use connlab_filter::config::Config;
 
-use connections::Connections;
-use line::{Format, Formats, Line};
+use connections::{Connections, Judged};
+use line::{Format, Formats, Line, Request};
 use report::{CodeStats, Example, InputReport, Report, Source};
 
 /// Longest line kept; the rest of a longer one is skipped and the line
@@ -36,6 +36,28 @@ const MAX_CODES: usize = 48;
 
 /// How many malformed lines a report lists (all are counted).
 const MALFORMED_SHOWN: usize = 5;
+
+/// Failed connects waiting at once (each keeps its line); at it, those
+/// waiting are judged early.
+const MAX_WAITING: usize = 256;
+
+/// A connect that failed with EADDRNOTAVAIL, waiting to be judged. The
+/// filter, when it ends, counts the connections other requests on its
+/// worker hold in flight as evidence of a pinned port; in a log their lines
+/// come after it (a request is logged when it ends). So it is judged once
+/// those lines are in the reuse table: before the first later request to
+/// the same host that started after it ended (which cannot have been in
+/// flight with it, and whose connection the filter would not have known),
+/// or at the end of the input (or early, at `MAX_WAITING`). A request in flight with it that is logged
+/// after such a request is missed: the answer is then the one without that
+/// evidence ("the ephemeral ports ran out").
+#[derive(Debug)]
+struct Waiting {
+    at: String,
+    text: String,
+    request: Request<'static>,
+    end_ns: u64,
+}
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -86,6 +108,7 @@ impl Diagnoser {
     pub fn read(&mut self, name: &str, mut reader: impl BufRead) -> std::io::Result<()> {
         let mut input = InputReport::new(name);
         let mut connections = Connections::default();
+        let mut waiting = VecDeque::new();
         let mut buf = Vec::with_capacity(1024);
         while let Some(truncated) = read_line(&mut reader, &mut buf, MAX_LINE)? {
             input.lines += 1;
@@ -96,13 +119,23 @@ impl Diagnoser {
             }
             let text = String::from_utf8_lossy(&buf);
             let parsed = self.options.formats.parse(&text);
-            self.take(&mut input, &mut connections, parsed, &text);
+            self.take(&mut input, &mut connections, &mut waiting, parsed, &text);
+        }
+        for w in waiting {
+            self.judge(&mut connections, w.at, &w.text, &w.request);
         }
         self.inputs.push(input);
         Ok(())
     }
 
-    fn take(&mut self, input: &mut InputReport, connections: &mut Connections, parsed: Line<'_>, text: &str) {
+    fn take(
+        &mut self,
+        input: &mut InputReport,
+        connections: &mut Connections,
+        waiting: &mut VecDeque<Waiting>,
+        parsed: Line<'_>,
+        text: &str,
+    ) {
         let at = || format!("{}:{}", input.name, input.lines);
         match parsed {
             Line::Other => input.other += 1,
@@ -126,26 +159,65 @@ impl Diagnoser {
                 *input.formats.entry(format.name().to_string()).or_default() += 1;
                 *self.has.entry(format).or_default() |= request.has;
                 self.requests += 1;
-                let judged = connections.judge(&request, &self.options.config);
-                let Some(d) = judged.diagnosis else {
-                    return;
-                };
-                if judged.reuse.nth > 1 && matches!(d.code, "keepalive_race" | "upstream_reset") {
-                    if let Some(ms) = judged.reuse.idle_ms {
-                        self.failed_reuse.add(ms);
+                if let Some(start) = request.start_ns {
+                    let host = request.upstream_host.as_deref();
+                    self.judge_waiting(connections, waiting, |w| {
+                        w.request.upstream_host.as_deref() == host && start > w.end_ns
+                    });
+                }
+                match request.start_ns {
+                    Some(start) if connections::waits_for_in_flight(&request) => {
+                        if waiting.len() >= MAX_WAITING {
+                            self.judge_waiting(connections, waiting, |_| true);
+                        }
+                        let duration_ns = request.duration_ms.unwrap_or(0).saturating_mul(1_000_000);
+                        waiting.push_back(Waiting {
+                            at: at(),
+                            text: text.to_string(),
+                            end_ns: start.saturating_add(duration_ns),
+                            request: line::into_owned(request),
+                        });
                     }
-                }
-                let stats = self.codes_entry(Source::AccessLog, d.code);
-                stats.add(request.start_ns, || {
-                    Example::from_request(at(), text, &request, &judged.reuse)
-                });
-                if stats.explain.is_none() {
-                    stats.explain = Some(d.explain);
-                }
-                if let Some(ms) = judged.reuse.idle_ms.filter(|_| judged.reuse.nth > 1) {
-                    stats.idle.add(ms);
+                    _ => self.judge(connections, at(), text, &request),
                 }
             }
+        }
+    }
+
+    /// Judges the waiting failed connects that are `done`, in log order.
+    fn judge_waiting(
+        &mut self,
+        connections: &mut Connections,
+        waiting: &mut VecDeque<Waiting>,
+        done: impl Fn(&Waiting) -> bool,
+    ) {
+        let mut i = 0;
+        while i < waiting.len() {
+            match waiting.get(i).is_some_and(&done).then(|| waiting.remove(i)).flatten() {
+                Some(w) => self.judge(connections, w.at, &w.text, &w.request),
+                None => i += 1,
+            }
+        }
+    }
+
+    /// Judges a request line by the filter's rules and counts the diagnosis.
+    fn judge(&mut self, connections: &mut Connections, at: String, text: &str, request: &Request<'_>) {
+        let judged: Judged = connections.judge(request, &self.options.config);
+        let Some(d) = judged.diagnosis else {
+            return;
+        };
+        if judged.reuse.nth > 1 && matches!(d.code, "keepalive_race" | "upstream_reset") {
+            if let Some(ms) = judged.reuse.idle_ms {
+                self.failed_reuse.add(ms);
+            }
+        }
+        let stats = self.codes_entry(Source::AccessLog, d.code);
+        stats.add(request.start_ns, || Example::from_request(at, text, request, &judged.reuse));
+        if stats.explain.is_none() {
+            stats.explain = Some(d.explain);
+        }
+        if let Some(ms) = judged.reuse.idle_ms.filter(|_| judged.reuse.nth > 1) {
+            stats.idle.add(ms);
         }
     }
 
