@@ -179,4 +179,28 @@ fn the_recorded_report_renders_in_chromium_with_every_mark() {
     );
     let bytes = std::fs::read(&png).expect("screenshot written");
     assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+
+    // A second picture of keepalive-race alone, whose report opens with
+    // the race: the whole page is too tall for one screenshot.
+    let race_root = root.join("target/connlab-report-test-race");
+    let _ = std::fs::remove_dir_all(&race_root);
+    std::fs::create_dir_all(race_root.join("runs")).unwrap();
+    std::os::unix::fs::symlink(
+        recorded.join("keepalive-race"),
+        race_root.join("runs/keepalive-race"),
+    )
+    .unwrap();
+    let race_index = html_report::write_all(&race_root.join("out"), &race_root.join("runs"))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let race_png = root.join("target/connlab-report-keepalive-race.png");
+    let _ = std::fs::remove_file(&race_png);
+    headless(
+        &[
+            &format!("--screenshot={}", race_png.display()),
+            "--window-size=1100,2000",
+        ],
+        &race_index,
+    );
+    let bytes = std::fs::read(&race_png).expect("screenshot written");
+    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
 }
