@@ -222,3 +222,25 @@ fn upstream_connection_id_tells_reuse() {
         .collect();
     assert_eq!(nth, [1, 1, 2], "the server closed the first connection; the third reused the second");
 }
+
+/// The pinned-port evidence the filter reads from a request in flight, on a
+/// real run (`connlab run source-port-reuse --variant concurrent --evidence
+/// DIR`, copied untouched): the connect that failed with EADDRNOTAVAIL is
+/// logged first, the request holding port 40000 a second later, when it
+/// ends. Offline, diagnose names the pinned port as the filter did live.
+#[test]
+fn a_port_held_by_a_request_in_flight_is_named_offline_as_live() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/diagnose/lab/source-port-reuse/concurrent");
+    for (file, source) in [("envoy.access.log", Source::AccessLog), ("envoy.events.jsonl", Source::FilterEvent)] {
+        let mut d = Diagnoser::new(Options::default());
+        d.read(file, &std::fs::read(dir.join(file)).unwrap()[..]).unwrap();
+        let report = d.finish();
+        let found: Vec<_> = report.diagnoses.iter().filter(|c| c.source == source).collect();
+        let [conflict] = found.as_slice() else {
+            panic!("{file}: {found:?}")
+        };
+        assert_eq!((conflict.code.as_str(), conflict.count), ("source_address_conflict", 1), "{file}");
+        let explain = conflict.explain.as_deref().unwrap();
+        assert!(explain.contains("left from local port 40000, so the source port looks pinned"), "{file}: {explain}");
+    }
+}

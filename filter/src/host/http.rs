@@ -228,7 +228,13 @@ impl HttpContext for Request {
         let Some(header) = &self.shared.config.response_header else {
             return Action::Continue;
         };
-        if let (_, Judged { diagnosis: Some(d), .. }) = self.judge(true, Bookkeeping::Peek) {
+        if let (
+            _,
+            Judged {
+                diagnosis: Some(d), ..
+            },
+        ) = self.judge(true, Bookkeeping::Peek)
+        {
             // Not the SDK's set_http_response_header(): it unwraps.
             let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, header, Some(d.code));
         }
@@ -240,7 +246,9 @@ impl HttpContext for Request {
         let (attributes, judged) = self.judge(log_all, Bookkeeping::Record);
         let code = judged.code();
         let upstream = judged.upstream(attributes.local, attributes.peer);
-        self.shared.metrics.request(code, upstream.nth, upstream.idle_ms);
+        self.shared
+            .metrics
+            .request(code, upstream.nth, upstream.idle_ms);
         if let Some(code) = code {
             set_diagnosis_state(code);
         }

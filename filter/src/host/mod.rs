@@ -1,5 +1,5 @@
 //! The proxy-wasm host adapter: the only code that calls Envoy. It reads
-//! attributes, hands them to the pure modules (config, reuse, sniff,
+//! attributes, hands them to the pure modules (config, judge, reuse, sniff,
 //! diagnose, event) and logs, counts and stores what they return.
 //!
 //! One module, four plugin `root_id`s: `connlab_http` (HTTP filter),

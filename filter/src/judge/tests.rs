@@ -63,7 +63,13 @@ fn on<'a>(local: &'a str, end_ms: u64, flags: u64) -> Outcome<'a> {
 }
 
 fn record(table: &mut ReuseTable, outcome: &Outcome<'_>, more: &mut Asked) -> Judged {
-    judge(table, outcome, more, &Config::default(), Bookkeeping::Record)
+    judge(
+        table,
+        outcome,
+        more,
+        &Config::default(),
+        Bookkeeping::Record,
+    )
 }
 
 #[test]
@@ -95,7 +101,12 @@ fn a_keepalive_race_forgets_its_connection_and_peeking_changes_nothing() {
     assert_eq!(judged.code(), Some("keepalive_race"));
     assert_eq!(judged.reuse.nth, 2);
     // The connection is gone: a new one on that port is a fresh one.
-    assert_eq!(record(&mut table, &on("a:1", 6_000, 0), &mut Asked::default()).reuse.nth, 1);
+    assert_eq!(
+        record(&mut table, &on("a:1", 6_000, 0), &mut Asked::default())
+            .reuse
+            .nth,
+        1
+    );
 }
 
 #[test]
@@ -103,7 +114,10 @@ fn a_failed_connect_is_not_a_connection_and_asks_only_what_its_rule_needs() {
     let mut table = ReuseTable::new(8);
     let mut refused = reasons(503, "x", Some("delayed connect error: Connection refused"));
     let judged = record(&mut table, &on("a:1", 10, UF), &mut refused);
-    assert_eq!((judged.reuse, judged.code()), (Reuse::default(), Some("connect_refused")));
+    assert_eq!(
+        (judged.reuse, judged.code()),
+        (Reuse::default(), Some("connect_refused"))
+    );
     assert_eq!(refused.asked, ["reasons"]);
     assert!(table.is_empty());
 }
@@ -116,7 +130,11 @@ fn a_connection_in_flight_is_asked_for_only_on_eaddrnotavail() {
     pinned.in_flight = vec![40000];
     let judged = record(&mut table, &on("-", 10, UF), &mut pinned);
     assert_eq!(judged.code(), Some("source_address_conflict"));
-    assert!(judged.diagnosis.unwrap().explain.contains("local port 40000"));
+    assert!(judged
+        .diagnosis
+        .unwrap()
+        .explain
+        .contains("local port 40000"));
     assert_eq!(pinned.asked, ["reasons", "in_flight"]);
     // Two ports in flight: the kernel chose them, the ports ran out.
     let mut ran_out = reasons(503, "x", failure);
@@ -131,10 +149,18 @@ fn the_cluster_method_and_grpc_status_are_asked_for_only_where_a_rule_reads_them
     let mut overflow = reasons(503, "overflow", None);
     overflow.cluster = Some("backend".into());
     let judged = record(&mut table, &on("-", 10, UO), &mut overflow);
-    assert!(judged.diagnosis.unwrap().explain.contains("cluster `backend`"));
+    assert!(judged
+        .diagnosis
+        .unwrap()
+        .explain
+        .contains("cluster `backend`"));
     assert_eq!(overflow.asked, ["reasons", "cluster"]);
 
-    let mut tunnel = reasons(200, "upstream_reset_after_response_started{connection_termination}", None);
+    let mut tunnel = reasons(
+        200,
+        "upstream_reset_after_response_started{connection_termination}",
+        None,
+    );
     tunnel.connect = true;
     let judged = record(&mut table, &on("b:1", 10, UC), &mut tunnel);
     assert_eq!(judged.diagnosis, None, "the end of a CONNECT tunnel");
@@ -155,7 +181,11 @@ fn the_cluster_method_and_grpc_status_are_asked_for_only_where_a_rule_reads_them
 #[test]
 fn a_client_that_left_is_read_but_not_diagnosed() {
     let mut table = ReuseTable::new(8);
-    let judged = record(&mut table, &on("a:1", 10, DC), &mut reasons(0, "downstream_remote_disconnect", None));
+    let judged = record(
+        &mut table,
+        &on("a:1", 10, DC),
+        &mut reasons(0, "downstream_remote_disconnect", None),
+    );
     assert_eq!(judged.diagnosis, None);
     assert_eq!(judged.reasons.map(|r| r.code), Some(Some(0)));
 }
@@ -172,7 +202,10 @@ fn without_an_end_time_or_a_local_address_nothing_is_recorded() {
         ..on("a:1", 0, 0)
     };
     for outcome in [timeless, keyless] {
-        assert_eq!(record(&mut table, &outcome, &mut Asked::default()).reuse, Reuse::default());
+        assert_eq!(
+            record(&mut table, &outcome, &mut Asked::default()).reuse,
+            Reuse::default()
+        );
     }
     assert!(table.is_empty());
 }
@@ -193,11 +226,17 @@ fn the_event_upstream_says_unknown_for_no_connection_and_an_evicted_one() {
         forgotten: false,
     };
     let shown = judged(reused).upstream(Some("a:1".into()), None);
-    assert_eq!((shown.nth, shown.idle_ms, shown.age_ms), (Some(3), Some(500), Some(900)));
+    assert_eq!(
+        (shown.nth, shown.idle_ms, shown.age_ms),
+        (Some(3), Some(500), Some(900))
+    );
     let forgotten = judged(Reuse {
         forgotten: true,
         ..reused
     })
     .upstream(None, None);
-    assert_eq!((forgotten.nth, forgotten.idle_ms, forgotten.forgotten), (None, Some(500), true));
+    assert_eq!(
+        (forgotten.nth, forgotten.idle_ms, forgotten.forgotten),
+        (None, Some(500), true)
+    );
 }
