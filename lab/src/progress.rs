@@ -163,11 +163,23 @@ impl Sink for Live {
 }
 
 /// `[   12.3s] keepalive-race/node: request 3 of 6`, one line per change;
-/// an idle-gap countdown prints once per gap, not per tick.
+/// an idle-gap countdown prints once per gap, not per tick, and request
+/// counts at most once per [`REQUEST_LINE_EVERY`] per run (a load variant
+/// ends a request every few milliseconds: a line each would bury the
+/// other runs' lines in a CI log).
 pub struct Plain {
     started: Instant,
     out: Mutex<Box<dyn std::io::Write + Send>>,
-    last: Mutex<HashMap<RunId, Phase>>,
+    last: Mutex<HashMap<RunId, Last>>,
+}
+
+/// How often a plain log shows a run's request count.
+pub const REQUEST_LINE_EVERY: Duration = Duration::from_secs(10);
+
+/// A run's last phase, and when its last request line was printed.
+struct Last {
+    phase: Phase,
+    request_line: Option<Instant>,
 }
 
 impl Plain {
@@ -183,13 +195,32 @@ impl Plain {
 impl Sink for Plain {
     fn phase(&self, run: &RunId, phase: Phase) {
         if let Ok(mut last) = self.last.lock() {
-            let repeat = match (last.get(run), phase) {
-                (Some(Phase::IdleGap { k: a, .. }), Phase::IdleGap { k: b, .. }) => *a == b,
-                (Some(before), now) => *before == now,
+            let before = last.remove(run);
+            let repeat = match (before.as_ref().map(|l| l.phase), phase) {
+                (Some(Phase::IdleGap { k: a, .. }), Phase::IdleGap { k: b, .. }) => a == b,
+                (Some(before), now) => before == now,
                 (None, _) => false,
             };
-            last.insert(run.clone(), phase);
-            if repeat {
+            let back_to_back = matches!(
+                (before.as_ref().map(|l| l.phase), phase),
+                (Some(Phase::Request { .. }), Phase::Request { .. })
+            );
+            let mut request_line = before.and_then(|l| l.request_line);
+            // Only request after request is throttled: an idle gap and the
+            // request that ends it say why nothing happened for seconds.
+            let throttled =
+                back_to_back && request_line.is_some_and(|at| at.elapsed() < REQUEST_LINE_EVERY);
+            if matches!(phase, Phase::Request { .. }) && !throttled {
+                request_line = Some(Instant::now());
+            }
+            last.insert(
+                run.clone(),
+                Last {
+                    phase,
+                    request_line,
+                },
+            );
+            if repeat || throttled {
                 return;
             }
         }
@@ -365,6 +396,36 @@ mod tests {
                 "keepalive-race/node: request 1 of 6",
                 "keepalive-race/node: request 1 of 6, idle gap 5.0 s left",
                 "keepalive-race/node: request 2 of 6",
+            ]
+        );
+    }
+
+    #[test]
+    fn plain_request_counts_are_throttled_per_run_but_phases_are_not() {
+        let buffer = Buffer::default();
+        let plain = Plain::new(Box::new(buffer.clone()));
+        let other = RunId {
+            variant: "tomcat".into(),
+            ..run()
+        };
+        plain.phase(&run(), Phase::FaultsInPlace);
+        for k in 1..=50 {
+            plain.phase(&run(), Phase::Request { k, n: None });
+        }
+        plain.phase(&other, Phase::Request { k: 1, n: None });
+        plain.phase(&run(), Phase::CollectingEvidence);
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let phases: Vec<&str> = text
+            .lines()
+            .map(|l| l.split_once("] ").unwrap().1)
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                "keepalive-race/node: faults in place",
+                "keepalive-race/node: request 1",
+                "keepalive-race/tomcat: request 1",
+                "keepalive-race/node: collecting evidence",
             ]
         );
     }
