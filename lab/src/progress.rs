@@ -349,6 +349,16 @@ mod tests {
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
 
+    impl Buffer {
+        /// The lines written, without their timestamps.
+        fn phases(&self) -> Vec<String> {
+            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+            text.lines()
+                .map(|l| l.split_once("] ").unwrap().1.to_string())
+                .collect()
+        }
+    }
+
     impl std::io::Write for Buffer {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(buf);
@@ -384,13 +394,8 @@ mod tests {
             );
         }
         plain.phase(&run(), Phase::Request { k: 2, n: Some(6) });
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        let phases: Vec<&str> = text
-            .lines()
-            .map(|l| l.split_once("] ").unwrap().1)
-            .collect();
         assert_eq!(
-            phases,
+            buffer.phases(),
             [
                 "keepalive-race/node: starting nodes",
                 "keepalive-race/node: request 1 of 6",
@@ -414,13 +419,8 @@ mod tests {
         }
         plain.phase(&other, Phase::Request { k: 1, n: None });
         plain.phase(&run(), Phase::CollectingEvidence);
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        let phases: Vec<&str> = text
-            .lines()
-            .map(|l| l.split_once("] ").unwrap().1)
-            .collect();
         assert_eq!(
-            phases,
+            buffer.phases(),
             [
                 "keepalive-race/node: faults in place",
                 "keepalive-race/node: request 1",
