@@ -19,18 +19,26 @@ struct Project {
     pid: String,
     /// Held while the project exists: the file's subnets are fixed, so two
     /// test processes on one Docker host (two checkouts) take turns.
-    _lock: std::fs::File,
+    _lock: std::os::unix::net::UnixListener,
 }
 
-/// An exclusive lock on a host-wide file per compose file, held until drop.
-fn lock(scenario: &str, variant: &str) -> std::fs::File {
-    use std::os::fd::AsRawFd;
-    let path = std::env::temp_dir().join(format!("connlab-compose-{scenario}-{variant}.lock"));
-    let file = std::fs::File::create(&path).expect("lock file");
-    // SAFETY: flock on a descriptor this function owns.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(rc, 0, "flock {}", path.display());
-    file
+/// An exclusive host-wide lock per compose file, held until drop: an
+/// abstract Unix socket name (Linux), which only one process can bind and
+/// the kernel frees when the process ends — no lock file left behind.
+fn lock(scenario: &str, variant: &str) -> std::os::unix::net::UnixListener {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    let name = format!("connlab-compose-{scenario}-{variant}");
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).expect("abstract name");
+    loop {
+        match UnixListener::bind_addr(&addr) {
+            Ok(listener) => return listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                std::thread::sleep(std::time::Duration::from_millis(200))
+            }
+            Err(e) => panic!("lock {name}: {e}"),
+        }
+    }
 }
 
 impl Project {
