@@ -50,7 +50,12 @@ impl Flags {
 impl fmt::Display for Flags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut s = String::new();
-        for (bit, c) in [(Self::SYN, 'S'), (Self::FIN, 'F'), (Self::PSH, 'P'), (Self::RST, 'R')] {
+        for (bit, c) in [
+            (Self::SYN, 'S'),
+            (Self::FIN, 'F'),
+            (Self::PSH, 'P'),
+            (Self::RST, 'R'),
+        ] {
             if self.0 & bit != 0 {
                 s.push(c);
             }
@@ -236,7 +241,11 @@ fn segment(t_ns: u64, link: DataLink, data: &[u8]) -> Option<Segment> {
         }
         LaxNetSlice::Ipv6(ip) => {
             let h = ip.header();
-            (h.source_addr().into(), h.destination_addr().into(), u32::from(h.payload_length()))
+            (
+                h.source_addr().into(),
+                h.destination_addr().into(),
+                u32::from(h.payload_length()),
+            )
         }
         _ => return None,
     };
@@ -317,7 +326,11 @@ pub fn conversations(segments: &[Segment]) -> Vec<Conversation> {
     let mut index: HashMap<(SocketAddr, SocketAddr), usize> = HashMap::new();
     let mut groups: Vec<Vec<Segment>> = Vec::new();
     for s in segments {
-        let key = if s.from <= s.to { (s.from, s.to) } else { (s.to, s.from) };
+        let key = if s.from <= s.to {
+            (s.from, s.to)
+        } else {
+            (s.to, s.from)
+        };
         let i = *index.entry(key).or_insert_with(|| {
             groups.push(Vec::new());
             groups.len() - 1
@@ -354,7 +367,10 @@ mod tests {
 
     #[test]
     fn not_a_capture_is_an_error() {
-        assert!(matches!(read_from(&b"hello world, not pcap"[..]), Err(PcapError::Format(_))));
+        assert!(matches!(
+            read_from(&b"hello world, not pcap"[..]),
+            Err(PcapError::Format(_))
+        ));
         assert!(matches!(read_from(&b"ab"[..]), Err(PcapError::Format(_))));
     }
 }

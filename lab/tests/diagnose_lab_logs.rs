@@ -193,7 +193,8 @@ fn real_envoy_json_and_default_formats() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/diagnose/envoy-1.40");
     let read = |file: &str| {
         let mut d = Diagnoser::new(Options::default());
-        d.read(file, &std::fs::read(dir.join(file)).unwrap()[..]).unwrap();
+        d.read(file, &std::fs::read(dir.join(file)).unwrap()[..])
+            .unwrap();
         d.finish()
     };
     let json = read("access.json");
@@ -201,8 +202,14 @@ fn real_envoy_json_and_default_formats() {
     assert!(json.cannot_tell.is_empty(), "{:?}", json.cannot_tell);
     let default = read("access.default");
     assert_eq!(default.inputs[0].formats.get("Envoy default"), Some(&3));
-    assert!(default.cannot_tell.iter().any(|l| l.contains("%UPSTREAM_LOCAL_ADDRESS%")));
-    assert!(default.cannot_tell.iter().any(|l| l.contains("%RESPONSE_CODE_DETAILS%")));
+    assert!(default
+        .cannot_tell
+        .iter()
+        .any(|l| l.contains("%UPSTREAM_LOCAL_ADDRESS%")));
+    assert!(default
+        .cannot_tell
+        .iter()
+        .any(|l| l.contains("%RESPONSE_CODE_DETAILS%")));
 }
 
 #[test]
@@ -220,7 +227,11 @@ fn upstream_connection_id_tells_reuse() {
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(nth, [1, 1, 2], "the server closed the first connection; the third reused the second");
+    assert_eq!(
+        nth,
+        [1, 1, 2],
+        "the server closed the first connection; the third reused the second"
+    );
 }
 
 /// The pinned-port evidence the filter reads from a request in flight, on a
@@ -230,17 +241,33 @@ fn upstream_connection_id_tells_reuse() {
 /// ends. Offline, diagnose names the pinned port as the filter did live.
 #[test]
 fn a_port_held_by_a_request_in_flight_is_named_offline_as_live() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/diagnose/lab/source-port-reuse/concurrent");
-    for (file, source) in [("envoy.access.log", Source::AccessLog), ("envoy.events.jsonl", Source::FilterEvent)] {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data/diagnose/lab/source-port-reuse/concurrent");
+    for (file, source) in [
+        ("envoy.access.log", Source::AccessLog),
+        ("envoy.events.jsonl", Source::FilterEvent),
+    ] {
         let mut d = Diagnoser::new(Options::default());
-        d.read(file, &std::fs::read(dir.join(file)).unwrap()[..]).unwrap();
+        d.read(file, &std::fs::read(dir.join(file)).unwrap()[..])
+            .unwrap();
         let report = d.finish();
-        let found: Vec<_> = report.diagnoses.iter().filter(|c| c.source == source).collect();
+        let found: Vec<_> = report
+            .diagnoses
+            .iter()
+            .filter(|c| c.source == source)
+            .collect();
         let [conflict] = found.as_slice() else {
             panic!("{file}: {found:?}")
         };
-        assert_eq!((conflict.code.as_str(), conflict.count), ("source_address_conflict", 1), "{file}");
+        assert_eq!(
+            (conflict.code.as_str(), conflict.count),
+            ("source_address_conflict", 1),
+            "{file}"
+        );
         let explain = conflict.explain.as_deref().unwrap();
-        assert!(explain.contains("left from local port 40000, so the source port looks pinned"), "{file}: {explain}");
+        assert!(
+            explain.contains("left from local port 40000, so the source port looks pinned"),
+            "{file}: {explain}"
+        );
     }
 }

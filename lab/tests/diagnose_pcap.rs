@@ -9,7 +9,9 @@ use connlab::diagnose::tcp::{self, Finding};
 use connlab::pcap;
 
 fn capture(name: &str) -> pcap::Capture {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/diagnose").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data/diagnose")
+        .join(name);
     pcap::read(&path).unwrap()
 }
 
@@ -18,12 +20,24 @@ fn conversations_are_split_per_four_tuple_with_roles() {
     let c = capture("keepalive-race-rst.pcap");
     assert_eq!(c.skipped, 0);
     let convs = c.conversations();
-    assert_eq!(convs.len(), 2, "a healthy reused connection and the raced one");
+    assert_eq!(
+        convs.len(),
+        2,
+        "a healthy reused connection and the raced one"
+    );
     for conv in &convs {
         assert_eq!(conv.server.port(), 8080);
-        assert!(conv.flags_line().starts_with(">S <S. >."), "{}", conv.flags_line());
+        assert!(
+            conv.flags_line().starts_with(">S <S. >."),
+            "{}",
+            conv.flags_line()
+        );
     }
-    assert!(convs[0].flags_line().ends_with(">F. <F. >."), "{}", convs[0].flags_line());
+    assert!(
+        convs[0].flags_line().ends_with(">F. <F. >."),
+        "{}",
+        convs[0].flags_line()
+    );
 }
 
 #[test]
@@ -42,14 +56,21 @@ fn keepalive_race_rst_from_a_real_kernel() {
     assert_eq!(server.port(), 8080);
     // The server's 1 s idle timeout, and the request 1.5 s after the last
     // response (the script's numbers; the kernel adds a few ms).
-    assert!((1_000..1_100).contains(&server_closed_after_ms.unwrap()), "{found:?}");
+    assert!(
+        (1_000..1_100).contains(&server_closed_after_ms.unwrap()),
+        "{found:?}"
+    );
     assert!((1_500..1_600).contains(idle_ms), "{found:?}");
 }
 
 #[test]
 fn timewait_old_sequence_ack_from_a_real_kernel() {
     let found = tcp::findings(&capture("timewait-ack.pcap"));
-    assert_eq!(found.len(), 1, "the SYN above rcv_nxt is accepted: {found:?}");
+    assert_eq!(
+        found.len(),
+        1,
+        "the SYN above rcv_nxt is accepted: {found:?}"
+    );
     let Finding::SnatTimewait {
         client,
         syns,
@@ -73,7 +94,11 @@ fn timewait_old_sequence_ack_from_a_real_kernel() {
 #[test]
 fn dead_peer_syn_retransmits_from_a_real_kernel() {
     let found = tcp::findings(&capture("dead-peer.pcap"));
-    assert_eq!(found.len(), 1, "the refused connect is not a dead peer: {found:?}");
+    assert_eq!(
+        found.len(),
+        1,
+        "the refused connect is not a dead peer: {found:?}"
+    );
     let Finding::DeadPeer {
         what,
         transmissions,
@@ -91,10 +116,18 @@ fn dead_peer_syn_retransmits_from_a_real_kernel() {
 fn the_cli_prints_each_signature_with_its_scenario() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/diagnose");
     let scenarios = connlab::paths::root().join("scenarios");
-    let report = connlab::diagnose::cli::tcp_report(&dir.join("keepalive-race-rst.pcap"), &scenarios).unwrap();
+    let report =
+        connlab::diagnose::cli::tcp_report(&dir.join("keepalive-race-rst.pcap"), &scenarios)
+            .unwrap();
     let text = connlab::diagnose::cli::human_tcp(&report);
-    assert!(text.contains("keepalive-race (1 conversation(s))"), "{text}");
-    assert!(text.contains("replay   connlab run keepalive-race"), "{text}");
+    assert!(
+        text.contains("keepalive-race (1 conversation(s))"),
+        "{text}"
+    );
+    assert!(
+        text.contains("replay   connlab run keepalive-race"),
+        "{text}"
+    );
     let err = connlab::diagnose::cli::tcp_report(&dir.join("captures.py"), &scenarios).unwrap_err();
     assert!(err.to_string().contains("not a pcap"), "{err}");
 }
@@ -106,7 +139,8 @@ fn pcapng_reads_like_pcap() {
     use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
     use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
     use pcap_file::pcapng::PcapNgWriter;
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/diagnose/timewait-ack.pcap");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/diagnose/timewait-ack.pcap");
     let mut reader = pcap_file::pcap::PcapReader::new(std::fs::File::open(&path).unwrap()).unwrap();
     let mut writer = PcapNgWriter::new(Vec::new()).unwrap();
     writer

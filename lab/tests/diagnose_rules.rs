@@ -25,7 +25,15 @@ use connlab_filter::reuse::ReuseTable;
 
 /// Istio TEXT lines (`connlab::access_log::ISTIO_TEXT_FORMAT`): one
 /// connection's healthy first request, then each case on it or on others.
-fn istio(time: &str, code: u16, flags: &str, details: &str, failure: &str, local: &str, duration: u32) -> String {
+fn istio(
+    time: &str,
+    code: u16,
+    flags: &str,
+    details: &str,
+    failure: &str,
+    local: &str,
+    duration: u32,
+) -> String {
     format!(
         "[{time}] \"GET / HTTP/1.1\" {code} {flags} {details} - \"{failure}\" 0 95 {duration} - \"-\" \
          \"curl/8.5.0\" \"id\" \"envoy:10000\" \"10.0.0.9:8080\" backend {local} 10.0.0.5:10000 \
@@ -37,24 +45,112 @@ const TERMINATION: &str = "upstream_reset_before_response_started{connection_ter
 
 fn cases() -> Vec<String> {
     vec![
-        istio("2026-12-01T00:00:00.000Z", 200, "-", "via_upstream", "-", "10.0.0.5:40000", 3),
+        istio(
+            "2026-12-01T00:00:00.000Z",
+            200,
+            "-",
+            "via_upstream",
+            "-",
+            "10.0.0.5:40000",
+            3,
+        ),
         // Reused after 5.6 s and reset before the response: keepalive_race.
-        istio("2026-12-01T00:00:05.603Z", 503, "UC", TERMINATION, "-", "10.0.0.5:40000", 1),
+        istio(
+            "2026-12-01T00:00:05.603Z",
+            503,
+            "UC",
+            TERMINATION,
+            "-",
+            "10.0.0.5:40000",
+            1,
+        ),
         // That connection is gone: a new one the kernel gives the same port
         // starts again (nth 1), so its reset is not a race.
-        istio("2026-12-01T00:00:05.900Z", 503, "UC", TERMINATION, "-", "10.0.0.5:40000", 1),
+        istio(
+            "2026-12-01T00:00:05.900Z",
+            503,
+            "UC",
+            TERMINATION,
+            "-",
+            "10.0.0.5:40000",
+            1,
+        ),
         // A reset on a fresh connection: upstream_reset.
-        istio("2026-12-01T00:00:06.000Z", 503, "UC", TERMINATION, "-", "10.0.0.5:40001", 1),
+        istio(
+            "2026-12-01T00:00:06.000Z",
+            503,
+            "UC",
+            TERMINATION,
+            "-",
+            "10.0.0.5:40001",
+            1,
+        ),
         // Reused after a short idle, reset after the response started.
-        istio("2026-12-01T00:00:07.000Z", 200, "-", "via_upstream", "-", "10.0.0.5:40002", 1),
-        istio("2026-12-01T00:00:07.100Z", 200, "UR", "upstream_reset_after_response_started{remote_reset}", "-", "10.0.0.5:40002", 1),
+        istio(
+            "2026-12-01T00:00:07.000Z",
+            200,
+            "-",
+            "via_upstream",
+            "-",
+            "10.0.0.5:40002",
+            1,
+        ),
+        istio(
+            "2026-12-01T00:00:07.100Z",
+            200,
+            "UR",
+            "upstream_reset_after_response_started{remote_reset}",
+            "-",
+            "10.0.0.5:40002",
+            1,
+        ),
         // Connect failures by reason.
-        istio("2026-12-01T00:00:08.000Z", 503, "UF,URX", "upstream_reset_before_response_started{remote_connection_failure}", "immediate_connect_error:_Cannot_assign_requested_address|remote_address:10.0.0.9:8080", "-", 0),
-        istio("2026-12-01T00:00:09.000Z", 503, "UF", "upstream_reset_before_response_started{remote_connection_failure}", "delayed_connect_error:_Connection_refused", "-", 0),
-        istio("2026-12-01T00:00:10.000Z", 503, "UF", "upstream_reset_before_response_started{connection_timeout}", "-", "-", 1000),
-        istio("2026-12-01T00:00:11.000Z", 504, "UT", "response_timeout", "-", "10.0.0.5:40003", 15000),
+        istio(
+            "2026-12-01T00:00:08.000Z",
+            503,
+            "UF,URX",
+            "upstream_reset_before_response_started{remote_connection_failure}",
+            "immediate_connect_error:_Cannot_assign_requested_address|remote_address:10.0.0.9:8080",
+            "-",
+            0,
+        ),
+        istio(
+            "2026-12-01T00:00:09.000Z",
+            503,
+            "UF",
+            "upstream_reset_before_response_started{remote_connection_failure}",
+            "delayed_connect_error:_Connection_refused",
+            "-",
+            0,
+        ),
+        istio(
+            "2026-12-01T00:00:10.000Z",
+            503,
+            "UF",
+            "upstream_reset_before_response_started{connection_timeout}",
+            "-",
+            "-",
+            1000,
+        ),
+        istio(
+            "2026-12-01T00:00:11.000Z",
+            504,
+            "UT",
+            "response_timeout",
+            "-",
+            "10.0.0.5:40003",
+            15000,
+        ),
         // A 503 the backend itself sent: healthy at the proxy level.
-        istio("2026-12-01T00:00:12.000Z", 503, "-", "via_upstream", "-", "10.0.0.5:40004", 2),
+        istio(
+            "2026-12-01T00:00:12.000Z",
+            503,
+            "-",
+            "via_upstream",
+            "-",
+            "10.0.0.5:40004",
+            2,
+        ),
     ]
 }
 
@@ -82,7 +178,13 @@ fn judge_all(config: &Config) -> Vec<(Option<&'static str>, Option<String>)> {
             attempts: request.attempts,
         };
         // The reasons, cluster... are the line's either way (`LineFacts`).
-        let direct = judge::judge(&mut table, &attributes, &mut LineFacts(&request), config, Bookkeeping::Record);
+        let direct = judge::judge(
+            &mut table,
+            &attributes,
+            &mut LineFacts(&request),
+            config,
+            Bookkeeping::Record,
+        );
         // The filter's path on the same facts gives the same answer and
         // the same view of the connection.
         assert_eq!(judged, direct, "{line}");
@@ -93,7 +195,10 @@ fn judge_all(config: &Config) -> Vec<(Option<&'static str>, Option<String>)> {
 
 #[test]
 fn diagnose_answers_what_the_filter_function_answers() {
-    let codes: Vec<Option<&str>> = judge_all(&Config::default()).into_iter().map(|(c, _)| c).collect();
+    let codes: Vec<Option<&str>> = judge_all(&Config::default())
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
     assert_eq!(
         codes,
         [
@@ -115,12 +220,19 @@ fn diagnose_answers_what_the_filter_function_answers() {
 #[test]
 fn a_changed_rule_setting_changes_diagnose_too() {
     let default = judge_all(&Config::default());
-    assert!(default[1].1.as_deref().unwrap().contains("Node.js"), "{:?}", default[1]);
+    assert!(
+        default[1].1.as_deref().unwrap().contains("Node.js"),
+        "{:?}",
+        default[1]
+    );
     // The same plugin configuration a user loads into the filter.
     let config = config::parse(br#"{"server_idle_timeouts":{"gunicorn":5500},"idle_match_before_ms":200,"idle_match_after_ms":200}"#).unwrap();
     let changed = judge_all(&config);
     let explain = changed[1].1.as_deref().unwrap();
-    assert!(explain.contains("gunicorn") && !explain.contains("Node.js"), "{explain}");
+    assert!(
+        explain.contains("gunicorn") && !explain.contains("Node.js"),
+        "{explain}"
+    );
 }
 
 #[test]
@@ -130,16 +242,26 @@ fn the_report_counts_what_the_rules_said() {
     let report = d.finish();
     assert_eq!(report.requests, 11);
     assert_eq!(report.diagnosed, 8);
-    let race = report.diagnoses.iter().find(|c| c.code == "keepalive_race").unwrap();
+    let race = report
+        .diagnoses
+        .iter()
+        .find(|c| c.code == "keepalive_race")
+        .unwrap();
     assert_eq!(race.count, 1);
     assert_eq!(race.first.as_deref(), Some("2026-12-01T00:00:05.603Z"));
-    assert_eq!(race.replay.as_deref(), Some("connlab run keepalive-race --variant node"));
+    assert_eq!(
+        race.replay.as_deref(),
+        Some("connlab run keepalive-race --variant node")
+    );
     let example = race.example.as_ref().unwrap();
     assert_eq!(example.at, "cases.log:2");
     assert!(example.fields.contains(&("nth".into(), "2".into())));
     assert!(example.fields.contains(&("idle".into(), "5.6 s".into())));
     let idle = report.failed_reuse_idle.as_ref().unwrap();
-    assert_eq!(idle.idle.count, 2, "keepalive_race and the reused upstream_reset");
+    assert_eq!(
+        idle.idle.count, 2,
+        "keepalive_race and the reused upstream_reset"
+    );
 }
 
 const EADDRNOTAVAIL: &str = "immediate_connect_error:_Cannot_assign_requested_address";
@@ -150,7 +272,10 @@ fn source_address_explain(lines: &[String]) -> String {
     let mut d = Diagnoser::new(Options::default());
     d.read("pinned.log", lines.join("\n").as_bytes()).unwrap();
     let report = d.finish();
-    let found = report.diagnoses.iter().find(|c| c.code == "source_address_conflict");
+    let found = report
+        .diagnoses
+        .iter()
+        .find(|c| c.code == "source_address_conflict");
     found.and_then(|c| c.explain.clone()).unwrap()
 }
 
@@ -185,7 +310,13 @@ fn filter_explain(line: &str, in_flight: &[u16]) -> String {
     };
     let mut facts = Filter(LineFacts(&request), in_flight.to_vec());
     let config = Config::default();
-    let judged = judge::judge(&mut ReuseTable::new(8), &outcome, &mut facts, &config, Bookkeeping::Record);
+    let judged = judge::judge(
+        &mut ReuseTable::new(8),
+        &outcome,
+        &mut facts,
+        &config,
+        Bookkeeping::Record,
+    );
     judged.diagnosis.unwrap().explain
 }
 
@@ -195,29 +326,70 @@ fn filter_explain(line: &str, in_flight: &[u16]) -> String {
 /// judges the failed connect once the log has moved past it.
 #[test]
 fn a_port_held_by_a_request_in_flight_is_evidence_of_a_pinned_port_as_in_the_filter() {
-    let failed = istio("2026-12-01T00:00:01.000Z", 503, "UF", CONNECT_FAILURE, EADDRNOTAVAIL, "-", 0);
+    let failed = istio(
+        "2026-12-01T00:00:01.000Z",
+        503,
+        "UF",
+        CONNECT_FAILURE,
+        EADDRNOTAVAIL,
+        "-",
+        0,
+    );
     // Started before the failure, ended after it, from local port 40000.
-    let holder = |local: &str| istio("2026-12-01T00:00:00.000Z", 200, "-", "via_upstream", "-", local, 5000);
+    let holder = |local: &str| {
+        istio(
+            "2026-12-01T00:00:00.000Z",
+            200,
+            "-",
+            "via_upstream",
+            "-",
+            local,
+            5000,
+        )
+    };
     let pinned = source_address_explain(&[failed.clone(), holder("10.0.0.5:40000")]);
     assert!(pinned.contains("local port 40000"), "{pinned}");
     assert_eq!(pinned, filter_explain(&failed, &[40000]));
     // Two requests in flight on two ports: the kernel chose them.
-    let two = [failed.clone(), holder("10.0.0.5:40000"), holder("10.0.0.5:40001")];
+    let two = [
+        failed.clone(),
+        holder("10.0.0.5:40000"),
+        holder("10.0.0.5:40001"),
+    ];
     let ran_out = source_address_explain(&two);
     assert!(ran_out.contains("ran out"), "{ran_out}");
     assert_eq!(ran_out, filter_explain(&failed, &[40000, 40001]));
     // Nothing in flight: no evidence.
-    assert_eq!(source_address_explain(std::slice::from_ref(&failed)), filter_explain(&failed, &[]));
+    assert_eq!(
+        source_address_explain(std::slice::from_ref(&failed)),
+        filter_explain(&failed, &[])
+    );
     // A connection that started after the failure was not in flight with
     // it: not evidence (the filter, when the connect failed, did not know
     // it). The failure is judged before it is recorded; the holder, logged
     // after it, is missed: the answer without evidence.
-    let later = istio("2026-12-01T00:00:02.000Z", 200, "-", "via_upstream", "-", "10.0.0.5:40000", 1);
+    let later = istio(
+        "2026-12-01T00:00:02.000Z",
+        200,
+        "-",
+        "via_upstream",
+        "-",
+        "10.0.0.5:40000",
+        1,
+    );
     let missed = source_address_explain(&[failed.clone(), later, holder("10.0.0.5:40000")]);
     assert_eq!(missed, filter_explain(&failed, &[]));
     // ... but a request to another host does not end the wait.
-    let elsewhere = istio("2026-12-01T00:00:02.000Z", 200, "-", "via_upstream", "-", "10.0.0.5:40009", 1)
-        .replace("\"10.0.0.9:8080\"", "\"10.0.0.10:8080\"");
+    let elsewhere = istio(
+        "2026-12-01T00:00:02.000Z",
+        200,
+        "-",
+        "via_upstream",
+        "-",
+        "10.0.0.5:40009",
+        1,
+    )
+    .replace("\"10.0.0.9:8080\"", "\"10.0.0.10:8080\"");
     let kept = source_address_explain(&[failed.clone(), elsewhere, holder("10.0.0.5:40000")]);
     assert_eq!(kept, pinned);
 }
@@ -230,7 +402,11 @@ fn diagnose_has_no_rule_text_of_its_own() {
     let mut checked = 0;
     for entry in walk(&dir) {
         let text = std::fs::read_to_string(&entry).unwrap();
-        let code = text.split("#[cfg(test)]").next().unwrap().to_ascii_lowercase();
+        let code = text
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap()
+            .to_ascii_lowercase();
         for rule_text in [
             "before response started",
             "before_response_started",
@@ -238,7 +414,11 @@ fn diagnose_has_no_rule_text_of_its_own() {
             "connection refused",
             "error: 99",
         ] {
-            assert!(!code.contains(rule_text), "{} has rule text `{rule_text}`", entry.display());
+            assert!(
+                !code.contains(rule_text),
+                "{} has rule text `{rule_text}`",
+                entry.display()
+            );
         }
         checked += 1;
     }

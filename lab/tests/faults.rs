@@ -91,7 +91,10 @@ fn delay_blackhole_pause_and_sysctls_act_on_the_target() {
             loss_percent: 0,
             at_ms: 0,
         };
-        delay.inject(&lab, &Default::default()).await.expect("delay");
+        delay
+            .inject(&lab, &Default::default())
+            .await
+            .expect("delay");
         let (code, delayed) = curl(&lab, &url).await;
         assert_eq!(code, 0);
         assert!(
@@ -105,7 +108,10 @@ fn delay_blackhole_pause_and_sysctls_act_on_the_target() {
             target: ROLE.into(),
             at_ms: 0,
         };
-        blackhole.inject(&lab, &Default::default()).await.expect("blackhole");
+        blackhole
+            .inject(&lab, &Default::default())
+            .await
+            .expect("blackhole");
         assert_eq!(curl(&lab, &url).await.0, 28);
         lab.teardown().await;
     });

@@ -72,7 +72,11 @@ pub fn fix(code: &str) -> Option<&'static str> {
 
 /// The scenario (and variant, when the evidence picks one) that replays a
 /// code; `idle_ms` is the typical idle time of the failed reuses.
-pub fn replay(code: &str, idle_ms: Option<u64>, config: &Config) -> Option<(&'static str, Option<String>)> {
+pub fn replay(
+    code: &str,
+    idle_ms: Option<u64>,
+    config: &Config,
+) -> Option<(&'static str, Option<String>)> {
     Some(match code {
         "keepalive_race" => {
             let server = idle_ms.and_then(|ms| matching_server(ms, config));
@@ -104,7 +108,10 @@ pub fn command(scenarios: &Path, scenario: &str, variant: Option<&str>) -> Optio
         toml::from_str::<toml::Table>(&text)
             .ok()
             .and_then(|t| t.get("variants").and_then(|v| v.as_array()).cloned())
-            .is_some_and(|vs| vs.iter().any(|x| x.get("name").and_then(|n| n.as_str()) == Some(v)))
+            .is_some_and(|vs| {
+                vs.iter()
+                    .any(|x| x.get("name").and_then(|n| n.as_str()) == Some(v))
+            })
     };
     Some(match variant {
         Some(v) if has_variant(v) => format!("connlab run {scenario} --variant {v}"),

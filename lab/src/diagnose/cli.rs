@@ -72,7 +72,8 @@ pub fn run(args: &Args, scenarios: &std::path::Path) -> anyhow::Result<()> {
     let config = match &args.filter_config {
         Some(path) => {
             let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
-            connlab_filter::config::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            connlab_filter::config::parse(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
         None => connlab_filter::config::Config::default(),
     };
@@ -95,7 +96,10 @@ pub fn run(args: &Args, scenarios: &std::path::Path) -> anyhow::Result<()> {
             } else {
                 let f = std::fs::File::open(file).with_context(|| file.display().to_string())?;
                 diagnoser
-                    .read(&file.display().to_string(), BufReader::with_capacity(1 << 20, f))
+                    .read(
+                        &file.display().to_string(),
+                        BufReader::with_capacity(1 << 20, f),
+                    )
                     .with_context(|| file.display().to_string())?;
             }
         }
@@ -107,7 +111,13 @@ pub fn run(args: &Args, scenarios: &std::path::Path) -> anyhow::Result<()> {
     };
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &Output { logs: logs.as_ref(), tcp: tcp.as_ref() })?;
+        serde_json::to_writer_pretty(
+            &mut out,
+            &Output {
+                logs: logs.as_ref(),
+                tcp: tcp.as_ref(),
+            },
+        )?;
         writeln!(out)?;
     } else {
         if let Some(report) = &logs {
@@ -123,7 +133,10 @@ pub fn run(args: &Args, scenarios: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn tcp_report(path: &std::path::Path, scenarios: &std::path::Path) -> anyhow::Result<TcpReport> {
+pub fn tcp_report(
+    path: &std::path::Path,
+    scenarios: &std::path::Path,
+) -> anyhow::Result<TcpReport> {
     let capture = pcap::read(path)?;
     let findings = tcp::findings(&capture);
     let mut signatures: Vec<Signature> = Vec::new();

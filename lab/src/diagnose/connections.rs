@@ -12,8 +12,8 @@
 //! that is also start order.
 
 use connlab_filter::config::Config;
-use connlab_filter::judge::{self, Bookkeeping, OnDemand, Outcome, Reasons};
 pub use connlab_filter::judge::Judged;
+use connlab_filter::judge::{self, Bookkeeping, OnDemand, Outcome, Reasons};
 use connlab_filter::reuse::ReuseTable;
 
 use super::line::Request;
@@ -65,7 +65,13 @@ impl Connections {
     pub fn judge(&mut self, r: &Request<'_>, config: &Config) -> Judged {
         let keyed = self.local_of(r);
         let outcome = outcome(r, keyed.then_some(self.local.as_str()));
-        judge::judge(&mut self.table, &outcome, &mut LineFacts(r), config, Bookkeeping::Record)
+        judge::judge(
+            &mut self.table,
+            &outcome,
+            &mut LineFacts(r),
+            config,
+            Bookkeeping::Record,
+        )
     }
 }
 
@@ -84,7 +90,9 @@ pub fn outcome<'a>(r: &'a Request<'_>, local: Option<&'a str>) -> Outcome<'a> {
     Outcome {
         local,
         peer: r.upstream_host.as_deref(),
-        end_ns: r.start_ns.map(|start| start.saturating_add(duration_ns.unwrap_or(0))),
+        end_ns: r
+            .start_ns
+            .map(|start| start.saturating_add(duration_ns.unwrap_or(0))),
         duration_ns,
         flags: r.flags,
         attempts: r.attempts,

@@ -111,7 +111,11 @@ impl Idle {
                 let lo = (from / BUCKET_MS) as usize;
                 let hi = ((to / BUCKET_MS) as usize).min(BUCKETS);
                 let count = self.buckets.get(lo..hi).map_or(0, |s| s.iter().sum());
-                bins.push(Bin { from_ms: from, to_ms: to, count });
+                bins.push(Bin {
+                    from_ms: from,
+                    to_ms: to,
+                    count,
+                });
                 from = to;
             }
         }

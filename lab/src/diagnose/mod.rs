@@ -170,7 +170,8 @@ impl Diagnoser {
                         if waiting.len() >= MAX_WAITING {
                             self.judge_waiting(connections, waiting, |_| true);
                         }
-                        let duration_ns = request.duration_ms.unwrap_or(0).saturating_mul(1_000_000);
+                        let duration_ns =
+                            request.duration_ms.unwrap_or(0).saturating_mul(1_000_000);
                         waiting.push_back(Waiting {
                             at: at(),
                             text: text.to_string(),
@@ -193,7 +194,12 @@ impl Diagnoser {
     ) {
         let mut i = 0;
         while i < waiting.len() {
-            match waiting.get(i).is_some_and(&done).then(|| waiting.remove(i)).flatten() {
+            match waiting
+                .get(i)
+                .is_some_and(&done)
+                .then(|| waiting.remove(i))
+                .flatten()
+            {
                 Some(w) => self.judge(connections, w.at, &w.text, &w.request),
                 None => i += 1,
             }
@@ -201,7 +207,13 @@ impl Diagnoser {
     }
 
     /// Judges a request line by the filter's rules and counts the diagnosis.
-    fn judge(&mut self, connections: &mut Connections, at: String, text: &str, request: &Request<'_>) {
+    fn judge(
+        &mut self,
+        connections: &mut Connections,
+        at: String,
+        text: &str,
+        request: &Request<'_>,
+    ) {
         let judged: Judged = connections.judge(request, &self.options.config);
         let Some(d) = judged.diagnosis else {
             return;
@@ -212,7 +224,9 @@ impl Diagnoser {
             }
         }
         let stats = self.codes_entry(Source::AccessLog, d.code);
-        stats.add(request.start_ns, || Example::from_request(at, text, request, &judged.reuse));
+        stats.add(request.start_ns, || {
+            Example::from_request(at, text, request, &judged.reuse)
+        });
         if stats.explain.is_none() {
             stats.explain = Some(d.explain);
         }
@@ -227,7 +241,9 @@ impl Diagnoser {
     fn codes_entry(&mut self, source: Source, code: &str) -> &mut CodeStats {
         let token = !code.is_empty()
             && code.len() <= 48
-            && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         let mut key = (source, code.to_string());
         if !token || (!self.codes.contains_key(&key) && self.codes.len() >= MAX_CODES) {
             key.1 = "(unrecognized)".to_string();
@@ -249,7 +265,11 @@ impl Diagnoser {
 
 /// Reads one line (without its `\n`) into `buf`, keeping at most `max`
 /// bytes; `None` at the end, `Some(true)` when the line was longer.
-pub fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> std::io::Result<Option<bool>> {
+pub fn read_line(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<bool>> {
     buf.clear();
     let mut truncated = false;
     let mut any = false;

@@ -52,7 +52,10 @@ impl Example {
             }
         };
         put("code", r.code.map(|c| c.to_string()));
-        put("flags", Some(r.flags_text.to_string()).filter(|f| !f.is_empty()));
+        put(
+            "flags",
+            Some(r.flags_text.to_string()).filter(|f| !f.is_empty()),
+        );
         put("details", r.details.as_deref().map(str::to_string));
         put("failure", r.failure.as_deref().map(str::to_string));
         put("attempts", r.attempts.map(|a| a.to_string()));
@@ -63,8 +66,14 @@ impl Example {
             (None, None) => None,
         };
         put("connection", connection);
-        put("nth", Some(reuse.nth).filter(|n| *n > 0).map(|n| n.to_string()));
-        put("idle", reuse.idle_ms.filter(|_| reuse.nth > 1).map(human_ms));
+        put(
+            "nth",
+            Some(reuse.nth).filter(|n| *n > 0).map(|n| n.to_string()),
+        );
+        put(
+            "idle",
+            reuse.idle_ms.filter(|_| reuse.nth > 1).map(human_ms),
+        );
         put("duration", r.duration_ms.map(|ms| format!("{ms} ms")));
         Example {
             at,
@@ -239,7 +248,11 @@ pub(super) fn build(
         })
         .collect();
     diagnoses.sort_by(|a, b| {
-        (a.source, std::cmp::Reverse(a.count), &a.code).cmp(&(b.source, std::cmp::Reverse(b.count), &b.code))
+        (a.source, std::cmp::Reverse(a.count), &a.code).cmp(&(
+            b.source,
+            std::cmp::Reverse(b.count),
+            &b.code,
+        ))
     });
     let diagnosed = diagnoses
         .iter()
@@ -247,8 +260,13 @@ pub(super) fn build(
         .map(|d| d.count)
         .sum();
     let failed_reuse_idle = failed_reuse.report().map(|idle| FailedReuse {
-        consistent_with: matching_server(idle.median_ms, config)
-            .map(|s| format!("{}'s default keep-alive timeout of {}", s.name, human_ms(s.idle_ms))),
+        consistent_with: matching_server(idle.median_ms, config).map(|s| {
+            format!(
+                "{}'s default keep-alive timeout of {}",
+                s.name,
+                human_ms(s.idle_ms)
+            )
+        }),
         idle,
     });
     Report {

@@ -130,12 +130,20 @@ pub fn keepalive_race(c: &Conversation) -> Option<Finding> {
             continue;
         };
         let request = conn[req_at];
-        let answered = conn[req_at..].iter().any(|x| !c.from_client(x) && x.len > 0);
-        let client_closed = conn[..req_at].iter().any(|x| c.from_client(x) && x.flags.fin());
+        let answered = conn[req_at..]
+            .iter()
+            .any(|x| !c.from_client(x) && x.len > 0);
+        let client_closed = conn[..req_at]
+            .iter()
+            .any(|x| c.from_client(x) && x.flags.fin());
         if answered || client_closed {
             continue;
         }
-        let Some(last_response) = conn[..req_at].iter().rev().find(|x| !c.from_client(x) && x.len > 0) else {
+        let Some(last_response) = conn[..req_at]
+            .iter()
+            .rev()
+            .find(|x| !c.from_client(x) && x.len > 0)
+        else {
             continue; // the first request on this connection
         };
         let fin = s[start..]
@@ -169,7 +177,12 @@ pub fn dead_peer(c: &Conversation) -> Option<Finding> {
         let rest = &s[i..];
         let same: Vec<&Segment> = rest
             .iter()
-            .filter(|x| c.from_client(x) && x.seq == first.seq && x.flags == first.flags && x.len == first.len)
+            .filter(|x| {
+                c.from_client(x)
+                    && x.seq == first.seq
+                    && x.flags == first.flags
+                    && x.len == first.len
+            })
             .collect();
         let peer_spoke = rest.iter().any(|x| !c.from_client(x));
         if same.len() > DEAD_PEER_RETRANSMITS && !peer_spoke {

@@ -252,7 +252,8 @@ fn operator(b: &[u8], at: usize) -> Option<(String, usize)> {
 /// Envoy's default access-log format (`envoy.access_loggers.file` with no
 /// `log_format`, Envoy 1.40), which has no response details, no failure
 /// reason and no upstream local address.
-pub const ENVOY_DEFAULT_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" \
+pub const ENVOY_DEFAULT_FORMAT: &str =
+    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" \
 %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% \
 %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \
 \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\"\n";
@@ -296,7 +297,10 @@ upstream_reset_before_response_started{connection_termination} - \"-\" 0 95 1 - 
         assert!(istio.matches(default_line).is_none());
         assert!(envoy.matches(ISTIO_LINE).is_none());
         let v = envoy.matches(default_line).unwrap();
-        assert_eq!((v.code, v.flags, v.duration), (Some("503"), Some("UC"), Some("1")));
+        assert_eq!(
+            (v.code, v.flags, v.duration),
+            (Some("503"), Some("UC"), Some("1"))
+        );
         assert!(!envoy.has(Field::UpstreamLocal) && !envoy.has(Field::Details));
     }
 
@@ -310,7 +314,8 @@ upstream_reset_before_response_started{connection_termination} - \"-\" 0 95 1 - 
 
     #[test]
     fn operators_with_arguments_and_bad_formats() {
-        let t = Template::compile("%START_TIME(%s.%3f)% %RESPONSE_CODE% %REQ(X-A):10% 100%%").unwrap();
+        let t =
+            Template::compile("%START_TIME(%s.%3f)% %RESPONSE_CODE% %REQ(X-A):10% 100%%").unwrap();
         let v = t.matches("1796093066.123 200 abc 100%").unwrap();
         assert_eq!(v.start_time, Some("1796093066.123"));
         assert_eq!(

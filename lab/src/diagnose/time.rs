@@ -51,7 +51,11 @@ fn iso(b: &[u8]) -> Option<u64> {
         return None;
     }
     let (y, mo, d) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
-    let (h, mi, s) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+    let (h, mi, s) = (
+        digits(&b[11..13])?,
+        digits(&b[14..16])?,
+        digits(&b[17..19])?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
         return None;
     }
@@ -128,16 +132,29 @@ mod tests {
         let utc = parse_ns("2026-12-01T02:44:26.123Z").unwrap();
         assert_eq!(parse_ns("2026-12-01 02:44:26.123"), Some(utc));
         assert_eq!(parse_ns("2026-12-01T03:44:26.123+01:00"), Some(utc));
-        assert_eq!(parse_ns("2026-12-01T02:44:26.123456789Z"), Some(utc + 456_789));
+        assert_eq!(
+            parse_ns("2026-12-01T02:44:26.123456789Z"),
+            Some(utc + 456_789)
+        );
         assert_eq!(parse_ns("1796093066.123"), Some(utc));
-        assert_eq!(parse_ns("2024-02-29T00:00:00Z"), Some(1_709_164_800 * 1_000_000_000));
+        assert_eq!(
+            parse_ns("2024-02-29T00:00:00Z"),
+            Some(1_709_164_800 * 1_000_000_000)
+        );
     }
 
     #[test]
     fn garbage_is_none() {
         for bad in [
-            "", "-", "2026-13-01T00:00:00Z", "2026-12-01T24:00:00Z", "2026-12-01T00:00:00X",
-            "2026-12-01Tab:00:00Z", "1.2.3", "99999999999999999999999", "2026-12-01T00:00:00.Z",
+            "",
+            "-",
+            "2026-13-01T00:00:00Z",
+            "2026-12-01T24:00:00Z",
+            "2026-12-01T00:00:00X",
+            "2026-12-01Tab:00:00Z",
+            "1.2.3",
+            "99999999999999999999999",
+            "2026-12-01T00:00:00.Z",
             "€€€€-12-01T00:00:00Z",
         ] {
             assert_eq!(parse_ns(bad), None, "{bad}");

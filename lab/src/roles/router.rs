@@ -58,7 +58,10 @@ pub async fn run_rules(
     let ip = |name: &str| addresses.ip(&networks, name).map(|ip| ip.to_string());
     for rule in rules {
         let cmd = fill(rule, &device, &ip);
-        if let Some(left) = cmd.iter().find(|w| w.contains("{dev:") || w.contains("{ip:")) {
+        if let Some(left) = cmd
+            .iter()
+            .find(|w| w.contains("{dev:") || w.contains("{ip:"))
+        {
             return Err(LabError::role(
                 node,
                 format!("`{rule}`: cannot fill `{left}` (not on that network? not started?)"),
@@ -184,7 +187,10 @@ mod tests {
     fn a_node_is_reached_on_a_shared_network_first() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let from = ["front".to_string()];
-        let theirs = [("back".into(), ip("10.0.2.3")), ("front".into(), ip("10.0.1.3"))];
+        let theirs = [
+            ("back".into(), ip("10.0.2.3")),
+            ("front".into(), ip("10.0.1.3")),
+        ];
         assert_eq!(reach(&from, &theirs), Some(ip("10.0.1.3")));
         assert_eq!(reach(&[], &theirs), Some(ip("10.0.2.3")));
         assert_eq!(reach(&from, &[]), None);

@@ -33,7 +33,10 @@ fn istio_line_with_kubectl_prefixes_and_crlf() {
         format!("[pod/app-1/istio-proxy] {ISTIO}\r"),
     ] {
         assert!(
-            matches!(formats().parse(&prefixed), Line::Request(Format::IstioText, _)),
+            matches!(
+                formats().parse(&prefixed),
+                Line::Request(Format::IstioText, _)
+            ),
             "{prefixed}"
         );
     }
@@ -79,7 +82,8 @@ fn filter_events_with_and_without_envoy_prefix() {
         assert_eq!((e.nth, e.idle_ms), (Some(2), Some(5900)));
         assert_eq!(e.peer.as_deref(), Some("127.0.0.1:8080"));
     }
-    let Line::Event(e) = formats().parse(&format!("[2026-11-23 13:00:00.100][12] x: {event}")) else {
+    let Line::Event(e) = formats().parse(&format!("[2026-11-23 13:00:00.100][12] x: {event}"))
+    else {
         panic!()
     };
     assert_eq!(e.time_ns, time::parse_ns("2026-11-23T13:00:00.100Z"));
@@ -105,17 +109,28 @@ fn other_and_malformed_lines() {
         r#"[2026-11-23 13:00:00.100][12] wasm log: {"v":1,"event":"http","code""#,
         r#"{"v":1}"#,
     ] {
-        assert!(matches!(f.parse(malformed), Line::Malformed(_)), "{malformed}");
+        assert!(
+            matches!(f.parse(malformed), Line::Malformed(_)),
+            "{malformed}"
+        );
     }
 }
 
 #[test]
 fn a_custom_format_is_tried_first() {
-    let custom = Template::compile("%START_TIME% %RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_LOCAL_ADDRESS% %DURATION%").unwrap();
+    let custom = Template::compile(
+        "%START_TIME% %RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_LOCAL_ADDRESS% %DURATION%",
+    )
+    .unwrap();
     let f = Formats::new(Some(custom));
-    let Line::Request(Format::Custom, r) = f.parse("2026-12-01T02:44:26.123Z 503 UC 10.0.0.1:4000 3") else {
+    let Line::Request(Format::Custom, r) =
+        f.parse("2026-12-01T02:44:26.123Z 503 UC 10.0.0.1:4000 3")
+    else {
         panic!()
     };
     assert_eq!(r.upstream_local.as_deref(), Some("10.0.0.1:4000"));
-    assert!(matches!(f.parse(ISTIO), Line::Request(Format::IstioText, _)));
+    assert!(matches!(
+        f.parse(ISTIO),
+        Line::Request(Format::IstioText, _)
+    ));
 }

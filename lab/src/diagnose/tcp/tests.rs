@@ -135,12 +135,18 @@ fn seed_001_request_on_a_closed_connection_gets_rst() {
 fn a_rst_without_fin_or_on_a_first_request_is_not_the_race() {
     // The server aborts (crash, SO_LINGER 0): RST without a FIN.
     let mut aborted = exchange(0);
-    aborted.extend([seg(5_500, true, PA, 151, 1201, 50), seg(5_501, false, R, 1201, 0, 0)]);
+    aborted.extend([
+        seg(5_500, true, PA, 151, 1201, 50),
+        seg(5_501, false, R, 1201, 0, 0),
+    ]);
     assert!(names(aborted).is_empty());
     // RST on the first request of a connection.
     let mut first = exchange(0);
     first.truncate(4);
-    first.extend([seg(3, false, FA, 1001, 151, 0), seg(4, false, R, 1002, 0, 0)]);
+    first.extend([
+        seg(3, false, FA, 1001, 151, 0),
+        seg(4, false, R, 1002, 0, 0),
+    ]);
     assert!(names(first).is_empty());
     // The server answered, then reset (a response cut short).
     let mut answered = race(false);
@@ -198,7 +204,10 @@ fn a_syn_answered_after_retransmits_is_not_dead() {
     ];
     assert!(names(s).is_empty());
     // One retransmit is a lost packet, not a dead peer.
-    let s = vec![seg(0, true, SYN, 100, 0, 0), seg(1_000, true, SYN, 100, 0, 0)];
+    let s = vec![
+        seg(0, true, SYN, 100, 0, 0),
+        seg(1_000, true, SYN, 100, 0, 0),
+    ];
     assert!(names(s).is_empty());
 }
 
