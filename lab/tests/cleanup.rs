@@ -9,25 +9,11 @@ use std::time::{Duration, Instant};
 use connlab::image;
 use connlab::runtime::{ContainerSpec, Lab};
 
-/// Containers and networks carrying `label`, as `docker ... ls` lists them.
+mod support;
+
+/// Containers, networks and volumes carrying `label`.
 fn leftovers(label: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for args in [
-        vec!["ps", "-aq", "--filter"],
-        vec!["network", "ls", "-q", "--filter"],
-    ] {
-        let out = Command::new("docker")
-            .args(&args)
-            .arg(format!("label={label}"))
-            .output()
-            .expect("docker CLI");
-        found.extend(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(str::to_string),
-        );
-    }
-    found
+    support::docker_objects(label)
 }
 
 fn runtime() -> tokio::runtime::Runtime {

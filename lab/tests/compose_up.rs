@@ -10,6 +10,8 @@ use std::process::{Command, Output};
 use connlab::client::{self, Record};
 use connlab::{image, paths};
 
+mod support;
+
 /// A compose project of this test process, taken down on drop.
 struct Project {
     name: String,
@@ -232,20 +234,7 @@ fn sniff_timeout_by_hand_issues_certificates_and_crosses_mtls() {
 
 /// Docker objects labelled `connlab.run=<run>`: containers, networks, volumes.
 fn labelled(run: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for what in [["ps", "-aq"], ["network", "ls"], ["volume", "ls"]] {
-        let out = Command::new("docker")
-            .args(what)
-            .args(["-q", "--filter", &format!("label=connlab.run={run}")])
-            .output()
-            .expect("docker CLI");
-        found.extend(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(str::to_string),
-        );
-    }
-    found
+    support::docker_objects(&format!("connlab.run={run}"))
 }
 
 #[test]

@@ -132,14 +132,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             let selected: Vec<&Scenario> = if all {
                 scenarios.iter().collect()
             } else {
-                let name = scenario.context("name a scenario, or use --all")?;
-                let Some(s) = scenarios.iter().find(|s| s.name == name) else {
-                    bail!(
-                        "no scenario `{name}` in {} (see `connlab list`)",
-                        dir.display()
-                    );
-                };
-                vec![s]
+                vec![named(&scenarios, scenario, &dir)?]
             };
             let written = match (variant, out) {
                 (Some(v), out) => {
@@ -212,17 +205,11 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     .map(|s| (s, s.variants.iter().collect()))
                     .collect()
             } else {
-                let name = scenario.context("name a scenario, or use --all")?;
-                let Some(s) = scenarios.iter().find(|s| s.name == name) else {
-                    bail!(
-                        "no scenario `{name}` in {} (see `connlab list`)",
-                        dir.display()
-                    );
-                };
+                let s = named(&scenarios, scenario, &dir)?;
                 let variants: Vec<_> = match &variant {
                     Some(v) => vec![s
                         .variant(v)
-                        .with_context(|| format!("no variant `{v}` in `{name}`"))?],
+                        .with_context(|| format!("no variant `{v}` in `{}`", s.name))?],
                     None => s.variants.iter().collect(),
                 };
                 vec![(s, variants)]
@@ -403,4 +390,20 @@ async fn run_selected(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The scenario the command line names (when it does not say `--all`).
+fn named<'a>(
+    scenarios: &'a [Scenario],
+    name: Option<String>,
+    dir: &std::path::Path,
+) -> anyhow::Result<&'a Scenario> {
+    let name = name.context("name a scenario, or use --all")?;
+    match scenarios.iter().find(|s| s.name == name) {
+        Some(s) => Ok(s),
+        None => bail!(
+            "no scenario `{name}` in {} (see `connlab list`)",
+            dir.display()
+        ),
+    }
 }

@@ -3,11 +3,11 @@
 //! Envoy's log goes to the container's stderr (the filter's events among
 //! them), the checker's JSON access log to stdout, Istio's TEXT access log
 //! to `<node>.access.log` in the run's shared directory. The admin API is
-//! read from the host with `reqwest`.
+//! read from inside the container (curl on loopback), like every probe.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -274,8 +274,8 @@ pub async fn start(
     std::fs::write(lab.dir().join(&config_name), config)?;
     command(&config_name, &mut spec);
     lab.start(spec).await?;
-    let ip = lab.ip(name).await?;
-    wait_live(lab, name, ip, Duration::from_secs(30)).await
+    let ready = format!("curl -sf http://127.0.0.1:{ADMIN_PORT}/ready | grep -qx LIVE");
+    lab.wait_until(name, &ready, Duration::from_secs(30)).await
 }
 
 /// Every Envoy gets its certificate (SPIFFE identity + its node name); only
@@ -324,45 +324,6 @@ pub fn command(config_name: &str, spec: &mut ContainerSpec) {
         "100",
     ];
     spec.cmd = cmd.iter().map(|s| s.to_string()).collect();
-}
-
-fn http() -> reqwest::Client {
-    // Straight to the container: never through a proxy from the environment.
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap_or_default()
-}
-
-async fn admin_get(ip: IpAddr, path: &str) -> Result<String, reqwest::Error> {
-    http()
-        .get(format!("http://{ip}:{ADMIN_PORT}{path}"))
-        .send()
-        .await?
-        .error_for_status()?
-        .text()
-        .await
-}
-
-async fn wait_live(lab: &Lab, name: &str, ip: IpAddr, limit: Duration) -> Result<(), LabError> {
-    let start = Instant::now();
-    loop {
-        if admin_get(ip, "/ready")
-            .await
-            .is_ok_and(|body| body.trim() == "LIVE")
-        {
-            return Ok(());
-        }
-        if start.elapsed() > limit {
-            let (_, log) = lab.logs(name).await;
-            return Err(LabError::role(
-                name,
-                format!("Envoy not ready after {limit:?}\n{log}"),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// What the Envoy saw: its log and access logs, and its admin API's stats,
