@@ -158,9 +158,10 @@ else
     "$tmp/rootfs.tar" "$image" >/dev/null ||
     die "docker import of $image failed"
   say "built $image in $(($(date +%s) - started)) s"
-  # Keep the three newest lab images (each is ~650 MB); an image a container
-  # still uses is not removed.
-  docker images "$REPO" --format '{{.Repository}}:{{.Tag}}' | tail -n +4 |
+  # Keep the eight newest lab images (each is ~650 MB): several worktrees
+  # may build in parallel, and a test must not lose the image it was given.
+  # An image a container still uses is not removed.
+  docker images "$REPO" --format '{{.Repository}}:{{.Tag}}' | tail -n +9 |
     xargs -r docker rmi >/dev/null 2>&1 || true
 fi
 
