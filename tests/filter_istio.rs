@@ -47,7 +47,11 @@ fn manifest(name: &str) -> Value {
         .arg(&path)
         .output()
         .expect("python");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
@@ -68,7 +72,10 @@ fn the_checker_rejects_what_the_api_server_would() {
         // YAML 1.1 reads 64 digits as an integer (serde_yaml would not).
         (good.replace(sha, &sha[1..65]), "is not of type 'string'"),
         (good.replace("pluginName:", "pluginNmae:"), "pluginNmae"),
-        (good.replace("type: HTTP", "type: TCP"), "'TCP' is not one of"),
+        (
+            good.replace("type: HTTP", "type: TCP"),
+            "'TCP' is not one of",
+        ),
         (
             good.replace("# Minimum Istio: 1.20", "# Minimum Istio: 1.19"),
             "Istio 1.19",
