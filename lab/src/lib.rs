@@ -18,6 +18,7 @@ pub mod faults;
 pub mod html_report;
 pub mod http1;
 pub mod image;
+pub mod istio;
 pub mod junit;
 pub mod ladder;
 pub mod outcome;
