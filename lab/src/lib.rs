@@ -3,6 +3,7 @@
 //! saw into an `Outcome`.
 
 pub mod access_log;
+pub mod audit;
 pub mod backend;
 pub mod capture;
 pub mod certs;

@@ -273,10 +273,29 @@ pub async fn start(
         config_file(name, envoy, resolve).map_err(|e| LabError::role(name, e))?;
     std::fs::write(lab.dir().join(&config_name), config)?;
     command(&config_name, &mut spec);
+    if let Some(bin) = std::env::var_os(ENVOY_BIN_ENV) {
+        // Another Envoy build (e.g. a version from `make
+        // test-envoy-versions`' venvs) run in place of the image's.
+        let copy = lab.dir().join(ENVOY_BIN_NAME);
+        if !copy.exists() {
+            std::fs::copy(&bin, &copy).map_err(|e| {
+                LabError::role(
+                    name,
+                    format!("{ENVOY_BIN_ENV}={}: {e}", bin.to_string_lossy()),
+                )
+            })?;
+        }
+        spec.cmd[0] = format!("{SHARED_DIR}/{ENVOY_BIN_NAME}");
+    }
     lab.start(spec).await?;
     let ready = format!("curl -sf http://127.0.0.1:{ADMIN_PORT}/ready | grep -qx LIVE");
     lab.wait_until(name, &ready, Duration::from_secs(30)).await
 }
+
+/// A host Envoy binary the lab's Envoy containers run instead of the
+/// image's (`/connlab/envoy`); for dumps and checks across Envoy versions.
+pub const ENVOY_BIN_ENV: &str = "CONNLAB_ENVOY_BIN";
+const ENVOY_BIN_NAME: &str = "envoy";
 
 /// Every Envoy gets its certificate (SPIFFE identity + its node name); only
 /// TLS listeners and upstreams use them.
