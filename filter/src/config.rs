@@ -56,6 +56,15 @@ pub struct Config {
     /// When set, responses carry the diagnosis in this header (off by
     /// default; meant for test clients, not for production traffic).
     pub response_header: Option<String>,
+    /// For this long after the filter starts, an upstream connection it
+    /// sees for the first time may be one Envoy pooled before the filter
+    /// was loaded (ECDS, a WasmPlugin update into a running sidecar): its
+    /// history is unknown, never taken for a fresh connection. Past it, a
+    /// pooled connection the filter has not seen would have idled past
+    /// Envoy's upstream `idle_timeout` (1 h by default; Istio sets none on
+    /// outbound clusters) and been closed. 0: the filter starts with Envoy
+    /// (static bootstrap), so no connection predates it.
+    pub unknown_history_ms: u64,
 }
 
 impl Default for Config {
@@ -88,6 +97,7 @@ impl Default for Config {
             events_per_second: 100,
             tcp_user_timeout_ms: None,
             response_header: None,
+            unknown_history_ms: 3_600_000,
         }
     }
 }
@@ -180,6 +190,7 @@ fn compile(map: &Map<String, Value>) -> Result<Config, ConfigError> {
             "tcp_user_timeout_ms" => {
                 config.tcp_user_timeout_ms = Some(ms_or_count(key, value, 1, MAX_MS)?)
             }
+            "unknown_history_ms" => config.unknown_history_ms = ms_or_count(key, value, 0, MAX_MS)?,
             "events_per_second" => {
                 config.events_per_second = ms_or_count(key, value, 1, 1_000_000)?
             }

@@ -372,7 +372,15 @@ fn failure(facts: &HttpFacts<'_>, config: &Config) -> Option<Diagnosis> {
             keepalive_race_explain(idle, &facts.reuse, facts.elapsed_ms, config),
         );
     }
-    if facts.reuse.history() == History::Unknown && is_termination(facts, &details) {
+    // A reset connection existed even when the evidence does not say which
+    // one it was (no local address or time in the line): its history is
+    // unknown too.
+    let unknown = match facts.reuse.history() {
+        History::Unknown => true,
+        History::None => facts.flags & UF == 0,
+        History::First | History::Reused => false,
+    };
+    if unknown && is_termination(facts, &details) {
         if let Some(d) = unknown_history_termination(facts, config) {
             return Some(d);
         }

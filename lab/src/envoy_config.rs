@@ -29,6 +29,15 @@ pub fn duration_ms(ms: u64) -> Value {
 /// The wasm plugin (shared by the HTTP and network filter configs). `config`
 /// is the filter's configuration (Istio's `pluginConfig`); `None` = defaults.
 pub fn plugin(wasm: &Path, root_id: &str, config: Option<&Value>) -> Value {
+    // In Envoy's static configuration the filter starts with Envoy: no
+    // upstream connection predates its reuse table, so a connection it sees
+    // first is a new one (`unknown_history_ms` 0) unless the config says
+    // otherwise. A filter delivered later (ECDS) keeps the default.
+    let mut config = config.cloned().unwrap_or_else(|| json!({}));
+    if let Some(map) = config.as_object_mut() {
+        map.entry("unknown_history_ms").or_insert(json!(0));
+    }
+    let config = Some(&config);
     let mut plugin = json!({
         "name": root_id,
         "root_id": root_id,

@@ -47,10 +47,32 @@ impl Proxy {
         Proxy::launch(config, vec![route], vec![upstream], upgrades)
     }
 
+    /// As `start`, with the HTTP filters given (an ECDS reference, say)
+    /// instead of connlab_http; `dir` is the directory the caller keeps
+    /// its files in (the proxy's own go there too).
+    pub fn start_with_filters(
+        dir: tempfile::TempDir,
+        filters: Vec<Value>,
+        route: Value,
+        upstream: Value,
+    ) -> Proxy {
+        Proxy::launch_in(dir, filters, vec![route], vec![upstream], &[])
+    }
+
     fn launch(config: Value, routes: Vec<Value>, clusters: Vec<Value>, upgrades: &[&str]) -> Proxy {
         let dir = tempfile::tempdir().expect("temp dir");
-        let access_log = dir.path().join("access.log");
         let filters = vec![http_wasm(&filter_wasm(), "connlab_http", Some(&config))];
+        Proxy::launch_in(dir, filters, routes, clusters, upgrades)
+    }
+
+    fn launch_in(
+        dir: tempfile::TempDir,
+        filters: Vec<Value>,
+        routes: Vec<Value>,
+        clusters: Vec<Value>,
+        upgrades: &[&str],
+    ) -> Proxy {
+        let access_log = dir.path().join("access.log");
         let mut manager = hcm(
             "main",
             filters,
@@ -65,7 +87,10 @@ impl Proxy {
             manager["typed_config"]["upgrade_configs"] = Value::Array(upgrades);
         }
         let main = listener("main", vec![manager]);
-        let envoy = EnvoyProcess::start(&bootstrap(vec![main], clusters)).expect("start Envoy");
+        let mut config = bootstrap(vec![main], clusters);
+        // ECDS (a filter delivered as Istio delivers a WasmPlugin) needs a node.
+        config["node"] = serde_json::json!({"id": "connlab-test", "cluster": "connlab"});
+        let envoy = EnvoyProcess::start(&config).expect("start Envoy");
         let addr = envoy.listener("main").expect("listener address");
         Proxy {
             envoy,

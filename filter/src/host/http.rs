@@ -164,11 +164,12 @@ impl OnDemand for Host<'_> {
         read_string(&["request", "method"]).as_deref() == Some("CONNECT")
     }
 
-    /// The pool's wait for this request's connection: an idle pooled
-    /// connection is handed over at once, a new one only after its connect
-    /// completed (`judge::opened_by_pool_wait`).
+    /// A connection the table does not hold is new once the table is
+    /// older than the longest a connection pooled before it could have sat
+    /// idle (`judge::opened_since`).
     fn opened(&mut self) -> bool {
-        judge::opened_by_pool_wait(read_uint(&["upstream", "cx_pool_ready_duration"]))
+        let shared = &self.request.shared;
+        judge::opened_since(shared.born_ns, now_ns(), shared.config.unknown_history_ms)
     }
 
     fn grpc_status(&mut self) -> Option<i64> {

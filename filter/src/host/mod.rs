@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     /// The HTTP contexts alive on this worker (requests in flight): where
     /// a failed connect looks for the connections other requests hold now.
     pub in_flight: RefCell<HashSet<u32, KeyBuild>>,
+    /// When this configuration (and its reuse table) began.
+    pub born_ns: u64,
 }
 
 impl Shared {
@@ -132,6 +134,7 @@ impl RootContext for Root {
             limiter,
             evictions_counted: std::cell::Cell::new(0),
             in_flight: RefCell::new(HashSet::default()),
+            born_ns: now_ns(),
         }));
         if !self.kind.is_noop() && hostcalls::set_tick_period(FLUSH_PERIOD).is_err() {
             // Without a tick the metrics are never handed over; events still

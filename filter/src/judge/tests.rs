@@ -254,3 +254,12 @@ fn the_event_upstream_says_unknown_for_no_connection_and_an_evicted_one() {
         (None, Some(500), true)
     );
 }
+
+#[test]
+fn a_connection_first_seen_is_new_only_once_the_table_outlived_pooled_ones() {
+    const S: u64 = 1_000_000_000;
+    assert!(opened_since(0, 0, 0), "started with Envoy");
+    assert!(!opened_since(10 * S, 20 * S, 3_600_000));
+    assert!(opened_since(10 * S, 3_610 * S, 3_600_000));
+    assert!(!opened_since(u64::MAX, 0, 1), "no wrap");
+}

@@ -439,7 +439,7 @@ mod tests {
         let hcm = &filters[1]["typed_config"];
         assert_eq!(hcm["http_filters"][0]["name"], "wasm.connlab_http");
         let plugin = &hcm["http_filters"][0]["typed_config"]["config"]["configuration"]["value"];
-        assert_eq!(plugin, r#"{"events":"all"}"#);
+        assert_eq!(plugin, r#"{"events":"all","unknown_history_ms":0}"#);
         assert_eq!(hcm["access_log"].as_array().unwrap().len(), 2);
         let route = &hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"];
         assert_eq!(route["retry_policy"]["num_retries"], 2);
