@@ -578,3 +578,105 @@ fn cli_exit_status_and_output() {
     assert_eq!(code, 1);
     assert!(out.contains("note: skipped configs[6]: unknown type type.googleapis.com/envoy.admin.v9.FutureConfigDump"), "{out}");
 }
+
+/// The replay plans of a lab dump, each parsed and validated as a scenario.
+fn plans(
+    scenario: &str,
+    variant: &str,
+    node: &str,
+    backends: &[&str],
+) -> Vec<(connlab::audit::replay::Plan, connlab::scenario::Scenario)> {
+    let parsed =
+        dump::parse(&std::fs::read_to_string(lab_dump(scenario, variant, node)).unwrap()).unwrap();
+    let options = options(backends, false);
+    let ctx = connlab::audit::context(&parsed, &options);
+    let report = connlab::audit::report("x", &ctx);
+    let (plans, _) = connlab::audit::replay::plans(&ctx, &report.findings);
+    let dir = connlab::paths::root().join("scenarios");
+    plans
+        .into_iter()
+        .map(|p| {
+            let s = connlab::audit::replay::scenario(&p, &dir)
+                .unwrap_or_else(|e| panic!("{}: {e}\n{}", p.scenario, p.variants));
+            (p, s)
+        })
+        .collect()
+}
+
+fn upstream<'a>(
+    s: &'a connlab::scenario::Scenario,
+    variant: &str,
+) -> &'a connlab::scenario::envoy::Upstream {
+    let v = s.variant(variant).unwrap();
+    &v.nodes["envoy"].kind.envoy().unwrap().upstreams["backend"]
+}
+
+#[test]
+fn replay_variants_carry_the_dumps_settings() {
+    use connlab::audit::replay::{FIXED, YOURS};
+    // Envoy idles 4 s; the stated backend closes at 3 s: the lab's Node.js
+    // with keepAliveTimeout 3 s, Envoy's 4 s kept, the fix 2.4 s.
+    let all = plans(
+        "keepalive-race",
+        "fixed-idle-timeout",
+        "envoy",
+        &["backend=3000"],
+    );
+    let (plan, s) = all
+        .iter()
+        .find(|(p, _)| p.rule == Rule::KeepaliveRace)
+        .unwrap();
+    assert_eq!(upstream(s, YOURS).idle_timeout_ms, Some(4000));
+    assert_eq!(upstream(s, FIXED).idle_timeout_ms, Some(2400));
+    let v = s.variant(YOURS).unwrap();
+    let connlab::scenario::NodeKind::Backend(b) = &v.nodes["backend"].kind else {
+        panic!()
+    };
+    assert_eq!(b.keepalive_ms, Some(3000));
+    assert!(
+        plan.replacements
+            .iter()
+            .any(|r| r.contains("keepAliveTimeout 3 s")),
+        "{:?}",
+        plan.replacements
+    );
+    // The client idles past the backend's close, before Envoy's own.
+    let gaps = &v.nodes["client"].kind.client().unwrap().config.gaps_ms;
+    assert_eq!(gaps, &[0, 3500]);
+
+    // Tomcat's timings, and the caller's retry policy carried over.
+    let all = plans("keepalive-race", "tomcat", "envoy", &["backend=tomcat"]);
+    let (_, s) = &all[0];
+    assert_eq!(s.variant(YOURS).unwrap().timeout_s, 180);
+    assert_eq!(upstream(s, FIXED).idle_timeout_ms, Some(16_000));
+
+    // The pinned port and its socket options; port 0 in the fix.
+    let all = plans(
+        "source-port-reuse",
+        "sequential",
+        "envoy",
+        &["backend=close"],
+    );
+    assert_eq!(all.len(), 1, "only source-port-reuse has a replay here");
+    let (_, s) = &all[0];
+    let bind = upstream(s, YOURS).bind.as_ref().unwrap();
+    assert_eq!((bind.source_port, bind.socket_options.len()), (40000, 1));
+    assert_eq!(upstream(s, FIXED).bind.as_ref().unwrap().source_port, 0);
+
+    // The listener's detection timeout; 5 s in the fix.
+    let all = plans("sniff-timeout", "strict", "caller", &["*=node"]);
+    let (plan, s) = all
+        .iter()
+        .find(|(p, _)| p.rule == Rule::SniffTimeout)
+        .unwrap();
+    let listener = |variant: &str| {
+        s.variant(variant).unwrap().nodes["caller"]
+            .kind
+            .envoy()
+            .unwrap()
+            .listeners["outbound"]
+            .detection_timeout_ms
+    };
+    assert_eq!((listener(YOURS), listener(FIXED)), (Some(100), Some(5000)));
+    assert!(plan.replacements.iter().any(|r| r.contains("TLS secrets")));
+}
