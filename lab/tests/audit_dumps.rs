@@ -107,7 +107,13 @@ fn every_dump_parses_and_is_audited() {
         let text = std::fs::read_to_string(&entry).unwrap();
         let parsed = dump::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", entry.display()));
         let report = audit("x", &parsed, &Options::default());
-        assert_eq!(report.source.shape, "envoy", "{}", entry.display());
+        // The mesh variants' pods run Istio-shaped sidecars.
+        let shape = if entry.to_string_lossy().contains("/istio-") {
+            "istio-sidecar"
+        } else {
+            "envoy"
+        };
+        assert_eq!(report.source.shape, shape, "{}", entry.display());
         assert!(report.source.envoy_version.is_some(), "{}", entry.display());
         assert!(report.source.clusters > 0 && report.source.listeners > 0);
         assert!(
@@ -679,4 +685,77 @@ fn replay_variants_carry_the_dumps_settings() {
     };
     assert_eq!((listener(YOURS), listener(FIXED)), (Some(100), Some(5000)));
     assert!(plan.replacements.iter().any(|r| r.contains("TLS secrets")));
+}
+
+/// The lab's Istio-shaped sidecars (mesh mode): Istio's names, Istio's fixes.
+#[test]
+fn istio_shaped_sidecars() {
+    const INBOUND: &str = "inbound|8080||";
+    const OUTBOUND: &str = "outbound|8080||backend.lab.svc.cluster.local";
+    // The callee's sidecar and Node (seed 001's own place): its inbound
+    // cluster has no idle timeout.
+    let node = format!("{INBOUND}=node");
+    let r = audit_lab("keepalive-race", "istio-inbound", "backend", &[&node]);
+    assert_eq!(r.source.shape, "istio-sidecar");
+    let f = finding(&r, Rule::KeepaliveRace, INBOUND);
+    assert_eq!(f.status, Status::Exposed);
+    assert!(
+        f.fix
+            .contains("DestinationRule for this workload's own Service host"),
+        "{}",
+        f.fix
+    );
+    // DestinationRule connectionPool.http.idleTimeout 4 s, applied by Istio
+    // to the inbound cluster: not exposed against Node's 5 s.
+    let r = audit_lab(
+        "keepalive-race",
+        "istio-fixed-idle-timeout",
+        "backend",
+        &[&node],
+    );
+    assert_eq!(status(&r, Rule::KeepaliveRace, INBOUND), None);
+    // The caller's outbound cluster: the fix is the destination's DestinationRule.
+    let r = audit_lab("keepalive-race", "istio-inbound", "client", &[]);
+    let f = finding(&r, Rule::KeepaliveRace, OUTBOUND);
+    assert!(
+        f.fix
+            .contains("DestinationRule for host `backend.lab.svc.cluster.local`"),
+        "{}",
+        f.fix
+    );
+    // Istio's default retries by release: 503 retried up to 1.23 (the
+    // client saw only 200s), not from 1.24.
+    let old = audit_lab("keepalive-race", "istio-inbound-1.23", "client", &[]);
+    assert!(finding(&old, Rule::RetriesHideFailures, OUTBOUND)
+        .why
+        .contains("503 from the next hop"));
+    let new = audit_lab("keepalive-race", "istio-inbound", "client", &[]);
+    assert!(!finding(&new, Rule::RetriesHideFailures, OUTBOUND)
+        .why
+        .contains("503 from the next hop"));
+    // Istio 1.6's 100 ms detection on the caller's outbound port, the
+    // fall-through to PassthroughCluster in plaintext: exposed, said in
+    // meshConfig terms; 5 s is not. The inbound side sniffs too, but its
+    // fall-through sends plaintext like its HTTP chain: nothing to say.
+    for caller in ["slow", "fast"] {
+        let r = audit_lab("sniff-timeout", "istio-strict", caller, &[]);
+        let f = finding(&r, Rule::SniffTimeout, "0.0.0.0_8080");
+        assert_eq!(f.status, Status::Exposed);
+        assert!(
+            f.fix.starts_with("meshConfig.protocolDetectionTimeout"),
+            "{}",
+            f.fix
+        );
+        assert_eq!(status(&r, Rule::SniffTimeout, "virtualInbound"), None);
+        let r = audit_lab(
+            "sniff-timeout",
+            "istio-fixed-detection-timeout",
+            caller,
+            &[],
+        );
+        assert!(
+            r.findings.iter().all(|f| f.rule != Rule::SniffTimeout),
+            "{caller}"
+        );
+    }
 }
