@@ -685,6 +685,27 @@ fn replay_variants_carry_the_dumps_settings() {
     };
     assert_eq!((listener(YOURS), listener(FIXED)), (Some(100), Some(5000)));
     assert!(plan.replacements.iter().any(|r| r.contains("TLS secrets")));
+
+    // An Istio sidecar's inbound cluster, replayed in the plain lab: said.
+    let all = plans(
+        "keepalive-race",
+        "istio-inbound",
+        "backend",
+        &["inbound|8080||=node"],
+    );
+    let (plan, s) = all
+        .iter()
+        .find(|(p, _)| p.rule == Rule::KeepaliveRace)
+        .unwrap();
+    assert_eq!(plan.object, "cluster `inbound|8080||`");
+    assert_eq!(upstream(s, YOURS).idle_timeout_ms, None);
+    assert!(
+        plan.replacements
+            .iter()
+            .any(|r| r.starts_with("shape: the istio-sidecar")),
+        "{:?}",
+        plan.replacements
+    );
 }
 
 /// The lab's Istio-shaped sidecars (mesh mode): Istio's names, Istio's fixes.

@@ -42,7 +42,7 @@ pub const FIXED: &str = "fixed";
 /// The plans for the findings a replay can rebuild (keepalive-race,
 /// source-port-reuse, sniff-timeout), and a line for each it cannot.
 pub fn plans(ctx: &Context, findings: &[Finding]) -> (Vec<Plan>, Vec<String>) {
-    let mut plans = Vec::new();
+    let mut plans: Vec<Plan> = Vec::new();
     let mut skipped = Vec::new();
     for f in findings.iter().filter(|f| f.status != Status::Info) {
         let plan = match f.rule {
@@ -54,7 +54,19 @@ pub fn plans(ctx: &Context, findings: &[Finding]) -> (Vec<Plan>, Vec<String>) {
             _ => None,
         };
         match plan {
-            Some(p) => plans.push(p),
+            Some(mut p) => {
+                if ctx.shape.istio() {
+                    // Replayed with the same settings in the lab's plain
+                    // Envoys; mesh mode has Istio's own shape.
+                    p.replacements.push(format!(
+                        "shape: the {} → the lab's plain Envoy with the same settings \
+                         (`connlab run {} --variant istio-…` replays Istio's own shape)",
+                        ctx.shape.word(),
+                        p.scenario
+                    ));
+                }
+                plans.push(p)
+            }
             None => skipped.push(format!(
                 "{} on {} `{}` (`connlab run {}` replays the catalogue's)",
                 f.rule.name(),
