@@ -144,6 +144,10 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         let Some(shared) = &self.shared else { return };
         let evictions = shared.table.borrow().evictions();
+        let http = self.kind == Kind::Http;
+        shared
+            .metrics
+            .sizes(http.then(|| shared.table.borrow().len()));
         let new = evictions.saturating_sub(shared.evictions_counted.replace(evictions));
         shared.metrics.evictions(new);
         let suppressed = shared.limiter.borrow_mut().take_suppressed();
