@@ -14,8 +14,9 @@ pub const EVENTS_SUPPRESSED: &str = "connlab_events_suppressed_total";
 /// Gauge: connections the reuse table holds now (at most `reuse_table_cap`).
 pub const REUSE_TABLE_ENTRIES: &str = "connlab_reuse_table_entries";
 /// Gauge: the wasm VM's linear memory (`memory.size`), in bytes. Both
-/// gauges are set once a second by each worker's VM: with several workers
-/// they show the last one to report.
+/// gauges are set once a second by each worker's VM (the main thread's VM
+/// carries no traffic and does not report): with several workers they
+/// show the last one to report.
 pub const WASM_MEMORY_BYTES: &str = "connlab_wasm_memory_bytes";
 
 /// A histogram kept as Prometheus-style cumulative bucket counters
