@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::evidence::EnvoyEvidence;
 use crate::istio::sidecar::{Certs, InboundPort, OutboundService, Protocol, Sidecar, ADMIN_PORT};
-use crate::istio::wasmplugin::{ecds_file, Placed, WasmPlugin};
+use crate::istio::wasmplugin::{ecds_file, FailStrategy, Placed, WasmPlugin};
 use crate::istio::{iptables, module};
 use crate::roles::envoy;
 use crate::runtime::{ContainerSpec, Lab, LabError, SHARED_DIR};
@@ -210,7 +210,7 @@ pub fn wrap(node: &str, spec: &mut ContainerSpec) {
          --log-path {SHARED_DIR}/{log} & \
          i=0; until curl -sf http://127.0.0.1:{ADMIN_PORT}/ready >/dev/null; do \
          i=$((i+1)); [ $i -lt 300 ] || {{ echo 'sidecar not ready' >&2; exit 1; }}; sleep 0.1; done; \
-         set +e; \"$@\"; rc=$?; \
+         set +e; \"$@\"; rc=$?; sleep 0.5; `# access logs flush every 100 ms` \
          curl -s http://127.0.0.1:{ADMIN_PORT}/stats > {SHARED_DIR}/{stats}; \
          curl -s http://127.0.0.1:{ADMIN_PORT}/config_dump > {SHARED_DIR}/{dump}; \
          curl -s http://127.0.0.1:{ADMIN_PORT}/clusters > {SHARED_DIR}/{clusters}; \
@@ -290,14 +290,25 @@ impl MeshRun {
             });
         };
         let plugins = load_plugins(mesh).map_err(|e| LabError::role("mesh", e))?;
-        let module = module::fetch(lab.dir(), &plugins).map_err(|e| LabError::role("mesh", e))?;
-        let resources = plugins
-            .iter()
-            .map(|p| match &module {
-                Some(file) => p.wasm_resource(&Path::new(SHARED_DIR).join(file)),
-                None => p.fallback_resource(),
-            })
-            .collect();
+        let mut resources = Vec::new();
+        for (plugin, fetched) in plugins.iter().zip(module::fetch_all(lab.dir(), &plugins)) {
+            resources.push(match fetched {
+                Ok(file) => plugin.wasm_resource(&Path::new(SHARED_DIR).join(file)),
+                Err(why) => {
+                    // The run says so: what the agent logs, then the fail
+                    // strategy's filter in the plugin's place.
+                    eprintln!(
+                        "connlab: WasmPlugin {}: {why}: {}",
+                        plugin.resource,
+                        match plugin.fail {
+                            FailStrategy::Open => "FAIL_OPEN puts an allow-all filter in its place",
+                            FailStrategy::Close => "FAIL_CLOSE puts a deny-all filter in its place",
+                        }
+                    );
+                    plugin.fallback_resource()
+                }
+            });
+        }
         Ok(MeshRun {
             mesh: Some(mesh.clone()),
             plugins,
@@ -368,6 +379,17 @@ pub fn load_plugins(mesh: &Mesh) -> Result<Vec<WasmPlugin>, String> {
         let read = run(&["--json".as_ref(), path.as_os_str()])?;
         let mut manifest: Value = serde_json::from_slice(&read.stdout)
             .map_err(|e| format!("{}: {e}", reference.manifest))?;
+        match reference.sha256.as_deref() {
+            None => {}
+            // What a user does after pushing: paste the digest it printed.
+            Some("image") => {
+                let url = manifest["spec"]["url"].as_str().unwrap_or_default();
+                let (_, digest) =
+                    module::resolve(&module::layout_dir(), url.trim_start_matches("oci://"))?;
+                manifest["spec"]["sha256"] = digest.trim_start_matches("sha256:").into();
+            }
+            Some(hex) => manifest["spec"]["sha256"] = hex.into(),
+        }
         let edits = serde_json::to_value(&reference.plugin_config).unwrap_or_default();
         if let (Some(config), Some(edits)) = (
             manifest["spec"]["pluginConfig"].as_object_mut(),

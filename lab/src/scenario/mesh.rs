@@ -57,6 +57,10 @@ pub struct DestinationRule {
 #[serde(deny_unknown_fields)]
 pub struct WasmPluginRef {
     pub manifest: String,
+    /// Replaces the manifest's `sha256`: `"image"` = the digest of the
+    /// image `make filter-image` built (what a user pastes after pushing
+    /// it), or 64 hex digits. Absent: the manifest's own.
+    pub sha256: Option<String>,
     #[serde(default)]
     pub plugin_config: toml::Table,
 }
