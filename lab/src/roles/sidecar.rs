@@ -404,3 +404,112 @@ pub fn load_plugins(mesh: &Mesh) -> Result<Vec<WasmPlugin>, String> {
     }
     Ok(plugins)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::istio::sidecar::MtlsMode;
+    use crate::scenario::mesh::DestinationRule;
+
+    fn mesh() -> Mesh {
+        Mesh {
+            istio: "1.28".parse().unwrap(),
+            protocol_detection_timeout_ms: Some(0),
+            destination_rules: vec![DestinationRule {
+                host: "backend".into(),
+                idle_timeout_ms: Some(4000),
+                max_requests_per_connection: None,
+            }],
+            wasm_plugins: vec![],
+        }
+    }
+
+    fn cluster<'a>(config: &'a Value, name: &str) -> &'a Value {
+        config["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no cluster {name}"))
+    }
+
+    /// The DestinationRule reaches both ends: the caller's outbound cluster
+    /// and the callee's inbound one; the caller originates mTLS to a peer
+    /// with a sidecar; paths are the container's.
+    #[test]
+    fn a_pods_sidecar_takes_the_mesh_config() {
+        let mesh = mesh();
+        let strict = SidecarSettings {
+            mtls: MtlsMode::Strict,
+            protocol: Protocol::Http,
+        };
+        let callee = Pod {
+            node: "backend",
+            settings: &strict,
+            mesh: &mesh,
+            serves: Some(8080),
+            calls: None,
+            plugins: &[],
+        }
+        .bootstrap();
+        let idle = |c: &Value| {
+            c["typed_extension_protocol_options"]
+                ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+                ["common_http_protocol_options"]["idle_timeout"]
+                .clone()
+        };
+        assert_eq!(idle(cluster(&callee, "inbound|8080||")), "4s");
+        let caller = Pod {
+            node: "client",
+            settings: &strict,
+            mesh: &mesh,
+            serves: None,
+            calls: Some((
+                "backend",
+                SocketAddr::from(([10, 0, 0, 2], 8080)),
+                Some(&strict),
+            )),
+            plugins: &[],
+        }
+        .bootstrap();
+        let out = cluster(&caller, "outbound|8080||backend.lab.svc.cluster.local");
+        assert_eq!(idle(out), "4s");
+        let tls = &out["transport_socket"]["typed_config"];
+        assert_eq!(
+            tls["sni"],
+            "outbound_.8080_._.backend.lab.svc.cluster.local"
+        );
+        assert_eq!(
+            tls["common_tls_context"]["tls_certificates"][0]["certificate_chain"]["filename"],
+            "/connlab/client.pem"
+        );
+        // protocolDetectionTimeout 0 in meshConfig: no timeout.
+        let listeners = caller["static_resources"]["listeners"].as_array().unwrap();
+        let port = listeners
+            .iter()
+            .find(|l| l["name"] == "0.0.0.0_8080")
+            .unwrap();
+        assert_eq!(port["listener_filters_timeout"], "0s");
+        // The checker's JSON log beside Istio's TEXT one.
+        let text = caller.to_string();
+        assert!(text.contains("/connlab/client.access.jsonl"));
+        assert!(text.contains("/connlab/client.access.log"));
+    }
+
+    #[test]
+    fn the_wrapper_applies_the_rules_then_runs_envoy_as_1337_then_the_app() {
+        let mut spec = ContainerSpec {
+            cmd: vec!["connlab-client".into(), "--requests".into(), "2".into()],
+            ..Default::default()
+        };
+        wrap("client", &mut spec);
+        assert!(spec.net_admin);
+        let script = &spec.cmd[2];
+        let rules = script.find("iptables-restore").unwrap();
+        let envoy = script.find("setpriv --reuid 1337 --regid 1337").unwrap();
+        let ready = script.find("127.0.0.1:15000/ready").unwrap();
+        let app = script.find("\"$@\"").unwrap();
+        assert!(rules < envoy && envoy < ready && ready < app, "{script}");
+        assert_eq!(&spec.cmd[4..], ["connlab-client", "--requests", "2"]);
+    }
+}
