@@ -780,3 +780,60 @@ fn istio_shaped_sidecars() {
         );
     }
 }
+
+/// Every value of real dumps (but the bootstrap's long extension list)
+/// replaced in turn by a value of another JSON type: the audit reads whatever it gets and
+/// never panics; a wrong type is a setting it does not see, not a crash.
+#[test]
+fn no_wrong_typed_field_makes_it_panic() {
+    fn paths(v: &Value, at: String, out: &mut Vec<String>) {
+        if at.ends_with("/node/extensions") {
+            return;
+        }
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    let key = k.replace('~', "~0").replace('/', "~1");
+                    paths(x, format!("{at}/{key}"), out);
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    paths(x, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+        out.push(at);
+    }
+    let wrong = [json!(null), json!(-1), json!("0.5s"), json!([]), json!({})];
+    let mut audits = 0;
+    for (scenario, variant, node) in [
+        ("keepalive-race", "retry-hidden", "caller"),
+        ("sniff-timeout", "strict", "caller"),
+        ("source-port-reuse", "sequential", "envoy"),
+        ("half-open", "gateway-user-timeout", "gwa"),
+        ("keepalive-race", "istio-inbound", "backend"),
+    ] {
+        let mut original = read(&lab_dump(scenario, variant, node));
+        // Envoy's list of its extensions (most of the file, never read):
+        // left out so each of the thousands of copies is small.
+        if let Some(e) = original.pointer_mut("/configs/0/bootstrap/node/extensions") {
+            *e = json!([]);
+        }
+        let mut all = Vec::new();
+        paths(&original, String::new(), &mut all);
+        // Each value gets the types in turn (value i the i-th, then
+        // round): every field meets several wrong types across the dumps.
+        for (i, path) in all.iter().filter(|p| !p.is_empty()).enumerate() {
+            let mut v = original.clone();
+            *v.pointer_mut(path).unwrap() = wrong[i % wrong.len()].clone();
+            if let Ok(parsed) = dump::from_value(&v) {
+                let r = audit("x", &parsed, &options(&["*=node"], true));
+                let _ = connlab::audit::render::human(&r);
+                audits += 1;
+            }
+        }
+    }
+    assert!(audits > 500, "{audits}");
+}
