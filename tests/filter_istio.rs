@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use connlab::envoy_config::{
+use connlab::run::envoy_config::{
     bootstrap, cluster, hcm, http_wasm, listener, net_wasm, route, tcp_proxy,
 };
 use connlab_tests::envoy_process::EnvoyProcess;

@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
-use connlab::certs::Authority;
-use connlab::envoy_config::*;
-use connlab::envoy_process::envoy_bin;
+use connlab::run::certs::Authority;
+use connlab::run::envoy_config::*;
+use connlab::run::envoy_process::envoy_bin;
 use serde_json::Value;
 
 fn validate(dir: &Path, name: &str, config: &Value) -> (bool, String) {

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::template::{Field, Template, Values};
 use super::time;
-use crate::access_log::ISTIO_TEXT_FORMAT;
+use crate::evidence::access_log::ISTIO_TEXT_FORMAT;
 
 /// Where a request line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

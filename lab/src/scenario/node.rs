@@ -13,7 +13,7 @@ use toml::Spanned;
 use super::envoy::EnvoyNode;
 use super::tree::{self, Value};
 use super::ReadError;
-use crate::client::ClientConfig;
+use crate::programs::client::ClientConfig;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
@@ -87,7 +87,10 @@ struct Common {
 
 const COMMON_KEYS: [&str; 5] = ["networks", "sysctls", "cap_add", "gateway", "capture"];
 
-/// A server on port `backend::PORT` (8080).
+/// The port every backend serves on.
+pub const BACKEND_PORT: u16 = 8080;
+
+/// A server on port [`BACKEND_PORT`].
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendNode {
