@@ -30,7 +30,7 @@ export INSTA_UPDATE ?= no
 # real-Envoy tests against each.
 ENVOY_VERSIONS := 1.36.4 1.37.0 1.38.2 1.39.3 1.40.0
 
-.PHONY: help host-tools filter envoy image test lint-workflows lab-run lab-stability bench-filter fuzz-filter filter-image test-envoy-versions compose-files
+.PHONY: help host-tools filter envoy image test lint-workflows lab-run lab-stability bench-filter fuzz-filter filter-image test-envoy-versions compose-files audit-dumps
 
 help:
 	@echo "make lab-run   replay every scenario; HTML report in $(REPORT_DIR)/index.html"
@@ -44,6 +44,7 @@ help:
 	@echo "make bench-filter  Envoy CPU per request: no filter, empty wasm, connlab, native log"
 	@echo "make fuzz-filter   long fuzz run of the filter's wire and config parsers"
 	@echo "make test-envoy-versions  the filter's real-Envoy tests on Envoy $(ENVOY_VERSIONS)"
+	@echo "make audit-dumps  regenerate tests/data/audit: every lab Envoy's config dump, and on Envoy $(ENVOY_VERSIONS)"
 	@echo "make filter-image  the filter as an OCI image (Istio wasm layout) in local Docker"
 	@echo "make bench-diagnose  connlab diagnose on a generated 1 GB Istio log, beside grep -c UC"
 
@@ -99,6 +100,10 @@ fuzz-filter:
 
 test-envoy-versions: host-tools filter
 	@scripts/test-envoy-versions.sh $(ENVOY_VERSIONS)
+
+# The real config dumps `connlab audit` is tested on (lab/tests/audit_dumps.rs).
+audit-dumps: host-tools filter envoy image
+	@scripts/audit-dumps.sh $(ENVOY_VERSIONS)
 
 filter-image: filter
 	@filter/image/build.sh

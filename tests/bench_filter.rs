@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use std::io::Write;
 
-use connlab::run::envoy_config::{
+use connlab::envoy::config::{
     bootstrap, cluster, file_access_log, hcm, http_wasm, listener, net_wasm, plugin, route,
     tcp_proxy,
 };
@@ -263,7 +263,7 @@ fn main() {
 /// Needs `valgrind` (Debian package `valgrind`).
 fn callgrind(backend: SocketAddr, dir: &std::path::Path) {
     let requests = env("BENCH_CALLGRIND_REQUESTS", 300);
-    let envoy_bin = connlab::run::envoy_process::envoy_bin().expect("Envoy binary");
+    let envoy_bin = connlab::envoy::process::envoy_bin().expect("Envoy binary");
     let out = dir.join("callgrind");
     let wrapper = dir.join("envoy-under-callgrind");
     std::fs::write(

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use connlab::run::envoy_config::{
+use connlab::envoy::config::{
     bootstrap, cluster, hcm, http_wasm, listener, net_wasm, route, tcp_proxy,
 };
 use connlab_tests::envoy_process::EnvoyProcess;

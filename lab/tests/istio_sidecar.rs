@@ -1,14 +1,14 @@
-//! Every sidecar shape `connlab::run::istio` builds, loaded by the real Envoy
+//! Every sidecar shape `connlab::envoy::istio` builds, loaded by the real Envoy
 //! (`envoy --mode validate`), for the releases the seeds need and both
 //! mTLS modes and all three port protocols, with certificates from the
 //! run's CA.
 
 use std::net::SocketAddr;
 
-use connlab::run::certs::Authority;
-use connlab::run::envoy_process::validate;
-use connlab::run::istio::sidecar::*;
-use connlab::run::istio::Release;
+use connlab::envoy::certs::Authority;
+use connlab::envoy::istio::sidecar::*;
+use connlab::envoy::istio::Release;
+use connlab::envoy::process::validate;
 
 #[test]
 fn every_sidecar_shape_loads_in_envoy() {

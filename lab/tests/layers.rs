@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 /// `lab/src/lib.rs`'s stack, bottom first: a module may use its own layer and
 /// the ones before it.
-const LAB_STACK: [&str; 10] = [
-    "paths", "programs", "evidence", "outcome", "scenario", "check", "run", "outputs", "replay",
-    "diagnose",
+const LAB_STACK: [&str; 12] = [
+    "paths", "programs", "evidence", "envoy", "outcome", "scenario", "check", "run", "outputs",
+    "replay", "diagnose", "audit",
 ];
 
 #[test]

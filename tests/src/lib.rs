@@ -8,9 +8,9 @@ pub mod lab;
 pub mod raw_servers;
 pub mod silent_peer;
 
+pub use connlab::envoy::{config as envoy_config, process as envoy_process};
 pub use connlab::paths;
 pub use connlab::programs::{backend, http1};
-pub use connlab::run::{envoy_config, envoy_process};
 
 /// Loopback with a kernel-picked port.
 pub fn any_local_port() -> SocketAddr {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use connlab::run::certs::Authority;
+use connlab::envoy::certs::Authority;
 use connlab::run::roles::envoy;
 
 #[derive(Parser)]

@@ -1,8 +1,7 @@
 //! The runtime: Docker (`runtime`), one module per kind of node (`roles`),
-//! the faults (`faults`), packet captures, the run's certificates, the lab
-//! image, Envoy's config blocks (`envoy_config`) and Istio's sidecar shape
-//! built from them (`istio`); live progress as events. Uses
-//! `scenario` (what to start), `programs` (what runs in the containers) and
+//! the faults (`faults`), packet captures, node addresses, the lab image;
+//! live progress as events. Uses `scenario` (what to start), `envoy` (the
+//! Envoy and sidecar configs), `programs` (what runs in the containers) and
 //! `evidence` (what it records); it never judges what it recorded (`check`).
 //!
 //! This file runs one variant: networks and nodes up, faults and workload,
@@ -17,12 +16,8 @@
 
 pub mod addresses;
 pub mod capture;
-pub mod certs;
-pub mod envoy_config;
-pub mod envoy_process;
 pub mod faults;
 pub mod image;
-pub mod istio;
 pub mod progress;
 pub mod roles;
 pub mod runtime;
@@ -31,12 +26,13 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
+use crate::envoy::certs;
 use crate::evidence::{Evidence, Packets};
 use crate::run::addresses::Addresses;
 use crate::run::capture::Capture;
-use crate::run::roles::{backend, client, envoy, router, script};
+use crate::run::roles::{backend, client, envoy, router, script, sidecar};
 use crate::run::runtime::{ContainerSpec, Lab, LabError};
-use crate::scenario::node::{Node, NodeKind};
+use crate::scenario::node::{Node, NodeKind, BACKEND_PORT};
 use crate::scenario::{networks_of, start_order, Variant};
 use progress::{Phase, Workload};
 
@@ -87,6 +83,11 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
         lab.add_network(network).await?;
     }
     let mut addresses = Addresses::default();
+    // The run's CA: each Envoy's and sidecar's certificate is issued as it
+    // starts.
+    let ca =
+        certs::Authority::create(lab.dir()).map_err(|e| LabError::role("certs", e.to_string()))?;
+    let mesh = sidecar::MeshRun::prepare(lab, variant)?;
     // Routers first: other nodes may route through them (`gateway`).
     let (routers, others): (Vec<_>, Vec<_>) = variant
         .nodes
@@ -95,6 +96,16 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
     for (name, node) in routers.into_iter().chain(others) {
         let spec = spec(variant, name, node, &addresses)?;
         match &node.kind {
+            NodeKind::Backend(b) if node.sidecar.is_some() => {
+                let mut spec = spec;
+                backend::command(b, &mut spec);
+                let pod = mesh.pod(variant, name, Some(BACKEND_PORT), None)?;
+                pod.prepare(lab, &mut spec, &ca, &mesh.resources)?;
+                lab.start(spec).await?;
+                sidecar::wait_ready(lab, name).await?;
+                lab.wait_until(name, &backend::ready_probe(), Duration::from_secs(60))
+                    .await?;
+            }
             NodeKind::Backend(b) => backend::start(lab, b, spec).await?,
             NodeKind::Router(_) => router::start(lab, spec).await?,
             NodeKind::Script(s) if !s.workload => {
@@ -106,9 +117,6 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
         addresses.learn(lab, name).await?;
     }
     let order = start_order(variant).map_err(|n| LabError::role(&n, "Envoy cycle"))?;
-    // The run's CA: each Envoy's certificate is issued as it starts.
-    let ca =
-        certs::Authority::create(lab.dir()).map_err(|e| LabError::role("certs", e.to_string()))?;
     for name in order {
         let node = &variant.nodes[&name];
         let Some(config) = node.kind.envoy() else {
@@ -155,7 +163,16 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
                 let target = addresses
                     .reach(variant, &spec.networks, &c.config.target)
                     .ok_or_else(|| LabError::role(name, "cannot reach the target"))?;
-                client::start(lab, &c.config, target.to_string(), spec).await?;
+                if node.sidecar.is_some() {
+                    let mut spec = spec;
+                    client::command(&c.config, target.to_string(), &mut spec);
+                    let host = c.config.target.split(':').next().unwrap_or_default();
+                    let pod = mesh.pod(variant, name, None, Some((host, target)))?;
+                    pod.prepare(lab, &mut spec, &ca, &mesh.resources)?;
+                    lab.start(spec).await?;
+                } else {
+                    client::start(lab, &c.config, target.to_string(), spec).await?;
+                }
                 clients.push((name.clone(), Workload::of(&c.config)));
                 // A scheduled fault's rules may name it.
                 addresses.learn(lab, name).await?;
@@ -208,6 +225,11 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
             evidence
                 .envoys
                 .insert(name.clone(), envoy::collect(lab, name).await?);
+        } else if node.sidecar.is_some() {
+            let exited = node.kind.client().is_some();
+            evidence
+                .envoys
+                .insert(name.clone(), sidecar::collect(lab, name, exited).await?);
         }
     }
     Ok(evidence)

@@ -18,6 +18,7 @@
 pub mod checks;
 pub mod envoy;
 pub mod fault;
+pub mod mesh;
 pub mod node;
 pub mod rules;
 mod tree;
@@ -63,6 +64,9 @@ pub struct Variant {
     pub fixed: Vec<Check>,
     /// Extra Envoy stats every outcome reports, as `node:stat.name`.
     pub stats: Vec<String>,
+    /// Mesh mode: the Istio release and mesh-wide config of the nodes with
+    /// a `sidecar`.
+    pub mesh: Option<mesh::Mesh>,
 }
 
 /// A scenario file that cannot be used, and where.
@@ -118,6 +122,7 @@ struct Setup {
     fixed: Vec<Check>,
     #[serde(default)]
     stats: Vec<String>,
+    mesh: Option<mesh::Mesh>,
 }
 
 /// `networks = ["mesh"]`, or `[[networks]] name = "mesh"` (room for
@@ -279,6 +284,7 @@ fn read_variant(mut merged: tree::Table<'_>) -> Result<Variant, ReadError> {
         reproduced: setup.reproduced,
         fixed: setup.fixed,
         stats: setup.stats,
+        mesh: setup.mesh,
     })
 }
 

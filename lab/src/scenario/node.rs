@@ -31,6 +31,9 @@ pub struct Node {
     /// 8080`), from before the workload starts until it ends; what it saw is
     /// evidence (`packets` checks, the pcap, a packet ladder).
     pub capture: Option<String>,
+    /// An Istio sidecar in its network namespace (backends and clients;
+    /// the variant's `[mesh]` says which release).
+    pub sidecar: Option<super::mesh::SidecarSettings>,
     pub kind: NodeKind,
 }
 
@@ -83,9 +86,12 @@ struct Common {
     cap_add: Vec<String>,
     gateway: Option<String>,
     capture: Option<String>,
+    sidecar: Option<super::mesh::SidecarSettings>,
 }
 
-const COMMON_KEYS: [&str; 5] = ["networks", "sysctls", "cap_add", "gateway", "capture"];
+const COMMON_KEYS: [&str; 6] = [
+    "networks", "sysctls", "cap_add", "gateway", "capture", "sidecar",
+];
 
 /// The port every backend serves on.
 pub const BACKEND_PORT: u16 = 8080;
@@ -265,6 +271,7 @@ pub(super) fn read(name: &str, value: Value<'_>) -> Result<Node, ReadError> {
         cap_add: common.cap_add,
         gateway: common.gateway,
         capture: common.capture,
+        sidecar: common.sidecar,
         kind,
     })
 }

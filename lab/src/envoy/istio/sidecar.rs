@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 
 use super::release::Release;
-use crate::run::envoy_config as config;
+use crate::envoy::config;
 
 /// Where istio-iptables sends a pod's outbound TCP.
 pub const OUTBOUND_PORT: u16 = 15001;
@@ -468,7 +468,7 @@ impl Sidecar<'_> {
                 cert: self.certs.cert.clone(),
                 key: self.certs.key.clone(),
                 ca: self.certs.ca.clone(),
-                peer_ids: vec![crate::run::certs::spiffe_id(&s.host)],
+                peer_ids: vec![crate::envoy::certs::spiffe_id(&s.host)],
             };
             c["transport_socket"] = config::upstream_mtls(&files, Some(&sni), alpn);
         }

@@ -5,8 +5,10 @@
 //! functions: the roles put them in containers.
 
 pub mod iptables;
+pub mod module;
 pub mod release;
 pub mod sidecar;
+pub mod wasmplugin;
 
 pub use release::Release;
 

@@ -93,7 +93,7 @@ pub fn sniffing_listener(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::envoy_config::tcp_proxy;
+    use crate::envoy::config::tcp_proxy;
 
     #[test]
     fn a_sniffing_listener_has_both_inspectors_its_timeout_and_a_default_chain() {
