@@ -76,10 +76,10 @@ $(ENVOY_STAMP):
 	@touch $@
 
 # The image is built (or found) once here; the tests and the CLI use its tag.
-test: host-tools filter envoy image lint-workflows $(MANIFEST_TOOLS_STAMP)
+test: host-tools filter filter-image envoy image lint-workflows $(MANIFEST_TOOLS_STAMP)
 	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo test --locked --workspace
 
-lab-run: filter envoy image
+lab-run: filter filter-image envoy image $(MANIFEST_TOOLS_STAMP)
 	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo run --locked --quiet -p connlab-lab --bin connlab -- run --all --report $(REPORT_DIR) --junit $(REPORT_DIR)/junit.xml
 
 # The checked-in docker-compose files, one per variant of every scenario
@@ -88,7 +88,7 @@ compose-files:
 	cargo run --locked --quiet -p connlab-lab --bin connlab -- compose --all
 
 # Every variant 10 times in a row: verdict and counts must be identical.
-lab-stability: filter envoy image
+lab-stability: filter filter-image envoy image $(MANIFEST_TOOLS_STAMP)
 	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo run --locked --quiet -p connlab-lab --bin connlab -- run --all --repeat 10
 
 bench-filter: filter envoy

@@ -181,3 +181,115 @@ fn the_release_schemas_match_the_shared_reference_when_present() {
         );
     }
 }
+
+// --- Delivery as Istio does it, in real Envoy: the WasmPlugin reaches the
+// filter chain through ECDS (`connlab::envoy::istio::wasmplugin`, from a file Envoy
+// watches where istiod would stream it).
+
+mod delivery {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use connlab::envoy::config::{bootstrap, cluster, hcm, listener, route};
+    use connlab::envoy::istio::wasmplugin::{ecds_file, WasmPlugin};
+    use connlab::envoy::process::EnvoyProcess;
+    use connlab::programs::http1::Conn;
+    use connlab_tests::{filter_wasm, slow_backend};
+    use serde_json::{json, Value};
+
+    fn plugin(fail: &str, config: Value) -> WasmPlugin {
+        WasmPlugin::from_manifest(&json!({
+            "kind": "WasmPlugin", "metadata": {"name": "connlab-http", "namespace": "shop"},
+            "spec": {"url": "oci://r/connlab-filter:0.1.0", "pluginName": "connlab_http",
+                     "type": "HTTP", "failStrategy": fail, "pluginConfig": config},
+        }))
+        .unwrap()
+    }
+
+    fn write(ecds: &Path, version: u32, resource: Value) {
+        let staged = ecds.with_extension("tmp");
+        std::fs::write(&staged, ecds_file(version, resource).to_string()).unwrap();
+        std::fs::rename(staged, ecds).unwrap();
+    }
+
+    /// An Envoy whose HCM gets the plugin by ECDS from `ecds`, in front of
+    /// a backend on loopback.
+    fn envoy(p: &WasmPlugin, ecds: &Path, backend: std::net::SocketAddr) -> EnvoyProcess {
+        let http = vec![p.reference(ecds)];
+        let mut config = bootstrap(
+            vec![listener(
+                "main",
+                vec![hcm("main", http, vec![route("/", "app")], vec![])],
+            )],
+            vec![cluster("app", &[backend])],
+        );
+        config["node"] = json!({"id": "sidecar~127.0.0.1~app.shop~shop.svc.cluster.local", "cluster": "app.shop"});
+        EnvoyProcess::start(&config).expect("Envoy starts")
+    }
+
+    fn get(envoy: &EnvoyProcess) -> u16 {
+        let addr = envoy.listener("main").expect("listener");
+        let mut conn = Conn::connect(addr, Duration::from_secs(2)).expect("connect");
+        conn.get("/").map(|r| r.status).unwrap_or(0)
+    }
+
+    /// FAIL_OPEN with a module that fails to load: Istio's agent refuses a
+    /// binary that is not Wasm (cache.go isValidWasmBinary) and, the
+    /// plugin failing open, sends an allow-all RBAC filter in its place
+    /// (convert.go): requests go through, the allow-all filter runs.
+    #[test]
+    fn fail_open_with_a_module_that_fails_to_load_keeps_traffic_flowing() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = slow_backend(Duration::ZERO);
+        let p = plugin("FAIL_OPEN", json!({"events": "all"}));
+        let ecds = dir.path().join("ecds.json");
+        let agent = connlab::envoy::istio::module::check_wasm(b"this is not a wasm module");
+        assert!(agent.is_err());
+        write(&ecds, 1, p.fallback_resource());
+        let envoy = envoy(&p, &ecds, backend.addr());
+        for _ in 0..5 {
+            assert_eq!(get(&envoy), 200, "{}", envoy.log_tail());
+        }
+        assert_eq!(envoy.stat("http.main.rbac.wasm-default-allow.denied"), 0);
+        // FAIL_CLOSE would deny instead.
+        let closed = plugin("FAIL_CLOSE", json!({}));
+        write(&ecds, 2, closed.fallback_resource());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while get(&envoy) != 403 {
+            assert!(Instant::now() < deadline, "{}", envoy.log_tail());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A pluginConfig change pushed while requests flow: every request is
+    /// answered, Envoy takes the new version, and the filter runs with it
+    /// (events `all` logs every request; `failures` logs none of these).
+    #[test]
+    fn a_plugin_config_pushed_mid_run_loses_no_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = slow_backend(Duration::ZERO);
+        let ecds = dir.path().join("ecds.json");
+        let quiet = plugin("FAIL_OPEN", json!({"events": "failures"}));
+        write(&ecds, 1, quiet.wasm_resource(&filter_wasm()));
+        let envoy = envoy(&quiet, &ecds, backend.addr());
+        let stat = "extension_config_discovery.http_filter.shop.connlab-http.update_success";
+        let mut statuses = Vec::new();
+        let started = Instant::now();
+        let mut pushed = false;
+        while started.elapsed() < Duration::from_secs(4) {
+            statuses.push(get(&envoy));
+            if !pushed && started.elapsed() > Duration::from_secs(1) {
+                let loud = plugin("FAIL_OPEN", json!({"events": "all"}));
+                write(&ecds, 2, loud.wasm_resource(&filter_wasm()));
+                pushed = true;
+            }
+        }
+        assert!(statuses.len() > 20, "{}", statuses.len());
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+        assert_eq!(envoy.stat(stat), 2, "{}", envoy.log_tail());
+        assert!(
+            !envoy.events().is_empty(),
+            "the pushed config (events: all) is running"
+        );
+    }
+}

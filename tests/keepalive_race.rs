@@ -141,3 +141,15 @@ fn istio_fixed_idle_timeout() {
     assert_eq!(outcome.client.get("200"), Some(&6), "{outcome:#?}");
     snapshot(&outcome);
 }
+
+/// The WasmPlugin as shipped (placeholder sha256): the agent's digest
+/// check fails, FAIL_OPEN puts an allow-all filter in its place, traffic
+/// flows without the filter.
+#[test]
+fn istio_fail_open() {
+    let outcome = run_variant(SCENARIO, "istio-fail-open");
+    assert_eq!(outcome.verdict, Verdict::Reproduced, "{outcome:#?}");
+    assert_eq!(outcome.client.get("200"), Some(&3), "{outcome:#?}");
+    assert!(outcome.diagnoses["backend"].is_empty(), "{outcome:#?}");
+    snapshot(&outcome);
+}

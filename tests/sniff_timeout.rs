@@ -105,3 +105,16 @@ fn istio_fixed_detection_timeout() {
     assert_eq!(outcome.client.get("200"), Some(&20), "{outcome:#?}");
     snapshot(&outcome);
 }
+
+#[test]
+fn istio_fixed_permissive() {
+    let outcome = run_variant(SCENARIO, "istio-fixed-permissive");
+    assert_eq!(outcome.verdict, Verdict::Fixed, "{outcome:#?}");
+    assert_eq!(outcome.client.get("200"), Some(&20), "{outcome:#?}");
+    // Still falling through: why PERMISSIVE is the weaker fix.
+    assert_eq!(
+        outcome.stats["slow:listener.0.0.0.0_8080.downstream_pre_cx_timeout"],
+        10
+    );
+    snapshot(&outcome);
+}

@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::envoy::istio::sidecar::{
     Certs, InboundPort, OutboundService, Protocol, Sidecar, ADMIN_PORT,
 };
-use crate::envoy::istio::wasmplugin::{ecds_file, Placed, WasmPlugin};
+use crate::envoy::istio::wasmplugin::{ecds_file, FailStrategy, Placed, WasmPlugin};
 use crate::envoy::istio::{iptables, module};
 use crate::envoy::{certs, config as envoy_config};
 use crate::evidence::EnvoyEvidence;
@@ -212,7 +212,7 @@ pub fn wrap(node: &str, spec: &mut ContainerSpec) {
          --log-path {SHARED_DIR}/{log} & \
          i=0; until curl -sf http://127.0.0.1:{ADMIN_PORT}/ready >/dev/null; do \
          i=$((i+1)); [ $i -lt 300 ] || {{ echo 'sidecar not ready' >&2; exit 1; }}; sleep 0.1; done; \
-         set +e; \"$@\"; rc=$?; \
+         set +e; \"$@\"; rc=$?; sleep 0.5; `# access logs flush every 100 ms` \
          curl -s http://127.0.0.1:{ADMIN_PORT}/stats > {SHARED_DIR}/{stats}; \
          curl -s http://127.0.0.1:{ADMIN_PORT}/config_dump > {SHARED_DIR}/{dump}; \
          curl -s http://127.0.0.1:{ADMIN_PORT}/clusters > {SHARED_DIR}/{clusters}; \
@@ -292,14 +292,25 @@ impl MeshRun {
             });
         };
         let plugins = load_plugins(mesh).map_err(|e| LabError::role("mesh", e))?;
-        let module = module::fetch(lab.dir(), &plugins).map_err(|e| LabError::role("mesh", e))?;
-        let resources = plugins
-            .iter()
-            .map(|p| match &module {
-                Some(file) => p.wasm_resource(&Path::new(SHARED_DIR).join(file)),
-                None => p.fallback_resource(),
-            })
-            .collect();
+        let mut resources = Vec::new();
+        for (plugin, fetched) in plugins.iter().zip(module::fetch_all(lab.dir(), &plugins)) {
+            resources.push(match fetched {
+                Ok(file) => plugin.wasm_resource(&Path::new(SHARED_DIR).join(file)),
+                Err(why) => {
+                    // The run says so: what the agent logs, then the fail
+                    // strategy's filter in the plugin's place.
+                    eprintln!(
+                        "connlab: WasmPlugin {}: {why}: {}",
+                        plugin.resource,
+                        match plugin.fail {
+                            FailStrategy::Open => "FAIL_OPEN puts an allow-all filter in its place",
+                            FailStrategy::Close => "FAIL_CLOSE puts a deny-all filter in its place",
+                        }
+                    );
+                    plugin.fallback_resource()
+                }
+            });
+        }
         Ok(MeshRun {
             mesh: Some(mesh.clone()),
             plugins,
@@ -370,6 +381,17 @@ pub fn load_plugins(mesh: &Mesh) -> Result<Vec<WasmPlugin>, String> {
         let read = run(&["--json".as_ref(), path.as_os_str()])?;
         let mut manifest: Value = serde_json::from_slice(&read.stdout)
             .map_err(|e| format!("{}: {e}", reference.manifest))?;
+        match reference.sha256.as_deref() {
+            None => {}
+            // What a user does after pushing: paste the digest it printed.
+            Some("image") => {
+                let url = manifest["spec"]["url"].as_str().unwrap_or_default();
+                let (_, digest) =
+                    module::resolve(&module::layout_dir(), url.trim_start_matches("oci://"))?;
+                manifest["spec"]["sha256"] = digest.trim_start_matches("sha256:").into();
+            }
+            Some(hex) => manifest["spec"]["sha256"] = hex.into(),
+        }
         let edits = serde_json::to_value(&reference.plugin_config).unwrap_or_default();
         if let (Some(config), Some(edits)) = (
             manifest["spec"]["pluginConfig"].as_object_mut(),
@@ -383,4 +405,113 @@ pub fn load_plugins(mesh: &Mesh) -> Result<Vec<WasmPlugin>, String> {
         );
     }
     Ok(plugins)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envoy::istio::sidecar::MtlsMode;
+    use crate::scenario::mesh::DestinationRule;
+
+    fn mesh() -> Mesh {
+        Mesh {
+            istio: "1.28".parse().unwrap(),
+            protocol_detection_timeout_ms: Some(0),
+            destination_rules: vec![DestinationRule {
+                host: "backend".into(),
+                idle_timeout_ms: Some(4000),
+                max_requests_per_connection: None,
+            }],
+            wasm_plugins: vec![],
+        }
+    }
+
+    fn cluster<'a>(config: &'a Value, name: &str) -> &'a Value {
+        config["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no cluster {name}"))
+    }
+
+    /// The DestinationRule reaches both ends: the caller's outbound cluster
+    /// and the callee's inbound one; the caller originates mTLS to a peer
+    /// with a sidecar; paths are the container's.
+    #[test]
+    fn a_pods_sidecar_takes_the_mesh_config() {
+        let mesh = mesh();
+        let strict = SidecarSettings {
+            mtls: MtlsMode::Strict,
+            protocol: Protocol::Http,
+        };
+        let callee = Pod {
+            node: "backend",
+            settings: &strict,
+            mesh: &mesh,
+            serves: Some(8080),
+            calls: None,
+            plugins: &[],
+        }
+        .bootstrap();
+        let idle = |c: &Value| {
+            c["typed_extension_protocol_options"]
+                ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+                ["common_http_protocol_options"]["idle_timeout"]
+                .clone()
+        };
+        assert_eq!(idle(cluster(&callee, "inbound|8080||")), "4s");
+        let caller = Pod {
+            node: "client",
+            settings: &strict,
+            mesh: &mesh,
+            serves: None,
+            calls: Some((
+                "backend",
+                SocketAddr::from(([10, 0, 0, 2], 8080)),
+                Some(&strict),
+            )),
+            plugins: &[],
+        }
+        .bootstrap();
+        let out = cluster(&caller, "outbound|8080||backend.lab.svc.cluster.local");
+        assert_eq!(idle(out), "4s");
+        let tls = &out["transport_socket"]["typed_config"];
+        assert_eq!(
+            tls["sni"],
+            "outbound_.8080_._.backend.lab.svc.cluster.local"
+        );
+        assert_eq!(
+            tls["common_tls_context"]["tls_certificates"][0]["certificate_chain"]["filename"],
+            "/connlab/client.pem"
+        );
+        // protocolDetectionTimeout 0 in meshConfig: no timeout.
+        let listeners = caller["static_resources"]["listeners"].as_array().unwrap();
+        let port = listeners
+            .iter()
+            .find(|l| l["name"] == "0.0.0.0_8080")
+            .unwrap();
+        assert_eq!(port["listener_filters_timeout"], "0s");
+        // The checker's JSON log beside Istio's TEXT one.
+        let text = caller.to_string();
+        assert!(text.contains("/connlab/client.access.jsonl"));
+        assert!(text.contains("/connlab/client.access.log"));
+    }
+
+    #[test]
+    fn the_wrapper_applies_the_rules_then_runs_envoy_as_1337_then_the_app() {
+        let mut spec = ContainerSpec {
+            cmd: vec!["connlab-client".into(), "--requests".into(), "2".into()],
+            ..Default::default()
+        };
+        wrap("client", &mut spec);
+        assert!(spec.net_admin);
+        let script = &spec.cmd[2];
+        let rules = script.find("iptables-restore").unwrap();
+        let envoy = script.find("setpriv --reuid 1337 --regid 1337").unwrap();
+        let ready = script.find("127.0.0.1:15000/ready").unwrap();
+        let app = script.find("\"$@\"").unwrap();
+        assert!(rules < envoy && envoy < ready && ready < app, "{script}");
+        assert_eq!(&spec.cmd[4..], ["connlab-client", "--requests", "2"]);
+    }
 }
