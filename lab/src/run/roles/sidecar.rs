@@ -209,13 +209,14 @@ pub fn wrap(node: &str, spec: &mut ContainerSpec) {
     let script = format!(
         "set -e; iptables-restore --noflush < {SHARED_DIR}/{rules}; \
          setpriv --reuid {uid} --regid {uid} --clear-groups -- {envoy_cmd} \
-         --log-path {SHARED_DIR}/{log} & \
+         --log-path {SHARED_DIR}/{log} & envoy=$!; \
          i=0; until curl -sf http://127.0.0.1:{ADMIN_PORT}/ready >/dev/null; do \
          i=$((i+1)); [ $i -lt 300 ] || {{ echo 'sidecar not ready' >&2; exit 1; }}; sleep 0.1; done; \
          set +e; \"$@\"; rc=$?; sleep 0.5; `# access logs flush every 100 ms` \
          curl -s http://127.0.0.1:{ADMIN_PORT}/stats > {SHARED_DIR}/{stats}; \
          curl -s http://127.0.0.1:{ADMIN_PORT}/config_dump > {SHARED_DIR}/{dump}; \
          curl -s http://127.0.0.1:{ADMIN_PORT}/clusters > {SHARED_DIR}/{clusters}; \
+         curl -s -X POST http://127.0.0.1:{ADMIN_PORT}/quitquitquit >/dev/null; wait $envoy; \
          exit $rc",
         rules = iptables_name(node),
         log = log_name(node),
