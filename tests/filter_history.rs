@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use connlab::envoy_config::{cluster, plugin, route};
+use connlab::envoy::config::{cluster, plugin, route};
 use connlab_tests::filter_proxy::Proxy;
 use connlab_tests::{filter_wasm, raw_servers};
 use serde_json::{json, Value};
