@@ -13,7 +13,7 @@ use toml::Spanned;
 use super::envoy::EnvoyNode;
 use super::tree::{self, Value};
 use super::ReadError;
-use crate::client::ClientConfig;
+use crate::programs::client::ClientConfig;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
@@ -93,7 +93,10 @@ const COMMON_KEYS: [&str; 6] = [
     "networks", "sysctls", "cap_add", "gateway", "capture", "sidecar",
 ];
 
-/// A server on port `backend::PORT` (8080).
+/// The port every backend serves on.
+pub const BACKEND_PORT: u16 = 8080;
+
+/// A server on port [`BACKEND_PORT`].
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendNode {
