@@ -165,28 +165,23 @@ fn measure(check: &Check, evidence: &Evidence, timeline: Option<&Timeline>) -> R
             .iter()
             .filter(|entry| access_log_matches(entry, pattern))
             .count() as u64),
-        Measure::Client(class) => {
-            let records: Vec<_> = match &check.at {
-                Some(node) => evidence
-                    .clients
-                    .get(node)
-                    .map(|o| o.records.iter().collect())
-                    .unwrap_or_default(),
-                None => evidence.client_records().collect(),
-            };
-            if records.is_empty() {
-                return Err("no client requests recorded".into());
-            }
-            Ok(records
-                .iter()
-                .filter(|r| match class.as_str() {
-                    "*" => true,
-                    "ok" => r.is_ok(),
-                    "failed" => !r.is_ok(),
-                    other => r.class() == other,
-                })
-                .count() as u64)
-        }
+        Measure::Client(class) => Ok(client_records(evidence, check)?
+            .iter()
+            .filter(|r| match class.as_str() {
+                "*" => true,
+                "ok" => r.is_ok(),
+                "failed" => !r.is_ok(),
+                other => r.class() == other,
+            })
+            .count() as u64),
+        Measure::LibraryError(text) => Ok(client_records(evidence, check)?
+            .iter()
+            .filter(|r| {
+                r.library_error
+                    .as_ref()
+                    .is_some_and(|e| e.contains(text.as_str()))
+            })
+            .count() as u64),
         Measure::Packets(name) => {
             let counts = captured(evidence, at)?.reuse_counts();
             counts
@@ -202,6 +197,25 @@ fn measure(check: &Check, evidence: &Evidence, timeline: Option<&Timeline>) -> R
             .ok_or("no timeline: no scheduled fault, or no throughput before it")?
             .figure(figure),
     }
+}
+
+/// The client requests a check looks at: one client's (`at`) or every one.
+fn client_records<'e>(
+    evidence: &'e Evidence,
+    check: &Check,
+) -> Result<Vec<&'e crate::client::Record>, String> {
+    let records: Vec<_> = match &check.at {
+        Some(node) => evidence
+            .clients
+            .get(node)
+            .map(|o| o.records.iter().collect())
+            .unwrap_or_default(),
+        None => evidence.client_records().collect(),
+    };
+    if records.is_empty() {
+        return Err("no client requests recorded".into());
+    }
+    Ok(records)
 }
 
 fn captured<'e>(evidence: &'e Evidence, at: &str) -> Result<&'e Packets, String> {

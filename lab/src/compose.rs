@@ -214,7 +214,7 @@ pub fn render(
                 let target = addresses
                     .reach(variant, &spec.networks, &c.config.target)
                     .with_context(|| format!("{title}: {name}: cannot reach the target"))?;
-                client::command(&c.config, target.to_string(), &mut spec);
+                client::command(c, target.to_string(), &mut spec);
             }
         }
         services.push(Service {

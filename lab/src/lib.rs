@@ -19,6 +19,7 @@ pub mod http1;
 pub mod image;
 pub mod junit;
 pub mod ladder;
+pub mod library;
 pub mod outcome;
 pub mod packet_sequence;
 pub mod paths;

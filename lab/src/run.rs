@@ -204,7 +204,7 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
                 let target = addresses
                     .reach(variant, &spec.networks, &c.config.target)
                     .ok_or_else(|| LabError::role(name, "cannot reach the target"))?;
-                client::start(lab, &c.config, target.to_string(), spec).await?;
+                client::start(lab, c, target.to_string(), spec).await?;
                 clients.push((name.clone(), Workload::of(&c.config)));
                 // A scheduled fault's rules may name it.
                 addresses.learn(lab, name).await?;
