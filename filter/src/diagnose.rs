@@ -4,18 +4,33 @@
 //! human sentence. The codes are a contract (README "Diagnosis codes").
 
 use crate::config::Config;
-use crate::flags::{DC, LR, UC, UF, UH, UMSDR, UO, UPE, UR, URX, UT};
-use crate::reuse::Reuse;
+use crate::flags::{DC, LR, NR, UC, UF, UH, UMSDR, UO, UPE, UR, URX, UT};
+use crate::reuse::{History, Reuse};
 use crate::sniff::Class;
+
+/// How sure a diagnosis is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    /// The evidence shows the mechanism (e.g. reuse after an idle time,
+    /// reset at once; Envoy's own failure reason).
+    Confirmed,
+    /// The signature fits, and `alternatives` fit too: the evidence cannot
+    /// rule them out.
+    Likely,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnosis {
     pub code: &'static str,
     pub explain: String,
+    pub confidence: Confidence,
+    /// For `Likely`: the other causes the evidence fits.
+    pub alternatives: Vec<String>,
 }
 
 /// Every code the filter can emit (metrics are defined for each).
-pub const HTTP_CODES: [&str; 15] = [
+pub const HTTP_CODES: [&str; 16] = [
     "keepalive_race",
     "upstream_dead_peer",
     "source_address_conflict",
@@ -31,7 +46,12 @@ pub const HTTP_CODES: [&str; 15] = [
     "no_healthy_upstream",
     "retried_then_ok",
     "retried_then_failed",
+    "plaintext_to_strict_mtls",
 ];
+/// Codes only a log line gets (`line_only`): what the HTTP filter never
+/// sees (a connection that matched no filter chain) or does not count as an
+/// upstream failure (the client left).
+pub const LINE_CODES: [&str; 2] = ["no_filter_chain", "downstream_disconnect"];
 pub const CONN_CODES: [&str; 3] = [
     "plaintext_on_tls",
     "tls_handshake_failed",
@@ -71,8 +91,25 @@ pub struct HttpFacts<'a> {
 }
 
 fn diagnosis(code: &'static str, explain: String) -> Option<Diagnosis> {
-    Some(Diagnosis { code, explain })
+    Some(Diagnosis {
+        code,
+        explain,
+        confidence: Confidence::Confirmed,
+        alternatives: Vec::new(),
+    })
 }
+
+fn likely(code: &'static str, explain: String, alternatives: &[&str]) -> Option<Diagnosis> {
+    Some(Diagnosis {
+        code,
+        explain,
+        confidence: Confidence::Likely,
+        alternatives: alternatives.iter().map(|a| a.to_string()).collect(),
+    })
+}
+
+/// Istio's cluster for traffic it does not route as mesh traffic.
+pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
 
 /// "5.9 s" or "300 ms".
 pub fn human_ms(ms: u64) -> String {
@@ -146,6 +183,47 @@ pub fn http(facts: &HttpFacts<'_>, config: &Config) -> Option<Diagnosis> {
     }
 }
 
+/// What a log line says that the request rules leave out: a connection
+/// that matched no filter chain (`NR filter_chain_not_found`: no HTTP
+/// filter ever runs on it), and a client that left (`DC`: not an upstream
+/// failure, so `http` names none, but the person who pasted the line needs
+/// to hear it). `None` for anything else.
+pub fn line_only(facts: &HttpFacts<'_>) -> Option<Diagnosis> {
+    let details = normalized(facts.details);
+    if facts.flags & NR != 0 && details.contains("filter chain not found") {
+        return likely(
+            "no_filter_chain",
+            "the connection matched no filter chain of the listener that accepted it (NR \
+             filter_chain_not_found), so Envoy closed it without reading a request: on a sidecar's \
+             inbound listener (virtualInbound, 15006) that is what plaintext looks like on a port \
+             whose PeerAuthentication is STRICT (its chains match only mTLS); the sender is a \
+             client outside the mesh, or a sidecar that sent plaintext (through PassthroughCluster, \
+             or after protocol detection fell through)"
+                .to_string(),
+            &[
+                "a port the sidecar has no inbound chain for (not declared in the Service)",
+                "TLS that is not Istio mTLS (a client doing its own TLS to the pod's port)",
+            ],
+        );
+    }
+    if facts.flags & DC != 0 {
+        let after = facts.elapsed_ms.map_or(String::new(), |ms| {
+            format!(" {} after the request started", human_ms(ms))
+        });
+        let shown = facts.details.map_or(String::new(), |d| format!(", {d}"));
+        return diagnosis(
+            "downstream_disconnect",
+            format!(
+                "the downstream (the client) closed its connection{after}, before the response was \
+                 sent (DC{shown}): not an upstream failure; a client that gives up after a fixed \
+                 time is its own timeout (compare the duration with the client's timeout), and a \
+                 slow upstream is what made it wait"
+            ),
+        );
+    }
+    None
+}
+
 fn failure(facts: &HttpFacts<'_>, config: &Config) -> Option<Diagnosis> {
     let reason = normalized(facts.failure);
     let details = normalized(facts.details);
@@ -199,6 +277,21 @@ fn failure(facts: &HttpFacts<'_>, config: &Config) -> Option<Diagnosis> {
             return diagnosis(
                 "tls_handshake_failed",
                 format!("the TLS handshake with the upstream failed ({shown})"),
+            );
+        }
+        if let Some(timeout) = round_connect_timeout(facts) {
+            return likely(
+                "connect_timeout",
+                format!(
+                    "the upstream connection failed after {} ({shown}), a round connect timeout: \
+                     most likely the cluster's connect_timeout expired (Istio's default is 10 s, \
+                     Envoy's 5 s) because the host did not answer the SYN",
+                    human_ms(timeout)
+                ),
+                &[
+                    "a connect refused or reset that happened to take that long (the log has no \
+                     %UPSTREAM_TRANSPORT_FAILURE_REASON% to tell)",
+                ],
             );
         }
         if facts.flags & UF != 0 {
@@ -269,14 +362,119 @@ fn failure(facts: &HttpFacts<'_>, config: &Config) -> Option<Diagnosis> {
     if let Some(timeout) = dead_peer_timeout(facts, &details, config) {
         return diagnosis("upstream_dead_peer", dead_peer_explain(facts, timeout));
     }
+    if facts.cluster == Some(PASSTHROUGH_CLUSTER) && facts.reuse.history() != History::Reused {
+        return plaintext_to_strict_mtls(facts);
+    }
     if is_keepalive_race(facts, &details, config) {
         let idle = facts.reuse.idle_ms.unwrap_or_default();
         return diagnosis(
             "keepalive_race",
-            keepalive_race_explain(idle, facts.reuse.nth, facts.elapsed_ms, config),
+            keepalive_race_explain(idle, &facts.reuse, facts.elapsed_ms, config),
         );
     }
-    diagnosis("upstream_reset", reset_explain(facts, &details, config))
+    if facts.reuse.history() == History::Unknown && is_termination(facts, &details) {
+        if let Some(d) = unknown_history_termination(facts, config) {
+            return Some(d);
+        }
+    }
+    match facts.reuse.history() {
+        History::First | History::Reused => {
+            diagnosis("upstream_reset", reset_explain(facts, &details, config))
+        }
+        History::Unknown | History::None => likely(
+            "upstream_reset",
+            reset_explain(facts, &details, config),
+            &[UNKNOWN_FRESH, UNKNOWN_RACE],
+        ),
+    }
+}
+
+const UNKNOWN_FRESH: &str = "a backend (or a proxy between) that reset a fresh connection: a \
+                             crash, a connection limit, an abort of this request";
+const UNKNOWN_RACE: &str = "a keep-alive race: a pooled connection the backend closed while it \
+                            sat idle (the evidence has no earlier request on that connection)";
+
+/// Reset before any response with the connection ended
+/// (`connection_termination`): how a backend's close or RST shows.
+fn is_termination(facts: &HttpFacts<'_>, details: &str) -> bool {
+    facts.flags & (UC | UR) != 0
+        && details.contains("before response started")
+        && details.contains("connection termination")
+}
+
+/// The connection ended before any response on a connection whose history
+/// the evidence does not hold: within the race window a keep-alive race is
+/// likely; long after the request started, the backend or something
+/// between closed it mid-request after that long. `None` without timing.
+fn unknown_history_termination(facts: &HttpFacts<'_>, config: &Config) -> Option<Diagnosis> {
+    let ms = facts.elapsed_ms?;
+    let shown = facts.details.unwrap_or("no details");
+    let evicted = if facts.reuse.forgotten {
+        " (it had carried earlier requests, but the reuse table had evicted it: raise \
+         reuse_table_cap)"
+    } else {
+        ""
+    };
+    if ms <= config.race_window_ms {
+        return likely(
+            "keepalive_race",
+            format!(
+                "the upstream closed the connection {} after the request, before any response \
+                 ({shown}), and the evidence does not hold that connection's earlier \
+                 requests{evicted}: a keep-alive race is likely (Envoy reused a pooled connection \
+                 the backend had just closed while idle); if so, set the cluster's idle_timeout \
+                 below the backend's keep-alive timeout (Istio: DestinationRule \
+                 connectionPool.http.idleTimeout) or retry on reset",
+                human_ms(ms)
+            ),
+            &[
+                UNKNOWN_FRESH,
+                "a sidecar or proxy between that closed the connection (its own idle timeout, a \
+                 restart, a drain)",
+            ],
+        );
+    }
+    likely(
+        "upstream_reset",
+        format!(
+            "the upstream connection ended {} after the request started, before any response \
+             ({shown}): the backend, or something between, closed it mid-request after that long \
+             (a server-side request timeout, a crash or kill, a proxy or load balancer timeout); \
+             not a keep-alive race, which ends within one round trip of the request",
+            human_ms(ms)
+        ),
+        &[
+            "a server-side timeout of about that long (the backend's own request or read timeout)",
+            "a backend crash, OOM kill or restart while it handled the request",
+            "a proxy, load balancer or NAT between that dropped the connection",
+        ],
+    )
+}
+
+/// A request Istio sent through `PassthroughCluster` (plaintext: it did not
+/// route it as mesh traffic) whose connection the destination reset: a
+/// destination whose sidecar requires mTLS resets plaintext.
+fn plaintext_to_strict_mtls(facts: &HttpFacts<'_>) -> Option<Diagnosis> {
+    let shown = facts.details.unwrap_or("no details");
+    likely(
+        "plaintext_to_strict_mtls",
+        format!(
+            "the request left through {PASSTHROUGH_CLUSTER} (plaintext: this sidecar did not route \
+             it as mesh traffic) and the destination reset the connection ({shown}): a destination \
+             whose sidecar requires mTLS (PeerAuthentication mode STRICT) resets plaintext; this \
+             sidecar sends plaintext there when the host is not in its registry (no Service or \
+             ServiceEntry, a Sidecar resource that hides it), when the port's protocol is not \
+             declared and detection fell through (protocolDetectionTimeout was 100 ms up to Istio \
+             1.6), or when a DestinationRule sets tls mode DISABLE; fix it in Istio's terms: \
+             declare the port (name http-*, appProtocol), make the host known (ServiceEntry), or \
+             set the destination's PeerAuthentication to PERMISSIVE while you migrate"
+        ),
+        &[
+            "a destination outside the mesh that reset the connection for its own reasons",
+            "a keep-alive race on the passthrough connection (the evidence has no earlier request \
+             on it)",
+        ],
+    )
 }
 
 /// The evidence a keep-alive race leaves: the connection ended
@@ -286,9 +484,7 @@ fn failure(facts: &HttpFacts<'_>, config: &Config) -> Option<Diagnosis> {
 /// that crossed its close at once (its FIN was already on the way, or its
 /// kernel resets the request on the closed socket: one round trip).
 fn is_keepalive_race(facts: &HttpFacts<'_>, details: &str, config: &Config) -> bool {
-    let termination = facts.flags & (UC | UR) != 0
-        && details.contains("before response started")
-        && details.contains("connection termination");
+    let termination = is_termination(facts, details);
     let idle = facts.reuse.nth > 1
         && facts
             .reuse
@@ -317,9 +513,7 @@ pub const KERNEL_GIVE_UP_MS: u64 = 900_000;
 /// them apart, so a crash that lands in the window is named a dead peer too
 /// (the explanation says "consistent with").
 fn dead_peer_timeout(facts: &HttpFacts<'_>, details: &str, config: &Config) -> Option<u64> {
-    let termination = facts.flags & (UC | UR) != 0
-        && details.contains("before response started")
-        && details.contains("connection termination");
+    let termination = is_termination(facts, details);
     let elapsed = facts.elapsed_ms?;
     if !termination {
         return None;
@@ -375,15 +569,15 @@ fn reset_explain(facts: &HttpFacts<'_>, details: &str, config: &Config) -> Strin
              before answering; the connection itself was not found idle"
         );
     }
-    if reuse.forgotten {
+    if reuse.forgotten && reuse.history() == History::Unknown {
         return format!(
             "the upstream connection was reset before any response ({shown}); it had carried \
              earlier requests, but the reuse table had evicted it (raise reuse_table_cap), so \
              how long it sat idle is unknown"
         );
     }
-    match (reuse.nth, facts.elapsed_ms) {
-        (2.., Some(ms)) if ms > config.race_window_ms => format!(
+    match (reuse.history(), facts.elapsed_ms) {
+        (History::Reused, Some(ms)) if ms > config.race_window_ms => format!(
             "the upstream reset the connection {} after the request was sent, before any \
              response ({shown}): the backend dropped it mid-request (a crash, a kill, its own \
              timeout, or a proxy in between), not an idle keep-alive close (that answers within \
@@ -391,17 +585,31 @@ fn reset_explain(facts: &HttpFacts<'_>, details: &str, config: &Config) -> Strin
             human_ms(ms),
             reuse.nth
         ),
-        (2.., _) => format!(
+        (History::Reused, _) => format!(
             "the upstream connection was reset before any response ({shown}) on request {} of \
              that connection, which had not sat idle: not a keep-alive race",
             reuse.nth
         ),
-        (1, _) => format!(
+        (History::First, _) => format!(
             "the upstream reset a fresh connection on its first request ({shown}): the backend \
              (or something between) refused or dropped the request itself"
         ),
-        _ => format!("the upstream connection was reset ({shown})"),
+        (History::Unknown, _) => format!(
+            "the upstream connection was reset ({shown}); whether it was fresh or reused after \
+             an idle time is not in the evidence"
+        ),
+        (History::None, _) => format!("the upstream connection was reset ({shown})"),
     }
+}
+
+/// A connect failure (UF) with no reason given whose duration is a round
+/// connect timeout (a multiple of 250 ms, to 25 ms): the timeout, likely.
+fn round_connect_timeout(facts: &HttpFacts<'_>) -> Option<u64> {
+    let ms = facts.elapsed_ms?;
+    let unexplained = facts.failure.is_none();
+    let single = facts.attempts.unwrap_or(1) <= 1 && facts.flags & URX == 0;
+    (facts.flags & UF != 0 && unexplained && single && ms >= 250 && ms % 250 <= 25)
+        .then_some(ms - ms % 250)
 }
 
 /// connect() failed with EADDRNOTAVAIL (errno 99): no local port was free
@@ -439,7 +647,16 @@ pub fn matching_server(idle_ms: u64, config: &Config) -> Option<&crate::config::
     })
 }
 
-fn keepalive_race_explain(idle_ms: u64, nth: u64, elapsed: Option<u64>, config: &Config) -> String {
+fn keepalive_race_explain(
+    idle_ms: u64,
+    reuse: &Reuse,
+    elapsed: Option<u64>,
+    config: &Config,
+) -> String {
+    let nth = match reuse.known_nth() {
+        Some(n) => format!("request {n} on it"),
+        None => format!("at least request {} on it", reuse.nth),
+    };
     let matched = match matching_server(idle_ms, config) {
         Some(s) => format!(
             ", consistent with {}'s default keep-alive timeout of {}",
@@ -452,7 +669,7 @@ fn keepalive_race_explain(idle_ms: u64, nth: u64, elapsed: Option<u64>, config: 
         format!(" {} after the request", human_ms(ms))
     });
     format!(
-        "Envoy reused an upstream connection that had been idle {} (request {nth} on it) and \
+        "Envoy reused an upstream connection that had been idle {} ({nth}) and \
          the backend closed it{within}, before answering{matched}: set the cluster's \
          idle_timeout below the backend's keep-alive timeout, or retry on reset",
         human_ms(idle_ms)

@@ -14,11 +14,17 @@ pub struct Upstream {
     pub local: Option<String>,
     /// `upstream.address`.
     pub peer: Option<String>,
-    /// 1 = the first request on that upstream connection.
+    /// 1 = the first request on that upstream connection; null when the
+    /// connection's start is not known (`history` `unknown`, or evicted).
     pub nth: Option<u64>,
     /// How long the connection sat idle before this request; null on nth 1.
     pub idle_ms: Option<u64>,
     pub age_ms: Option<u64>,
+    /// `first` (the connection was opened for this request), `reused` (an
+    /// earlier request on it was seen: `idle_ms` is known) or `unknown`
+    /// (its history predates what the filter saw); null without a
+    /// connection.
+    pub history: Option<&'static str>,
     /// The reuse table had evicted this connection (it was full): `nth`
     /// counts from when it was seen again.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -40,6 +46,9 @@ pub struct HttpEvent {
     pub failure: Option<String>,
     pub diagnosis: Option<&'static str>,
     pub explain: Option<String>,
+    /// `confirmed` or `likely`, with a diagnosis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<crate::diagnose::Confidence>,
 }
 
 /// `"event":"conn"`, logged when a downstream connection closes (network
@@ -125,6 +134,7 @@ mod tests {
                 nth: Some(2),
                 idle_ms: Some(5900),
                 age_ms: Some(6000),
+                history: Some("reused"),
                 forgotten: false,
             },
             attempts: Some(1),
@@ -134,12 +144,13 @@ mod tests {
             failure: None,
             diagnosis: Some("keepalive_race"),
             explain: Some("x".into()),
+            confidence: None,
         };
         assert_eq!(
             event.to_json(),
             concat!(
                 r#"{"v":1,"event":"http","conn":7,"upstream":{"local":"127.0.0.1:40000","peer":null,"#,
-                r#""nth":2,"idle_ms":5900,"age_ms":6000},"attempts":1,"code":503,"flags":"UC","#,
+                r#""nth":2,"idle_ms":5900,"age_ms":6000,"history":"reused"},"attempts":1,"code":503,"flags":"UC","#,
                 r#""details":"upstream_reset_before_response_started{connection_termination}","#,
                 r#""failure":null,"diagnosis":"keepalive_race","explain":"x"}"#
             )

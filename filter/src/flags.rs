@@ -17,6 +17,7 @@ pub const UR: u64 = 0x10;
 pub const UF: u64 = 0x20;
 pub const UC: u64 = 0x40;
 pub const UO: u64 = 0x80;
+pub const NR: u64 = 0x100;
 pub const DC: u64 = 0x4000;
 pub const URX: u64 = 0x8000;
 pub const UMSDR: u64 = 0x80000;

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::diagnose::{self, Diagnosis, HttpFacts};
 use crate::event::Upstream;
 use crate::flags::{UC, UF, UH, UO, UR};
-use crate::reuse::{Reuse, ReuseTable};
+use crate::reuse::{History, Reuse, ReuseTable};
 
 /// What every request has when it ends.
 #[derive(Debug, Clone, Copy, Default)]
@@ -57,7 +57,8 @@ pub struct Reasons {
 pub trait OnDemand {
     /// Asked for every request that does not look healthy.
     fn reasons(&mut self) -> Reasons;
-    /// `xds.cluster_name`, for `UO` and `UH` (the advice names it).
+    /// `xds.cluster_name`, for `UO` and `UH` (the advice names it) and for
+    /// resets (`UC`, `UR`: Istio's PassthroughCluster).
     fn cluster(&mut self) -> Option<String>;
     /// The local ports of the upstream connections to `peer` that other
     /// requests hold right now (in flight, so not in the table yet); asked
@@ -69,6 +70,11 @@ pub trait OnDemand {
     /// The gRPC status (trailer, else header); asked only for retried
     /// requests.
     fn grpc_status(&mut self) -> Option<i64>;
+    /// Evidence that the request's upstream connection was opened for it
+    /// (so it is newer than the reuse table); asked only about a connection
+    /// the table does not hold. Without it the connection's history is
+    /// unknown: no rule takes it for a fresh one.
+    fn opened(&mut self) -> bool;
 }
 
 /// What [`judge`] does to the reuse table.
@@ -97,15 +103,17 @@ impl Judged {
     }
 
     /// The event's `upstream` object: `nth` null when no connection was made
-    /// or the table had evicted it (unknown), `age_ms` only with a connection.
+    /// or its start is not known (evicted, or first seen without evidence
+    /// that it was new), `age_ms` only with a connection.
     pub fn upstream(&self, local: Option<String>, peer: Option<String>) -> Upstream {
         let reuse = &self.reuse;
         Upstream {
             local,
             peer,
-            nth: (reuse.nth > 0 && !reuse.forgotten).then_some(reuse.nth),
+            nth: reuse.known_nth(),
             idle_ms: if reuse.nth > 0 { reuse.idle_ms } else { None },
             age_ms: (reuse.nth > 0).then_some(reuse.age_ms),
+            history: history_name(reuse.history()),
             forgotten: reuse.forgotten,
         }
     }
@@ -122,7 +130,7 @@ pub fn judge(
     config: &Config,
     bookkeeping: Bookkeeping,
 ) -> Judged {
-    let reuse = reuse(table, outcome, bookkeeping);
+    let reuse = reuse(table, outcome, more, bookkeeping);
     if outcome.looks_healthy() {
         return Judged {
             reuse,
@@ -132,7 +140,7 @@ pub fn judge(
     }
     let flags = outcome.flags;
     let reasons = more.reasons();
-    let cluster = if flags & (UO | UH) != 0 {
+    let cluster = if flags & (UO | UH | UC | UR) != 0 {
         more.cluster()
     } else {
         None
@@ -177,23 +185,58 @@ pub fn judge(
     }
 }
 
+/// Shortest wait for a connection from Envoy's pool
+/// (`upstream.cx_pool_ready_duration`) that shows a connect: Envoy hands an
+/// idle pooled connection to a request synchronously, inside the pool call
+/// (a few µs), and a new one only after its connect completed on a later
+/// turn of the event loop (a TCP handshake: Envoy 1.40 logged 23 µs from
+/// connect start to connected on loopback, and the real-Envoy tests see a
+/// fresh loopback connection as `first` and a pooled one as not).
+/// A request that waited behind
+/// busy connections also waits; the connection it then gets carried a
+/// request the table recorded, unless that request began before the filter
+/// was loaded (a window of one request's duration after loading).
+pub const POOL_CONNECT_MIN_NS: u64 = 20_000;
+
+/// Whether the pool's wait shows that the connection was opened for the
+/// request; `None` (an Envoy without the attribute): no evidence.
+pub fn opened_by_pool_wait(ready_ns: Option<u64>) -> bool {
+    ready_ns.is_some_and(|ns| ns >= POOL_CONNECT_MIN_NS)
+}
+
 /// A connect that failed with EADDRNOTAVAIL: the one rule that asks for the
 /// connections other requests hold in flight (`OnDemand::in_flight_ports`).
 pub fn asks_in_flight(flags: u64, failure: Option<&str>) -> bool {
     flags & UF != 0 && diagnose::is_eaddrnotavail(failure)
 }
 
+/// The event's name for a history.
+pub fn history_name(history: History) -> Option<&'static str> {
+    match history {
+        History::None => None,
+        History::First => Some("first"),
+        History::Reused => Some("reused"),
+        History::Unknown => Some("unknown"),
+    }
+}
+
 /// The request's connection as the table sees it, recorded when asked.
-fn reuse(table: &mut ReuseTable, outcome: &Outcome<'_>, bookkeeping: Bookkeeping) -> Reuse {
+fn reuse(
+    table: &mut ReuseTable,
+    outcome: &Outcome<'_>,
+    more: &mut impl OnDemand,
+    bookkeeping: Bookkeeping,
+) -> Reuse {
     let connected = outcome.flags & UF == 0;
     let (Some(local), Some(end), true) = (outcome.local, outcome.end_ns, connected) else {
         return Reuse::default();
     };
     let peer = outcome.peer.unwrap_or_default();
     let start = end.saturating_sub(outcome.duration_ns.unwrap_or(0));
+    let opened = !table.knows(local, peer) && more.opened();
     match bookkeeping {
-        Bookkeeping::Record => table.record(local, peer, start, end),
-        Bookkeeping::Peek => table.peek(local, peer, start, end),
+        Bookkeeping::Record => table.record(local, peer, start, end, opened),
+        Bookkeeping::Peek => table.peek(local, peer, start, end, opened),
     }
 }
 

@@ -15,6 +15,13 @@
 //! evicted (a bounded set of key hashes), and when one comes back its
 //! position and idle time are reported as unknown (`forgotten`). Evictions
 //! are counted for a metric.
+//!
+//! A connection the table sees for the first time is not taken for a fresh
+//! one either: it may have carried requests before the table existed (the
+//! filter loaded or updated into a running Envoy, ECDS) or before the log
+//! began (a pasted line, a grep). Its start is known only when the caller
+//! has evidence that it was opened for this request (`opened`); otherwise
+//! its history is unknown ([`History::Unknown`]).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -38,12 +45,46 @@ pub struct Reuse {
     /// requests before, but how many and how long it sat idle then is
     /// unknown; `nth` counts from when it was seen again.
     pub forgotten: bool,
+    /// The table saw the connection's first request: `nth` is its position
+    /// on the connection. False when the connection was first seen without
+    /// evidence that it was new then: `nth` counts from that sight.
+    pub start_known: bool,
+}
+
+/// What the evidence says about a request's connection, for the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum History {
+    /// No connection (the connect failed, or the request had none).
+    None,
+    /// Known first: the evidence shows the connection start.
+    First,
+    /// Known reused: an earlier request on it is in the evidence, so its
+    /// idle time before this request is known (`nth` is exact only when
+    /// `start_known`).
+    Reused,
+    /// The connection's history is not in the evidence: it may be fresh or
+    /// reused after any idle time.
+    Unknown,
 }
 
 impl Reuse {
+    pub fn history(&self) -> History {
+        match (self.nth, self.idle_ms) {
+            (0, _) => History::None,
+            (_, Some(_)) => History::Reused,
+            (1, None) if self.start_known && !self.forgotten => History::First,
+            _ => History::Unknown,
+        }
+    }
+
     /// Known to have carried an earlier request.
     pub fn reused(&self) -> bool {
         self.nth > 1 || self.forgotten
+    }
+
+    /// `nth` when it is the request's position on the connection.
+    pub fn known_nth(&self) -> Option<u64> {
+        (self.nth > 0 && self.start_known && !self.forgotten).then_some(self.nth)
     }
 }
 
@@ -54,6 +95,7 @@ struct Entry {
     last_done_ns: u64,
     stamp: u64,
     forgotten: bool,
+    start_known: bool,
     /// Hash of the peer alone, and the local port, for `pinned_port`.
     peer: u64,
     local_port: Option<u16>,
@@ -153,19 +195,33 @@ impl ReuseTable {
         self.evicted.iter().any(|set| set.contains(&key))
     }
 
+    /// Whether the table holds the connection `local` → `peer` (a request
+    /// on it finished since the table began, and it was not forgotten).
+    pub fn knows(&self, local: &str, peer: &str) -> bool {
+        self.entries.contains_key(&hash(&[local, peer]))
+    }
+
     /// What recording a request that started at `start_ns` and ended at
     /// `end_ns` on the connection `local` → `peer` would report, without
-    /// recording it (used while the response headers pass).
-    pub fn peek(&self, local: &str, peer: &str, start_ns: u64, end_ns: u64) -> Reuse {
+    /// recording it (used while the response headers pass). `opened`: the
+    /// caller has evidence that the connection was opened for this request
+    /// (only asked about a connection the table does not hold).
+    pub fn peek(&self, local: &str, peer: &str, start_ns: u64, end_ns: u64, opened: bool) -> Reuse {
         self.peek_key(
             hash(&[local, peer]),
             trackable(local, peer),
-            start_ns,
-            end_ns,
+            (start_ns, end_ns),
+            opened,
         )
     }
 
-    fn peek_key(&self, key: u64, trackable: bool, start_ns: u64, end_ns: u64) -> Reuse {
+    fn peek_key(
+        &self,
+        key: u64,
+        trackable: bool,
+        (start_ns, end_ns): (u64, u64),
+        opened: bool,
+    ) -> Reuse {
         match self.entries.get(&key) {
             Some(e) => Reuse {
                 nth: e.requests.saturating_add(1),
@@ -173,21 +229,34 @@ impl ReuseTable {
                 idle_ms: Some(ms(start_ns.saturating_sub(e.last_done_ns))),
                 age_ms: ms(end_ns.saturating_sub(e.opened_ns)),
                 forgotten: e.forgotten,
+                start_known: e.start_known,
             },
-            None => Reuse {
-                nth: 1,
-                idle_ms: None,
-                age_ms: ms(end_ns.saturating_sub(start_ns)),
-                forgotten: trackable && self.was_evicted(key),
-            },
+            None => {
+                let forgotten = trackable && self.was_evicted(key);
+                Reuse {
+                    nth: 1,
+                    idle_ms: None,
+                    age_ms: ms(end_ns.saturating_sub(start_ns)),
+                    forgotten,
+                    start_known: opened && !forgotten,
+                }
+            }
         }
     }
 
-    /// Records a finished request and returns its reuse facts.
-    pub fn record(&mut self, local: &str, peer: &str, start_ns: u64, end_ns: u64) -> Reuse {
+    /// Records a finished request and returns its reuse facts (`opened` as
+    /// for [`ReuseTable::peek`]).
+    pub fn record(
+        &mut self,
+        local: &str,
+        peer: &str,
+        start_ns: u64,
+        end_ns: u64,
+        opened: bool,
+    ) -> Reuse {
         let key = hash(&[local, peer]);
         let trackable = trackable(local, peer);
-        let reuse = self.peek_key(key, trackable, start_ns, end_ns);
+        let reuse = self.peek_key(key, trackable, (start_ns, end_ns), opened);
         if !trackable {
             return reuse;
         }
@@ -210,6 +279,7 @@ impl ReuseTable {
                 last_done_ns: end_ns,
                 stamp,
                 forgotten: reuse.forgotten,
+                start_known: reuse.start_known,
                 peer: hash(&[peer]),
                 local_port: port(local),
             },
@@ -289,24 +359,51 @@ mod tests {
         let mut table = ReuseTable::new(4);
         let a = "127.0.0.1:40000";
         assert_eq!(
-            table.record(a, PEER, 0, 10 * MS),
+            table.record(a, PEER, 0, 10 * MS, true),
             Reuse {
                 nth: 1,
                 idle_ms: None,
                 age_ms: 10,
                 forgotten: false,
+                start_known: true,
             }
         );
         assert_eq!(
-            table.record(a, PEER, 5_010 * MS, 5_020 * MS),
+            table.record(a, PEER, 5_010 * MS, 5_020 * MS, true),
             Reuse {
                 nth: 2,
                 idle_ms: Some(5_000),
                 age_ms: 5_020,
                 forgotten: false,
+                start_known: true,
             }
         );
-        assert_eq!(table.record(a, PEER, 5_020 * MS, 5_021 * MS).nth, 3);
+        assert_eq!(table.record(a, PEER, 5_020 * MS, 5_021 * MS, true).nth, 3);
+    }
+
+    #[test]
+    fn a_connection_first_seen_without_evidence_of_its_start_is_unknown() {
+        let mut table = ReuseTable::new(4);
+        let first = table.record("a:1", PEER, 0, MS, false);
+        assert_eq!((first.nth, first.history()), (1, History::Unknown));
+        assert_eq!(first.known_nth(), None);
+        // The next request on it is known reused, its idle time known; its
+        // position on the connection is not.
+        let next = table.record("a:1", PEER, 3 * MS, 4 * MS, false);
+        assert_eq!((next.history(), next.idle_ms), (History::Reused, Some(2)));
+        assert_eq!((next.nth, next.known_nth()), (2, None));
+        // Opened for the request: known first.
+        let fresh = table.record("b:1", PEER, 0, MS, true);
+        assert_eq!(
+            (fresh.history(), fresh.known_nth()),
+            (History::First, Some(1))
+        );
+        assert_eq!(
+            table.record("b:1", PEER, 2 * MS, 3 * MS, false).known_nth(),
+            Some(2)
+        );
+        assert_eq!(Reuse::default().history(), History::None);
+        assert!(table.knows("a:1", PEER) && !table.knows("c:1", PEER));
     }
 
     #[test]
@@ -315,29 +412,29 @@ mod tests {
         let local = "127.0.0.1:40000";
         let nths: Vec<u64> = ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.1:80", "10.0.0.2:80"]
             .iter()
-            .map(|peer| table.record(local, peer, 0, MS).nth)
+            .map(|peer| table.record(local, peer, 0, MS, true).nth)
             .collect();
         assert_eq!(nths, [1, 1, 2, 2]);
         table.forget(local, "10.0.0.1:80");
-        assert_eq!(table.peek(local, "10.0.0.1:80", 0, 1).nth, 1);
-        assert_eq!(table.peek(local, "10.0.0.2:80", 0, 1).nth, 3);
+        assert_eq!(table.peek(local, "10.0.0.1:80", 0, 1, true).nth, 1);
+        assert_eq!(table.peek(local, "10.0.0.2:80", 0, 1, true).nth, 3);
     }
 
     #[test]
     fn peek_does_not_record() {
         let mut table = ReuseTable::new(4);
-        table.record("a:1", PEER, 0, MS);
-        assert_eq!(table.peek("a:1", PEER, 3 * MS, 4 * MS).nth, 2);
-        assert_eq!(table.peek("a:1", PEER, 3 * MS, 4 * MS).nth, 2);
-        assert_eq!(table.peek("b:1", PEER, 3 * MS, 4 * MS).nth, 1);
+        table.record("a:1", PEER, 0, MS, true);
+        assert_eq!(table.peek("a:1", PEER, 3 * MS, 4 * MS, true).nth, 2);
+        assert_eq!(table.peek("a:1", PEER, 3 * MS, 4 * MS, true).nth, 2);
+        assert_eq!(table.peek("b:1", PEER, 3 * MS, 4 * MS, true).nth, 1);
     }
 
     #[test]
     fn overlapping_requests_have_zero_idle() {
         let mut table = ReuseTable::new(4);
-        table.record("a:1", PEER, 0, 100 * MS);
+        table.record("a:1", PEER, 0, 100 * MS, true);
         assert_eq!(
-            table.record("a:1", PEER, 50 * MS, 120 * MS).idle_ms,
+            table.record("a:1", PEER, 50 * MS, 120 * MS, true).idle_ms,
             Some(0)
         );
     }
@@ -346,20 +443,26 @@ mod tests {
     fn never_exceeds_its_cap_and_evicts_the_least_recently_used() {
         let mut table = ReuseTable::new(3);
         for port in 0..1000u64 {
-            table.record(&format!("127.0.0.1:{port}"), PEER, port * MS, port * MS + 1);
+            table.record(
+                &format!("127.0.0.1:{port}"),
+                PEER,
+                port * MS,
+                port * MS + 1,
+                true,
+            );
             assert!(table.len() <= 3);
         }
         // Keep "x" warm while others come and go: it survives.
-        table.record("x:1", PEER, 0, 1);
+        table.record("x:1", PEER, 0, 1, true);
         for port in 0..10u64 {
-            table.record("x:1", PEER, 0, 1);
-            table.record(&format!("10.0.0.1:{port}"), PEER, 0, 1);
+            table.record("x:1", PEER, 0, 1, true);
+            table.record(&format!("10.0.0.1:{port}"), PEER, 0, 1, true);
         }
-        assert_eq!(table.peek("x:1", PEER, 0, 1).nth, 12);
-        assert_eq!(table.peek("10.0.0.1:0", PEER, 0, 1).nth, 1, "evicted");
+        assert_eq!(table.peek("x:1", PEER, 0, 1, true).nth, 12);
+        assert_eq!(table.peek("10.0.0.1:0", PEER, 0, 1, true).nth, 1, "evicted");
         // The last one evicted is remembered as such: not taken for a fresh
         // connection. (The memory of evictions is bounded like the table.)
-        let evicted = table.peek("10.0.0.1:7", PEER, 0, 1);
+        let evicted = table.peek("10.0.0.1:7", PEER, 0, 1, true);
         assert!(evicted.forgotten, "{evicted:?}");
     }
 
@@ -367,22 +470,22 @@ mod tests {
     fn at_the_cap_an_evicted_connection_comes_back_forgotten_and_is_counted() {
         let mut table = ReuseTable::new(64);
         for port in 0..64u64 {
-            table.record(&format!("p:{port}"), PEER, 0, 1);
+            table.record(&format!("p:{port}"), PEER, 0, 1, true);
         }
         assert_eq!((table.len(), table.evictions()), (64, 0));
-        table.record("new:1", PEER, 0, 1);
+        table.record("new:1", PEER, 0, 1, true);
         assert_eq!(table.len(), 64 - 8 + 1);
         assert_eq!(table.evictions(), 8);
-        let back = table.record("p:7", PEER, 10 * MS, 11 * MS);
+        let back = table.record("p:7", PEER, 10 * MS, 11 * MS, true);
         assert_eq!((back.nth, back.idle_ms), (1, None));
         assert!(back.forgotten && back.reused(), "{back:?}");
         // Later requests on it know their idle time, still marked.
-        let next = table.record("p:7", PEER, 20 * MS, 21 * MS);
+        let next = table.record("p:7", PEER, 20 * MS, 21 * MS, true);
         assert_eq!(next.idle_ms, Some(9));
         assert!(next.forgotten);
-        assert_eq!(table.peek("p:8", PEER, 0, 1).nth, 2, "the rest kept");
+        assert_eq!(table.peek("p:8", PEER, 0, 1, true).nth, 2, "the rest kept");
         for port in 0..10_000u64 {
-            table.record(&format!("q:{port}"), PEER, 0, 1);
+            table.record(&format!("q:{port}"), PEER, 0, 1, true);
             assert!(table.len() <= 64);
         }
         assert!(table.evicted.iter().all(|s| s.len() <= 64));
@@ -392,22 +495,22 @@ mod tests {
     #[test]
     fn forgotten_and_oversized_keys_start_again() {
         let mut table = ReuseTable::new(3);
-        table.record("a:1", PEER, 0, 1);
+        table.record("a:1", PEER, 0, 1, true);
         table.forget("a:1", PEER);
-        let again = table.record("a:1", PEER, 0, 1);
+        let again = table.record("a:1", PEER, 0, 1, true);
         assert_eq!((again.nth, again.forgotten), (1, false));
         let long = "1".repeat(MAX_KEY_LEN + 1);
-        table.record(&long, PEER, 0, 1);
-        assert_eq!(table.record(&long, PEER, 0, 1).nth, 1);
-        assert_eq!(table.record("", PEER, 0, 1).nth, 1);
+        table.record(&long, PEER, 0, 1, true);
+        assert_eq!(table.record(&long, PEER, 0, 1, true).nth, 1);
+        assert_eq!(table.record("", PEER, 0, 1, true).nth, 1);
         assert_eq!(table.len(), 1);
     }
 
     #[test]
     fn a_cap_of_zero_still_keeps_one() {
         let mut table = ReuseTable::new(0);
-        table.record("a:1", PEER, 0, 1);
-        assert_eq!(table.record("a:1", PEER, 0, 1).nth, 2);
+        table.record("a:1", PEER, 0, 1, true);
+        assert_eq!(table.record("a:1", PEER, 0, 1, true).nth, 2);
         assert_eq!(table.len(), 1);
     }
 
@@ -415,12 +518,12 @@ mod tests {
     fn pinned_port_needs_every_known_connection_to_the_peer_on_one_port() {
         let mut table = ReuseTable::new(16);
         assert_eq!(table.pinned_port(PEER, &[]), None, "no evidence");
-        table.record("127.0.0.1:40000", PEER, 0, 1);
-        table.record("127.0.0.1:40000", "10.0.0.1:1", 0, 1);
+        table.record("127.0.0.1:40000", PEER, 0, 1, true);
+        table.record("127.0.0.1:40000", "10.0.0.1:1", 0, 1, true);
         assert_eq!(table.pinned_port(PEER, &[]), Some(40000));
         assert_eq!(table.pinned_port(PEER, &[40000]), Some(40000));
         assert_eq!(table.pinned_port(PEER, &[40002]), None, "two ports");
-        table.record("127.0.0.1:40001", PEER, 0, 1);
+        table.record("127.0.0.1:40001", PEER, 0, 1, true);
         assert_eq!(table.pinned_port(PEER, &[]), None, "ephemeral ports");
         assert_eq!(table.pinned_port("10.0.0.1:1", &[]), Some(40000));
     }

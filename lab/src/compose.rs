@@ -135,6 +135,10 @@ pub fn render(
     placement: &Placement,
 ) -> anyhow::Result<Rendered> {
     let title = format!("{}/{}", scenario.name, variant.name);
+    anyhow::ensure!(
+        variant.mesh.is_none(),
+        "{title}: mesh variants run in the lab only (`connlab run`), not as compose files yet"
+    );
     let workload = |kind: &NodeKind| match kind {
         NodeKind::Client(_) => true,
         NodeKind::Script(s) => s.workload,
@@ -715,7 +719,9 @@ pub fn write_all(
         );
         let dir = root.join(&scenario.name);
         let mut mine = Vec::new();
-        for variant in &scenario.variants {
+        // Mesh variants are lab-run only for now: their pods' start (rules,
+        // sidecar as 1337, ECDS files) is not written as compose services.
+        for variant in scenario.variants.iter().filter(|v| v.mesh.is_none()) {
             let placement = Placement::checked_in(&scenario.name, &variant.name);
             let rendered = render(scenario, variant, &subnets, &placement)?;
             mine.extend(write(

@@ -46,6 +46,22 @@ pub fn envoy_bin() -> Result<PathBuf, EnvoyError> {
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
+/// `envoy --mode validate` on `config` (written to `dir/<name>.json`):
+/// Envoy parses the bootstrap, builds every listener, cluster and TLS
+/// context, reads the files they name, and exits without serving. Whether it
+/// accepted the config, and what it printed.
+pub fn validate(dir: &Path, name: &str, config: &Value) -> Result<(bool, String), EnvoyError> {
+    let path = dir.join(format!("{name}.json"));
+    fs::write(&path, serde_json::to_vec_pretty(config).unwrap_or_default())?;
+    let out = Command::new(envoy_bin()?)
+        .args(["--mode", "validate", "-l", "error", "-c"])
+        .arg(&path)
+        .output()?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    Ok((out.status.success(), text))
+}
+
 /// A running Envoy; killed (and its temp dir removed) when dropped.
 pub struct EnvoyProcess {
     child: Child,

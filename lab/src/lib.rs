@@ -3,6 +3,7 @@
 //! saw into an `Outcome`.
 
 pub mod access_log;
+pub mod audit;
 pub mod backend;
 pub mod capture;
 pub mod certs;
@@ -17,6 +18,7 @@ pub mod faults;
 pub mod html_report;
 pub mod http1;
 pub mod image;
+pub mod istio;
 pub mod junit;
 pub mod ladder;
 pub mod library;

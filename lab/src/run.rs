@@ -20,7 +20,7 @@ use crate::check;
 use crate::evidence::{Evidence, Packets};
 use crate::outcome::Outcome;
 use crate::progress::{self, Phase, Workload};
-use crate::roles::{backend, client, envoy, router, script};
+use crate::roles::{backend, client, envoy, router, script, sidecar};
 use crate::runtime::{ContainerSpec, Lab, LabError};
 use crate::scenario::node::{Node, NodeKind};
 use crate::scenario::{networks_of, start_order, Scenario, Variant};
@@ -136,6 +136,11 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
         lab.add_network(network).await?;
     }
     let mut addresses = Addresses::default();
+    // The run's CA: each Envoy's and sidecar's certificate is issued as it
+    // starts.
+    let ca = crate::certs::Authority::create(lab.dir())
+        .map_err(|e| LabError::role("certs", e.to_string()))?;
+    let mesh = sidecar::MeshRun::prepare(lab, variant)?;
     // Routers first: other nodes may route through them (`gateway`).
     let (routers, others): (Vec<_>, Vec<_>) = variant
         .nodes
@@ -144,6 +149,16 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
     for (name, node) in routers.into_iter().chain(others) {
         let spec = spec(variant, name, node, &addresses)?;
         match &node.kind {
+            NodeKind::Backend(b) if node.sidecar.is_some() => {
+                let mut spec = spec;
+                backend::command(b, &mut spec);
+                let pod = mesh.pod(variant, name, Some(backend::PORT), None)?;
+                pod.prepare(lab, &mut spec, &ca, &mesh.resources)?;
+                lab.start(spec).await?;
+                sidecar::wait_ready(lab, name).await?;
+                lab.wait_until(name, &backend::ready_probe(), Duration::from_secs(60))
+                    .await?;
+            }
             NodeKind::Backend(b) => backend::start(lab, b, spec).await?,
             NodeKind::Router(_) => router::start(lab, spec).await?,
             NodeKind::Script(s) if !s.workload => {
@@ -155,9 +170,6 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
         addresses.learn(lab, name).await?;
     }
     let order = start_order(variant).map_err(|n| LabError::role(&n, "Envoy cycle"))?;
-    // The run's CA: each Envoy's certificate is issued as it starts.
-    let ca = crate::certs::Authority::create(lab.dir())
-        .map_err(|e| LabError::role("certs", e.to_string()))?;
     for name in order {
         let node = &variant.nodes[&name];
         let Some(config) = node.kind.envoy() else {
@@ -204,7 +216,16 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
                 let target = addresses
                     .reach(variant, &spec.networks, &c.config.target)
                     .ok_or_else(|| LabError::role(name, "cannot reach the target"))?;
-                client::start(lab, c, target.to_string(), spec).await?;
+                if node.sidecar.is_some() {
+                    let mut spec = spec;
+                    client::command(c, target.to_string(), &mut spec);
+                    let host = c.config.target.split(':').next().unwrap_or_default();
+                    let pod = mesh.pod(variant, name, None, Some((host, target)))?;
+                    pod.prepare(lab, &mut spec, &ca, &mesh.resources)?;
+                    lab.start(spec).await?;
+                } else {
+                    client::start(lab, c, target.to_string(), spec).await?;
+                }
                 clients.push((name.clone(), Workload::of(&c.config)));
                 // A scheduled fault's rules may name it.
                 addresses.learn(lab, name).await?;
@@ -257,6 +278,11 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
             evidence
                 .envoys
                 .insert(name.clone(), envoy::collect(lab, name).await?);
+        } else if node.sidecar.is_some() {
+            let exited = node.kind.client().is_some();
+            evidence
+                .envoys
+                .insert(name.clone(), sidecar::collect(lab, name, exited).await?);
         }
     }
     Ok(evidence)

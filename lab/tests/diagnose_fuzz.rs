@@ -78,7 +78,7 @@ fn every_line_is_counted_once_and_nothing_panics() {
     let input = &report.inputs[0];
     assert_eq!(input.lines, n as u64);
     assert_eq!(
-        input.requests + input.events + input.other + input.malformed,
+        input.requests + input.events + input.other + input.malformed + input.joined,
         input.lines
     );
     assert!(input.malformed_first.len() <= 5);

@@ -65,7 +65,9 @@ fn cases() -> Vec<String> {
             1,
         ),
         // That connection is gone: a new one the kernel gives the same port
-        // starts again (nth 1), so its reset is not a race.
+        // starts again (nth 1). Nothing in the line shows whether the log
+        // holds its earlier requests (a grep would drop them): its history is
+        // unknown, and a reset at once is a likely keep-alive race.
         istio(
             "2026-12-01T00:00:05.900Z",
             503,
@@ -75,7 +77,9 @@ fn cases() -> Vec<String> {
             "10.0.0.5:40000",
             1,
         ),
-        // A reset on a fresh connection: upstream_reset.
+        // The first line of a connection: history unknown, a likely race (a
+        // connection known to be fresh is `upstream_reset`: in
+        // `connections::tests` and the filter's tests).
         istio(
             "2026-12-01T00:00:06.000Z",
             503,
@@ -204,8 +208,8 @@ fn diagnose_answers_what_the_filter_function_answers() {
         [
             None,
             Some("keepalive_race"),
-            Some("upstream_reset"),
-            Some("upstream_reset"),
+            Some("keepalive_race"),
+            Some("keepalive_race"),
             None,
             Some("upstream_reset"),
             Some("source_address_conflict"),
@@ -247,7 +251,18 @@ fn the_report_counts_what_the_rules_said() {
         .iter()
         .find(|c| c.code == "keepalive_race")
         .unwrap();
-    assert_eq!(race.count, 1);
+    // One confirmed (reused after 5.6 s idle), two likely (first lines).
+    assert_eq!((race.count, race.confirmed, race.likely), (3, 1, 2));
+    assert_eq!(
+        race.confidence,
+        Some(connlab_filter::diagnose::Confidence::Likely)
+    );
+    assert!(!race.alternatives.is_empty());
+    assert!(
+        race.collect_next[0].contains("earlier lines"),
+        "{:?}",
+        race.collect_next
+    );
     assert_eq!(race.first.as_deref(), Some("2026-12-01T00:00:05.603Z"));
     assert_eq!(
         race.replay.as_deref(),
@@ -298,6 +313,9 @@ fn filter_explain(line: &str, in_flight: &[u16]) -> String {
         }
         fn grpc_status(&mut self) -> Option<i64> {
             None
+        }
+        fn opened(&mut self) -> bool {
+            self.0.opened()
         }
     }
     let Line::Request(_, request) = Formats::new(None).parse(line) else {

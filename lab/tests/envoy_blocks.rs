@@ -5,24 +5,13 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 
 use connlab::certs::Authority;
 use connlab::envoy_config::*;
-use connlab::envoy_process::envoy_bin;
 use serde_json::Value;
 
 fn validate(dir: &Path, name: &str, config: &Value) -> (bool, String) {
-    let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
-    let out = Command::new(envoy_bin().expect("Envoy (run `make envoy`)"))
-        .args(["--mode", "validate", "-l", "error", "-c"])
-        .arg(&path)
-        .output()
-        .expect("run envoy");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    connlab::envoy_process::validate(dir, name, config).expect("Envoy (run `make envoy`)")
 }
 
 fn any(port: u16) -> SocketAddr {

@@ -1,6 +1,6 @@
 use super::*;
 use crate::client_hello::ClientHello;
-use crate::flags::URX;
+use crate::flags::{DC, NR, URX};
 
 fn code(facts: &HttpFacts<'_>) -> Option<&'static str> {
     http(facts, &Config::default()).map(|d| d.code)
@@ -12,6 +12,7 @@ fn reused(nth: u64, idle_ms: u64) -> Reuse {
         idle_ms: Some(idle_ms),
         age_ms: idle_ms + 10,
         forgotten: false,
+        start_known: true,
     }
 }
 
@@ -116,19 +117,8 @@ fn match_window_is_configurable() {
 
 #[test]
 fn a_reset_on_a_fresh_connection_is_not_a_keepalive_race() {
-    let facts = HttpFacts {
-        code: Some(503),
-        flags: UC,
-        details: Some(TERMINATION),
-        reuse: Reuse {
-            nth: 1,
-            idle_ms: None,
-            age_ms: 1,
-            forgotten: false,
-        },
-        elapsed_ms: Some(1),
-        ..Default::default()
-    };
+    let mut facts = unknown(Some(1), None);
+    facts.reuse.start_known = true;
     assert_eq!(code(&facts), Some("upstream_reset"));
     let after_headers = HttpFacts {
         flags: UR,
@@ -451,17 +441,31 @@ fn a_client_that_left_during_retries_gets_no_code() {
     assert_eq!(code(&with_reset), None);
 }
 
+/// An evicted connection's history is unknown: not a fresh one. Reset at
+/// once, a keep-alive race is likely (not confirmed); long after the
+/// request, not a race.
 #[test]
-fn a_forgotten_connection_is_not_a_fresh_one_nor_a_race() {
+fn a_forgotten_connection_is_not_a_fresh_one() {
     let mut facts = reset_on_reused(UC, TERMINATION, 5_900, 1);
     facts.reuse = Reuse {
         nth: 1,
         idle_ms: None,
         age_ms: 0,
         forgotten: true,
+        start_known: false,
     };
     let d = http(&facts, &Config::default()).unwrap();
-    assert_eq!(d.code, "upstream_reset");
+    assert_eq!(
+        (d.code, d.confidence),
+        ("keepalive_race", Confidence::Likely)
+    );
+    assert!(d.explain.contains("reuse_table_cap"), "{}", d.explain);
+    facts.elapsed_ms = None;
+    let d = http(&facts, &Config::default()).unwrap();
+    assert_eq!(
+        (d.code, d.confidence),
+        ("upstream_reset", Confidence::Likely)
+    );
     assert!(d.explain.contains("reuse_table_cap"), "{}", d.explain);
 }
 
@@ -566,6 +570,12 @@ fn every_code_emitted_is_listed_and_every_listed_code_is_emitted() {
         HttpFacts {
             code: Some(503),
             attempts: Some(2),
+            ..Default::default()
+        },
+        HttpFacts {
+            code: Some(503),
+            flags: UC,
+            cluster: Some(PASSTHROUGH_CLUSTER),
             ..Default::default()
         },
     ];
@@ -677,4 +687,195 @@ fn a_tunnel_the_backend_ended_gets_no_code_a_cut_off_response_does() {
         ..ended(false, 503)
     };
     assert_eq!(code(&handshake), Some("upstream_reset"));
+}
+
+/// A connection whose history the evidence does not hold (a pasted line, a
+/// grep, a filter loaded into a running Envoy).
+fn unknown(elapsed_ms: Option<u64>, cluster: Option<&'static str>) -> HttpFacts<'static> {
+    HttpFacts {
+        code: Some(503),
+        flags: UC,
+        details: Some(TERMINATION),
+        reuse: Reuse {
+            nth: 1,
+            idle_ms: None,
+            age_ms: 0,
+            forgotten: false,
+            start_known: false,
+        },
+        elapsed_ms,
+        cluster,
+        ..Default::default()
+    }
+}
+
+fn judged(facts: &HttpFacts<'_>) -> (&'static str, Confidence, String) {
+    let d = http(facts, &Config::default()).unwrap();
+    (d.code, d.confidence, d.explain)
+}
+
+#[test]
+fn unknown_history_reset_at_once_is_a_likely_keepalive_race_never_a_fresh_connection() {
+    let (code, confidence, explain) = judged(&unknown(Some(50), None));
+    assert_eq!((code, confidence), ("keepalive_race", Confidence::Likely));
+    assert!(
+        !explain.contains("fresh connection on its first"),
+        "{explain}"
+    );
+    let d = http(&unknown(Some(50), None), &Config::default()).unwrap();
+    assert!(d.alternatives.iter().any(|a| a.contains("fresh")), "{d:?}");
+    // The same line on a connection known to be fresh: the backend.
+    let mut fresh = unknown(Some(50), None);
+    fresh.reuse.start_known = true;
+    let (code, confidence, explain) = judged(&fresh);
+    assert_eq!(
+        (code, confidence),
+        ("upstream_reset", Confidence::Confirmed)
+    );
+    assert!(explain.contains("fresh connection"), "{explain}");
+    // Known reused after an idle time: confirmed.
+    let (code, confidence, _) = judged(&reset_on_reused(UC, TERMINATION, 5_900, 1));
+    assert_eq!(
+        (code, confidence),
+        ("keepalive_race", Confidence::Confirmed)
+    );
+}
+
+#[test]
+fn unknown_history_reset_long_after_the_request_is_not_a_race_and_says_how_long() {
+    let (code, confidence, explain) = judged(&unknown(Some(120_000), None));
+    assert_eq!((code, confidence), ("upstream_reset", Confidence::Likely));
+    assert!(
+        explain.contains("120.0 s") && explain.contains("not a keep-alive race"),
+        "{explain}"
+    );
+    // Just past the window is not a race either; just inside it is.
+    let window = Config::default().race_window_ms;
+    assert_eq!(judged(&unknown(Some(window + 1), None)).0, "upstream_reset");
+    assert_eq!(judged(&unknown(Some(window), None)).0, "keepalive_race");
+    // No timing: a reset, likely, with the race among the alternatives.
+    let d = http(&unknown(None, None), &Config::default()).unwrap();
+    assert_eq!(
+        (d.code, d.confidence),
+        ("upstream_reset", Confidence::Likely)
+    );
+    assert!(
+        d.alternatives.iter().any(|a| a.contains("keep-alive race")),
+        "{d:?}"
+    );
+    // Not a termination (a remote reset, an HTTP/2 stream): not a race.
+    let mut remote = unknown(Some(50), None);
+    remote.details = Some("upstream_reset_before_response_started{remote_reset}");
+    assert_eq!(judged(&remote).0, "upstream_reset");
+}
+
+#[test]
+fn a_plaintext_request_through_passthrough_that_is_reset_names_strict_mtls() {
+    let (found, confidence, explain) = judged(&unknown(Some(3), Some(PASSTHROUGH_CLUSTER)));
+    assert_eq!(
+        (found, confidence),
+        ("plaintext_to_strict_mtls", Confidence::Likely)
+    );
+    assert!(
+        explain.contains("PeerAuthentication") && explain.contains("STRICT"),
+        "{explain}"
+    );
+    // Another cluster: not this.
+    assert_ne!(
+        judged(&unknown(
+            Some(3),
+            Some("outbound|80||b.default.svc.cluster.local")
+        ))
+        .0,
+        "plaintext_to_strict_mtls"
+    );
+    // PassthroughCluster answering (no reset): nothing.
+    let answered = HttpFacts {
+        code: Some(503),
+        cluster: Some(PASSTHROUGH_CLUSTER),
+        ..Default::default()
+    };
+    assert_eq!(code(&answered), None);
+    // A connect failure through it is a connect failure.
+    let refused = HttpFacts {
+        flags: UF,
+        failure: Some("delayed_connect_error:_Connection_refused"),
+        cluster: Some(PASSTHROUGH_CLUSTER),
+        ..Default::default()
+    };
+    assert_eq!(code(&refused), Some("connect_refused"));
+}
+
+#[test]
+fn a_connect_failure_as_long_as_a_round_timeout_is_likely_the_connect_timeout() {
+    let uf = |ms, failure: Option<&'static str>, flags| HttpFacts {
+        code: Some(503),
+        flags,
+        details: Some("upstream_reset_before_response_started{remote_connection_failure}"),
+        failure,
+        elapsed_ms: Some(ms),
+        ..Default::default()
+    };
+    for ms in [1_000, 1_003, 10_001, 250, 5_020] {
+        let (found, confidence, _) = judged(&uf(ms, None, UF));
+        assert_eq!(
+            (found, confidence),
+            ("connect_timeout", Confidence::Likely),
+            "{ms}"
+        );
+    }
+    for ms in [3, 1_337, 200, 999] {
+        assert_eq!(judged(&uf(ms, None, UF)).0, "connect_failed", "{ms}");
+    }
+    // Retried: the duration is several attempts, not one timeout.
+    assert_eq!(judged(&uf(2_000, None, UF | URX)).0, "connect_failed");
+    // A reason given wins.
+    let refused = uf(1_000, Some("delayed_connect_error:_Connection_refused"), UF);
+    assert_eq!(judged(&refused).0, "connect_refused");
+}
+
+#[test]
+fn what_only_a_line_says_no_filter_chain_and_a_client_that_left() {
+    let nr = HttpFacts {
+        code: Some(0),
+        flags: NR,
+        details: Some("filter_chain_not_found"),
+        ..Default::default()
+    };
+    let d = line_only(&nr).unwrap();
+    assert_eq!(
+        (d.code, d.confidence),
+        ("no_filter_chain", Confidence::Likely)
+    );
+    assert!(d.explain.contains("STRICT"));
+    // NR for a missing route is not this.
+    let no_route = HttpFacts {
+        details: Some("route_not_found"),
+        ..nr.clone()
+    };
+    assert_eq!(line_only(&no_route), None);
+    let dc = HttpFacts {
+        code: Some(0),
+        flags: DC,
+        details: Some("downstream_remote_disconnect"),
+        elapsed_ms: Some(2_970),
+        ..Default::default()
+    };
+    let d = line_only(&dc).unwrap();
+    assert_eq!(
+        (d.code, d.confidence),
+        ("downstream_disconnect", Confidence::Confirmed)
+    );
+    assert!(
+        d.explain.contains("3.0 s") && d.explain.contains("not an upstream failure"),
+        "{}",
+        d.explain
+    );
+    // The request rules still name none for DC (the filter counts failures).
+    assert_eq!(code(&dc), None);
+    // Nothing else is a line-only verdict.
+    assert_eq!(line_only(&unknown(Some(1), None)), None);
+    for c in LINE_CODES {
+        assert!(!HTTP_CODES.contains(&c), "{c}");
+    }
 }

@@ -164,6 +164,13 @@ impl OnDemand for Host<'_> {
         read_string(&["request", "method"]).as_deref() == Some("CONNECT")
     }
 
+    /// The pool's wait for this request's connection: an idle pooled
+    /// connection is handed over at once, a new one only after its connect
+    /// completed (`judge::opened_by_pool_wait`).
+    fn opened(&mut self) -> bool {
+        judge::opened_by_pool_wait(read_uint(&["upstream", "cx_pool_ready_duration"]))
+    }
+
     fn grpc_status(&mut self) -> Option<i64> {
         response_map_value(MapType::HttpResponseTrailers, "grpc-status")
             .or_else(|| response_map_value(MapType::HttpResponseHeaders, "grpc-status"))
@@ -267,6 +274,7 @@ impl HttpContext for Request {
                 details: reasons.details,
                 failure: reasons.failure,
                 diagnosis: code,
+                confidence: judged.diagnosis.as_ref().map(|d| d.confidence),
                 explain: judged.diagnosis.map(|d| d.explain),
             }
             .to_json()

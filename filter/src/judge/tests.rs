@@ -14,6 +14,9 @@ struct Asked {
     in_flight: Vec<u16>,
     connect: bool,
     grpc_status: Option<i64>,
+    /// Whether the pool's wait shows a new connection (the filter reads it
+    /// only for a connection its table does not hold).
+    opened: bool,
     asked: Vec<&'static str>,
 }
 
@@ -37,6 +40,10 @@ impl OnDemand for Asked {
     fn grpc_status(&mut self) -> Option<i64> {
         self.asked.push("grpc_status");
         self.grpc_status
+    }
+    fn opened(&mut self) -> bool {
+        self.asked.push("opened");
+        self.opened
     }
 }
 
@@ -81,7 +88,13 @@ fn a_healthy_request_is_recorded_and_asks_for_nothing() {
     assert_eq!((first.reuse.nth, second.reuse.nth), (1, 2));
     assert_eq!(second.reuse.idle_ms, Some(4_999));
     assert_eq!((second.diagnosis, second.reasons), (None, None));
-    assert!(more.asked.is_empty(), "{:?}", more.asked);
+    // One read per connection the table does not hold: was it opened for
+    // this request (the pool's wait)? Not one per request.
+    assert_eq!(more.asked, ["opened"]);
+    assert_eq!(
+        (first.reuse.history(), second.reuse.history()),
+        (History::Unknown, History::Reused)
+    );
 }
 
 #[test]
@@ -154,7 +167,7 @@ fn the_cluster_method_and_grpc_status_are_asked_for_only_where_a_rule_reads_them
         .unwrap()
         .explain
         .contains("cluster `backend`"));
-    assert_eq!(overflow.asked, ["reasons", "cluster"]);
+    assert_eq!(overflow.asked, ["opened", "reasons", "cluster"]);
 
     let mut tunnel = reasons(
         200,
@@ -164,7 +177,7 @@ fn the_cluster_method_and_grpc_status_are_asked_for_only_where_a_rule_reads_them
     tunnel.connect = true;
     let judged = record(&mut table, &on("b:1", 10, UC), &mut tunnel);
     assert_eq!(judged.diagnosis, None, "the end of a CONNECT tunnel");
-    assert_eq!(tunnel.asked, ["reasons", "method"]);
+    assert_eq!(tunnel.asked, ["opened", "reasons", "cluster", "method"]);
 
     let mut retried = reasons(200, "via_upstream", None);
     retried.grpc_status = Some(14);
@@ -175,7 +188,7 @@ fn the_cluster_method_and_grpc_status_are_asked_for_only_where_a_rule_reads_them
     };
     let judged = record(&mut table, &outcome, &mut retried);
     assert_eq!(judged.code(), Some("retried_then_failed"));
-    assert_eq!(retried.asked, ["reasons", "grpc_status"]);
+    assert_eq!(retried.asked, ["opened", "reasons", "grpc_status"]);
 }
 
 #[test]
@@ -224,6 +237,7 @@ fn the_event_upstream_says_unknown_for_no_connection_and_an_evicted_one() {
         idle_ms: Some(500),
         age_ms: 900,
         forgotten: false,
+        start_known: true,
     };
     let shown = judged(reused).upstream(Some("a:1".into()), None);
     assert_eq!(

@@ -94,6 +94,10 @@ enum Command {
     /// Name the failures in access logs, Envoy logs with the filter's
     /// events, or a tcpdump capture, with the filter's own rules.
     Diagnose(connlab::diagnose::cli::Args),
+    /// Read an Envoy config dump against the failure catalogue: which
+    /// failures each cluster and listener is exposed to, why, and the fix.
+    /// Exit status 0 clean, 1 exposed, 2 unreadable input.
+    Audit(connlab::audit::cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -115,6 +119,9 @@ fn real_main() -> anyhow::Result<ExitCode> {
     if let Command::Diagnose(args) = &cli.command {
         connlab::diagnose::cli::run(args, &dir)?;
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::Audit(args) = &cli.command {
+        return Ok(ExitCode::from(connlab::audit::cli::run(args)));
     }
     let scenarios = scenario::load_all(&dir)?;
     match cli.command {
@@ -230,7 +237,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             };
             runtime.block_on(run_selected(&selected, &image, &options))
         }
-        Command::Diagnose(_) => Ok(ExitCode::SUCCESS),
+        Command::Diagnose(_) | Command::Audit(_) => Ok(ExitCode::SUCCESS),
     }
 }
 

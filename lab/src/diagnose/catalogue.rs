@@ -62,12 +62,75 @@ pub fn fix(code: &str) -> Option<&'static str> {
             "no endpoint passed health checks or outlier detection: check the endpoints and the \
              outlier_detection settings"
         }
+        "plaintext_to_strict_mtls" => {
+            "send mesh traffic as mesh traffic: declare the destination port's protocol (port name \
+             http-*, appProtocol) and make the host known (Service or ServiceEntry) so the sidecar \
+             routes it with ISTIO_MUTUAL; or set the destination's PeerAuthentication to PERMISSIVE \
+             while clients migrate"
+        }
+        "no_filter_chain" => {
+            "find the sender (the line's downstream address): give it a sidecar, or make its \
+             sidecar route this host as mesh traffic (not PassthroughCluster); or PERMISSIVE \
+             PeerAuthentication on the destination while it migrates"
+        }
+        "downstream_disconnect" => {
+            "look at the client's timeout (the duration is often exactly it) and at why the \
+             upstream took that long; nothing to fix between Envoy and the upstream"
+        }
         "plaintext_on_tls" | "sniff_fallthrough" => {
             "raise the client listener's protocol detection timeout (listener_filters_timeout, \
              Istio protocolDetectionTimeout) or declare the protocol (port name http-*/appProtocol)"
         }
         _ => return None,
     })
+}
+
+/// The evidence that would confirm a likely diagnosis, in the user's
+/// terms, the one to collect first first. `has_connection`: the log says
+/// which upstream connection carried each request (then its earlier lines
+/// tell; otherwise the fields must be added first).
+pub fn collect_next(code: &str, has_connection: bool) -> Vec<String> {
+    let snippet = format!(
+        "log which upstream connection carried each request and how many attempts it took \
+         (%UPSTREAM_CONNECTION_ID% %UPSTREAM_REQUEST_ATTEMPT_COUNT%; connlab diagnose reads this \
+         format as it is):\n{}",
+        super::istio_formats::collect_snippet()
+    );
+    let earlier = "the earlier lines of that connection: the whole access log around the \
+                   failure (not a grep of the 503s), from the same istio-proxy container; the \
+                   line before on the same upstream local address gives the idle time"
+        .to_string();
+    let filter = "load connlab's filter (WasmPlugin type HTTP) on the caller's sidecar: it \
+                  records every request on each pooled connection from then on"
+        .to_string();
+    let capture = "a capture on the backend's side (tcpdump -i lo 'tcp[tcpflags] & \
+                   (tcp-fin|tcp-rst) != 0' in its pod): a FIN from the backend just before the \
+                   request is a keep-alive race; connlab diagnose --pcap reads it"
+        .to_string();
+    match code {
+        "keepalive_race" | "upstream_reset" => {
+            if has_connection {
+                vec![earlier, snippet, filter, capture]
+            } else {
+                vec![snippet, earlier, filter, capture]
+            }
+        }
+        "plaintext_to_strict_mtls" | "no_filter_chain" => vec![
+            "the destination's mTLS mode: kubectl get peerauthentication -A (STRICT on its \
+             namespace or workload?), and istioctl x describe pod on the destination"
+                .to_string(),
+            "the other side's line: the destination sidecar's inbound log at the same time \
+             (NR filter_chain_not_found), or the caller's outbound line (PassthroughCluster)"
+                .to_string(),
+        ],
+        "connect_timeout" | "connect_failed" => vec![
+            "why the connect failed: %UPSTREAM_TRANSPORT_FAILURE_REASON% in the access-log \
+             format (Istio's default has it from 1.5), and the cluster's connect_timeout \
+             (istioctl proxy-config cluster <pod> -o json)"
+                .to_string(),
+        ],
+        _ => vec![snippet],
+    }
 }
 
 /// The scenario (and variant, when the evidence picks one) that replays a
@@ -93,7 +156,10 @@ pub fn replay(
         }
         "retried_then_ok" => ("keepalive-race", Some("retry-hidden".to_string())),
         "source_address_conflict" => ("source-port-reuse", None),
-        "plaintext_on_tls" | "sniff_fallthrough" => ("sniff-timeout", None),
+        "plaintext_on_tls"
+        | "sniff_fallthrough"
+        | "plaintext_to_strict_mtls"
+        | "no_filter_chain" => ("sniff-timeout", None),
         "upstream_timeout" | "connect_timeout" | "upstream_dead_peer" => ("half-open", None),
         _ => return None,
     })
@@ -128,6 +194,7 @@ mod tests {
         for code in connlab_filter::diagnose::HTTP_CODES
             .iter()
             .chain(connlab_filter::diagnose::CONN_CODES.iter())
+            .chain(connlab_filter::diagnose::LINE_CODES.iter())
         {
             assert!(fix(code).is_some(), "{code}");
         }

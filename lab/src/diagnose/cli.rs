@@ -31,6 +31,19 @@ pub struct Args {
     /// (server_idle_timeouts, idle match window) instead of its defaults.
     #[arg(long, value_name = "FILE")]
     pub filter_config: Option<PathBuf>,
+    /// The Istio release the logs come from (e.g. 1.22): its defaults (a
+    /// 503 retried before 1.24) are then said.
+    #[arg(long, value_name = "1.N", value_parser = parse_istio_release)]
+    pub istio_release: Option<u32>,
+}
+
+/// `1.22` or `1.22.3` to its minor, 22.
+fn parse_istio_release(text: &str) -> Result<u32, String> {
+    let mut parts = text.trim().trim_start_matches('v').split('.');
+    match (parts.next(), parts.next().map(str::parse::<u32>)) {
+        (Some("1"), Some(Ok(minor))) => Ok(minor),
+        _ => Err(format!("`{text}` is not an Istio release like 1.22")),
+    }
 }
 
 /// A capture's findings.
@@ -81,6 +94,7 @@ pub fn run(args: &Args, scenarios: &std::path::Path) -> anyhow::Result<()> {
         config,
         formats: Formats::new(custom),
         scenarios: scenarios.to_path_buf(),
+        istio_minor: args.istio_release,
     };
     let mut files = args.files.clone();
     if files.is_empty() && args.pcap.is_none() {

@@ -75,6 +75,19 @@ impl Connections {
     }
 }
 
+/// What the line alone says when the request rules name nothing
+/// (`connlab_filter::diagnose::line_only`: no filter chain, a client that
+/// left).
+pub fn line_only(r: &Request<'_>) -> Option<connlab_filter::diagnose::Diagnosis> {
+    connlab_filter::diagnose::line_only(&connlab_filter::diagnose::HttpFacts {
+        code: r.code,
+        flags: r.flags,
+        details: r.details.as_deref(),
+        elapsed_ms: r.duration_ms,
+        ..Default::default()
+    })
+}
+
 /// A connect that failed with EADDRNOTAVAIL: the filter judges it with the
 /// connections other requests hold in flight, whose lines come later in
 /// the log; diagnose waits for them (`super::IN_FLIGHT_WAIT_NS`).
@@ -131,6 +144,17 @@ impl OnDemand for LineFacts<'_> {
     fn grpc_status(&mut self) -> Option<i64> {
         None
     }
+
+    /// A log line proves its connection new only with a field that shows
+    /// the upstream connect began after the request did
+    /// (`%COMMON_DURATION(DS_RX_BEG:US_CX_BEG:…)%` has a value: Envoy
+    /// prints `-` when the connect began earlier, on a pooled connection).
+    /// Otherwise a connection's first line in the log is of unknown
+    /// history: the log may not hold its earlier requests (a grep, a
+    /// pasted line, a log that starts mid-traffic).
+    fn opened(&mut self) -> bool {
+        self.0.connect_after_start.is_some()
+    }
 }
 
 #[cfg(test)]
@@ -171,11 +195,31 @@ mod tests {
         assert_eq!(next.reuse.nth, 1);
     }
 
+    /// A connection's first line in a log is not a fresh connection: the
+    /// log may not hold its earlier requests. Reset at once, a keep-alive
+    /// race is likely, not confirmed; with a field that shows the connect
+    /// began after the request, it is known fresh: not a race.
     #[test]
-    fn a_reset_on_a_fresh_connection_is_not_a_race() {
+    fn a_first_line_is_of_unknown_history_unless_a_field_shows_the_connect() {
+        use connlab_filter::diagnose::Confidence;
+        use connlab_filter::reuse::History;
         let mut c = Connections::default();
         let judged = c.judge(&request(0.0, "10.0.0.5:40001", 503, "UC"), &config());
-        assert_eq!(judged.diagnosis.unwrap().code, "upstream_reset");
+        assert_eq!(judged.reuse.history(), History::Unknown);
+        let d = judged.diagnosis.unwrap();
+        assert_eq!(
+            (d.code, d.confidence),
+            ("keepalive_race", Confidence::Likely)
+        );
+        let mut fresh = request(0.0, "10.0.0.5:40002", 503, "UC");
+        fresh.connect_after_start = Some(Cow::Borrowed("212"));
+        let judged = c.judge(&fresh, &config());
+        assert_eq!(judged.reuse.history(), History::First);
+        let d = judged.diagnosis.unwrap();
+        assert_eq!(
+            (d.code, d.confidence),
+            ("upstream_reset", Confidence::Confirmed)
+        );
     }
 
     #[test]

@@ -5,19 +5,30 @@
 
 use std::borrow::Cow;
 
+use connlab_filter::diagnose::Confidence;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::istio_formats::{self, ISTIO_FORMATS};
 use super::template::{Field, Template, Values};
 use super::time;
-use crate::access_log::ISTIO_TEXT_FORMAT;
 
 /// Where a request line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
-    /// Istio's default TEXT access log.
+    /// Istio's default TEXT access log (1.9 on).
     IstioText,
+    /// Istio 1.5–1.7's default TEXT access log (Mixer's status field).
+    IstioText15,
+    /// Istio 1.8's default TEXT access log (no details fields).
+    IstioText18,
+    /// Istio's format with `istio_formats::CONNECTION_FIELDS`, as the
+    /// advice asks for.
+    IstioConnectionFields,
+    /// A known text format whose line was pasted without its leading
+    /// `[START_TIME]`.
+    Untimed,
     /// Envoy's default access-log format.
     EnvoyDefault,
     /// The format given with `--format`.
@@ -30,10 +41,25 @@ impl Format {
     pub fn name(self) -> &'static str {
         match self {
             Format::IstioText => "Istio TEXT",
+            Format::IstioText15 => "Istio TEXT 1.5–1.7",
+            Format::IstioText18 => "Istio TEXT 1.8",
+            Format::IstioConnectionFields => "Istio TEXT + connection fields",
+            Format::Untimed => "without [START_TIME]",
             Format::EnvoyDefault => "Envoy default",
             Format::Custom => "--format",
             Format::Json => "JSON",
         }
+    }
+
+    /// Every Istio release that prints this format is older than
+    /// 1.`minor` (so its defaults, e.g. retrying 503, apply).
+    pub fn istio_before(self, minor: u32) -> bool {
+        let row = match self {
+            Format::IstioText15 => ISTIO_FORMATS[1],
+            Format::IstioText18 => ISTIO_FORMATS[2],
+            _ => return false,
+        };
+        row.before(minor)
     }
 }
 
@@ -53,6 +79,9 @@ pub struct Request<'a> {
     pub upstream_local: Option<Cow<'a, str>>,
     pub cluster: Option<Cow<'a, str>>,
     pub connection_id: Option<u64>,
+    /// µs (or the format's unit) from the request's arrival to the start
+    /// of its upstream connect: present only on a connection opened for it.
+    pub connect_after_start: Option<Cow<'a, str>>,
     /// The fields its format has (bits of `Field::bit`), present or `-`.
     pub has: u32,
 }
@@ -72,6 +101,8 @@ pub struct Event {
     pub idle_ms: Option<u64>,
     pub local: Option<String>,
     pub peer: Option<String>,
+    /// `confirmed` or `likely`; absent from older filters' events.
+    pub confidence: Option<Confidence>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -88,28 +119,51 @@ pub enum Line<'a> {
 #[derive(Debug, Clone)]
 pub struct Formats {
     pub custom: Option<Template>,
-    pub istio: Template,
-    pub envoy: Template,
+    /// The known formats, in the order they are tried.
+    pub known: Vec<(Format, Template)>,
+    /// The same without their leading `[%START_TIME%] `, for pasted lines.
+    pub untimed: Vec<Template>,
 }
+
+/// Longest JSON entry spread over several lines that is joined (a longer
+/// one is counted as not read).
+pub const MAX_JOINED: usize = 64 * 1024;
 
 impl Formats {
     pub fn new(custom: Option<Template>) -> Self {
+        // Constants whose compilation is tested; should one ever fail,
+        // matching nothing beats a panic.
+        let compile = |f: &str| Template::compile(f).unwrap_or_else(|_| Template::never());
+        let mut known = vec![(
+            Format::IstioConnectionFields,
+            compile(&istio_formats::with_connection_fields()),
+        )];
+        for (format, row) in [Format::IstioText, Format::IstioText15, Format::IstioText18]
+            .into_iter()
+            .zip(ISTIO_FORMATS)
+        {
+            known.push((format, compile(row.format)));
+        }
+        known.push((
+            Format::EnvoyDefault,
+            compile(super::template::ENVOY_DEFAULT_FORMAT),
+        ));
+        let untimed = custom
+            .iter()
+            .chain(known.iter().map(|(_, t)| t))
+            .filter_map(Template::untimed)
+            .collect();
         Formats {
             custom,
-            // Both are constants whose compilation is tested; should one ever
-            // fail, matching nothing beats a panic.
-            istio: Template::compile(ISTIO_TEXT_FORMAT).unwrap_or_else(|_| Template::never()),
-            envoy: Template::compile(super::template::ENVOY_DEFAULT_FORMAT)
-                .unwrap_or_else(|_| Template::never()),
+            known,
+            untimed,
         }
     }
 
     pub fn template(&self, format: Format) -> Option<&Template> {
         match format {
-            Format::IstioText => Some(&self.istio),
-            Format::EnvoyDefault => Some(&self.envoy),
             Format::Custom => self.custom.as_ref(),
-            Format::Json => None,
+            other => self.known.iter().find(|(f, _)| *f == other).map(|(_, t)| t),
         }
     }
 
@@ -117,7 +171,8 @@ impl Formats {
     pub fn parse<'a>(&self, line: &'a str) -> Line<'a> {
         let line = line.trim_end_matches(['\r', '\n']);
         let trimmed = line.trim_start();
-        if trimmed.is_empty() {
+        // Blank, or the brackets and commas of a JSON array export.
+        if trimmed.trim_end().trim_matches(['[', ']', ',']).is_empty() {
             return Line::Other;
         }
         // JSON: an access log, or one of the filter's events, alone on the
@@ -130,7 +185,7 @@ impl Formats {
             None
         };
         if let Some(at) = json_at {
-            return json(trimmed, at);
+            return self.json(trimmed, at);
         }
         if let Some(found) = self.text(trimmed) {
             return found;
@@ -142,30 +197,106 @@ impl Formats {
                 return found;
             }
         }
+        // Pasted without the leading `[START_TIME]`: from the quoted
+        // request on.
+        if let Some(at) = trimmed.find('"') {
+            for template in &self.untimed {
+                let found = template
+                    .matches(&trimmed[at..])
+                    .and_then(|v| from_values(&v));
+                if let Some(mut request) = found {
+                    request.has = template.fields;
+                    return Line::Request(Format::Untimed, request);
+                }
+            }
+        }
         if looks_like_access_log(trimmed) {
             Line::Malformed("looks like an access log but fits no known format (truncated?)")
-        } else {
+        } else if is_proxy_log(trimmed) {
             Line::Other
+        } else {
+            Line::Malformed(
+                "fits no format diagnose reads (an access log in another format? give it with \
+                 --format)",
+            )
         }
     }
 
     fn text<'a>(&self, line: &'a str) -> Option<Line<'a>> {
-        let tries = [
-            (Format::Custom, self.custom.as_ref()),
-            (Format::IstioText, Some(&self.istio)),
-            (Format::EnvoyDefault, Some(&self.envoy)),
-        ];
+        let tries = self
+            .custom
+            .iter()
+            .map(|t| (Format::Custom, t))
+            .chain(self.known.iter().map(|(f, t)| (*f, t)));
         for (format, template) in tries {
-            let Some(values) = template.and_then(|t| t.matches(line)) else {
+            let Some(values) = template.matches(line) else {
                 continue;
             };
             if let Some(mut request) = from_values(&values) {
-                request.has = template.map_or(0, |t| t.fields);
+                request.has = template.fields;
                 return Some(Line::Request(format, request));
             }
         }
         None
     }
+
+    /// The JSON object at byte `at`: one of the filter's events (it has `v`
+    /// and `event`), a JSON access log (keys are operator names in any
+    /// case: `response_flags`, `RESPONSE_FLAGS`), or a log shipper's
+    /// envelope around a line (Docker's json-file `log`, Loki's `line`,
+    /// Cloud Logging's `textPayload` or `jsonPayload`), read inside.
+    fn json(&self, line: &str, at: usize) -> Line<'static> {
+        let map: Map<String, Value> = match serde_json::from_str(&line[at..]) {
+            Ok(map) => map,
+            Err(_) => return Line::Malformed("JSON that does not parse (truncated?)"),
+        };
+        if map.contains_key("v") {
+            return event(line, at, &map);
+        }
+        let read = access_json(&map);
+        if !matches!(read, Line::Other) {
+            return read;
+        }
+        if let Some(Value::Object(payload)) = map.get("jsonPayload") {
+            return access_json(payload);
+        }
+        for key in ["log", "line", "textPayload", "message", "MESSAGE"] {
+            if let Some(Value::String(inner)) = map.get(key) {
+                // Shorter than the line it came from: the recursion ends.
+                let inner = inner.trim_end_matches(['\n', '\r']);
+                return match self.parse(inner) {
+                    Line::Request(f, r) => Line::Request(f, into_owned(r)),
+                    Line::Event(e) => Line::Event(e),
+                    Line::Other => Line::Other,
+                    Line::Malformed(why) => Line::Malformed(why),
+                };
+            }
+        }
+        // A structured log line of the proxy's agent (zap: `level`, `msg`).
+        if map.contains_key("level") || map.contains_key("msg") {
+            return Line::Other;
+        }
+        Line::Malformed("JSON with no access-log fields and no log line inside")
+    }
+}
+
+/// Envoy's or istio-proxy's own log lines: `[2026-12-01 02:44:26.123][12][info]…`
+/// or `2026-12-01T02:44:26.123456Z\tinfo\t…` (a level after the time).
+fn is_proxy_log(line: &str) -> bool {
+    let b = line.as_bytes();
+    if b.len() > 2 && b[0] == b'[' && b[1].is_ascii_digit() && line.contains("][") {
+        return true;
+    }
+    let mut words = line.split_whitespace();
+    let time = words.next().and_then(time::parse_ns);
+    let level = words.next().map(str::to_ascii_lowercase);
+    time.is_some()
+        && level.is_some_and(|l| {
+            [
+                "trace", "debug", "info", "warn", "warning", "error", "critical",
+            ]
+            .contains(&l.as_str())
+        })
 }
 
 /// `[2026-...` followed by a quoted request: an access-log line.
@@ -199,6 +330,7 @@ fn from_values<'a>(v: &Values<'a>) -> Option<Request<'a>> {
         upstream_local: v.upstream_local.map(Cow::Borrowed),
         cluster: v.cluster.map(Cow::Borrowed),
         connection_id: number(v.connection_id).ok()?,
+        connect_after_start: v.connect_after_start.map(Cow::Borrowed),
         has: 0,
     })
 }
@@ -213,17 +345,8 @@ fn text_of(value: &Value) -> Option<String> {
     }
 }
 
-/// The JSON object at byte `at`: one of the filter's events (it has `v`
-/// and `event`), else a JSON access log, whose keys are operator names in
-/// any case (`response_flags`, `RESPONSE_FLAGS`).
-fn json(line: &str, at: usize) -> Line<'static> {
-    let map: Map<String, Value> = match serde_json::from_str(&line[at..]) {
-        Ok(map) => map,
-        Err(_) => return Line::Malformed("JSON that does not parse (truncated?)"),
-    };
-    if map.contains_key("v") {
-        return event(line, at, &map);
-    }
+/// A JSON access log: `Other` when it has neither a code nor flags.
+fn access_json(map: &Map<String, Value>) -> Line<'static> {
     let fields: Vec<(Field, Option<String>)> = map
         .iter()
         .map(|(k, v)| (Field::from_operator(k), text_of(v)))
@@ -266,6 +389,7 @@ pub fn into_owned(r: Request<'_>) -> Request<'static> {
         upstream_local: own(r.upstream_local),
         cluster: own(r.cluster),
         connection_id: r.connection_id,
+        connect_after_start: own(r.connect_after_start),
         has: r.has,
     }
 }
@@ -302,6 +426,11 @@ fn event(line: &str, at: usize, map: &Map<String, Value>) -> Line<'static> {
         idle_ms: u64_at(&["upstream", "idle_ms"]),
         local: str_at(&["upstream", "local"]),
         peer: str_at(&["upstream", "peer"]),
+        confidence: match str_at(&["confidence"]).as_deref() {
+            Some("confirmed") => Some(Confidence::Confirmed),
+            Some("likely") => Some(Confidence::Likely),
+            _ => None,
+        },
     })
 }
 

@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod cli;
 pub mod connections;
 pub mod idle;
+pub mod istio_formats;
 pub mod line;
 pub mod render;
 pub mod report;
@@ -67,6 +68,9 @@ pub struct Options {
     pub formats: Formats,
     /// Where `connlab run` finds scenarios (for the replay line).
     pub scenarios: PathBuf,
+    /// The Istio release the logs come from (1.`minor`), when the user
+    /// says (`--istio-release`); otherwise only an old format tells.
+    pub istio_minor: Option<u32>,
 }
 
 impl Default for Options {
@@ -75,6 +79,7 @@ impl Default for Options {
             config: Config::default(),
             formats: Formats::new(None),
             scenarios: crate::paths::root().join("scenarios"),
+            istio_minor: None,
         }
     }
 }
@@ -110,6 +115,7 @@ impl Diagnoser {
         let mut connections = Connections::default();
         let mut waiting = VecDeque::new();
         let mut buf = Vec::with_capacity(1024);
+        let mut joining = Joining::default();
         while let Some(truncated) = read_line(&mut reader, &mut buf, MAX_LINE)? {
             input.lines += 1;
             input.bytes += buf.len() as u64 + 1;
@@ -118,8 +124,25 @@ impl Diagnoser {
                 continue;
             }
             let text = String::from_utf8_lossy(&buf);
+            // A JSON entry printed over several lines (a log store's
+            // export, `jq .`) is read as one.
+            let text = match joining.take(&text) {
+                Joined::Line => text,
+                Joined::Inside => {
+                    input.joined += 1;
+                    continue;
+                }
+                Joined::Entry(entry) => std::borrow::Cow::Owned(entry),
+                Joined::TooLong => {
+                    input.malformed(MALFORMED_SHOWN, "a JSON entry over 64 KiB");
+                    continue;
+                }
+            };
             let parsed = self.options.formats.parse(&text);
             self.take(&mut input, &mut connections, &mut waiting, parsed, &text);
+        }
+        if joining.open() {
+            input.malformed(MALFORMED_SHOWN, "a JSON entry that never closes");
         }
         for w in waiting {
             self.judge(&mut connections, w.at, &w.text, &w.request);
@@ -147,6 +170,7 @@ impl Diagnoser {
                 };
                 let stats = self.codes_entry(Source::FilterEvent, code);
                 stats.add(event.time_ns, || Example::from_event(at(), text, &event));
+                stats.count_confidence(event.confidence, &[]);
                 if let (None, Some(explain)) = (&stats.explain, &event.explain) {
                     stats.explain = Some(explain.clone());
                 }
@@ -215,7 +239,11 @@ impl Diagnoser {
         request: &Request<'_>,
     ) {
         let judged: Judged = connections.judge(request, &self.options.config);
-        let Some(d) = judged.diagnosis else {
+        let Some(d) = judged
+            .diagnosis
+            .clone()
+            .or_else(|| connections::line_only(request))
+        else {
             return;
         };
         if judged.reuse.nth > 1 && matches!(d.code, "keepalive_race" | "upstream_reset") {
@@ -227,6 +255,7 @@ impl Diagnoser {
         stats.add(request.start_ns, || {
             Example::from_request(at, text, request, &judged.reuse)
         });
+        stats.count_confidence(Some(d.confidence), &d.alternatives);
         if stats.explain.is_none() {
             stats.explain = Some(d.explain);
         }
@@ -261,6 +290,75 @@ impl Diagnoser {
             &self.options,
         )
     }
+}
+
+/// Joins a JSON entry spread over lines (pretty-printed: `jq .`, a log
+/// store's export): from a line that is only `{` to the line that closes
+/// it. Only such a line opens one, so a damaged one-line entry (`{"a":` cut
+/// short) never swallows the lines after it.
+#[derive(Debug, Default)]
+struct Joining {
+    text: String,
+    depth: i64,
+}
+
+enum Joined {
+    /// An ordinary line: read it as it is.
+    Line,
+    /// Part of an entry still open.
+    Inside,
+    /// The whole entry.
+    Entry(String),
+    /// The entry grew past `line::MAX_JOINED`: dropped.
+    TooLong,
+}
+
+impl Joining {
+    fn open(&self) -> bool {
+        self.depth > 0
+    }
+
+    fn take(&mut self, line: &str) -> Joined {
+        if self.depth == 0 {
+            if line.trim() != "{" {
+                return Joined::Line;
+            }
+            self.text = line.to_string();
+            self.depth = 1;
+            return Joined::Inside;
+        }
+        self.depth += brace_depth(line);
+        self.text.push('\n');
+        self.text.push_str(line);
+        if self.text.len() > line::MAX_JOINED {
+            *self = Joining::default();
+            return Joined::TooLong;
+        }
+        if self.depth > 0 {
+            return Joined::Inside;
+        }
+        self.depth = 0;
+        // An element of a JSON array ends with `},`.
+        let entry = std::mem::take(&mut self.text);
+        Joined::Entry(entry.trim_end().trim_end_matches(',').to_string())
+    }
+}
+
+/// `{` minus `}` outside JSON strings.
+fn brace_depth(line: &str) -> i64 {
+    let (mut depth, mut in_string, mut escaped) = (0i64, false, false);
+    for b in line.bytes() {
+        match (in_string, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (false, _, b'"') => in_string = true,
+            (false, _, b'{') => depth += 1,
+            (false, _, b'}') => depth -= 1,
+            _ => {}
+        }
+    }
+    depth
 }
 
 /// Reads one line (without its `\n`) into `buf`, keeping at most `max`

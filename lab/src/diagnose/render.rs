@@ -25,8 +25,16 @@ fn seconds(ms: u64) -> String {
 
 pub fn human(report: &Report) -> String {
     let mut out = String::new();
+    unread(&mut out, report);
     header(&mut out, report);
-    if report.diagnoses.is_empty() {
+    if report.diagnoses.is_empty() && report.unread > 0 {
+        let _ = writeln!(
+            out,
+            "\nno failure named in the lines read; {} line(s) were NOT read (above): this is not \
+             an all-clear",
+            thousands(report.unread)
+        );
+    } else if report.diagnoses.is_empty() {
         let _ = writeln!(out, "\nno failure the filter's rules name");
     } else {
         table(&mut out, &report.diagnoses);
@@ -48,6 +56,9 @@ pub fn human(report: &Report) -> String {
             );
         }
     }
+    for note in &report.notes {
+        let _ = writeln!(out, "\nnote: {note}");
+    }
     if !report.cannot_tell.is_empty() {
         let _ = writeln!(out, "\ncannot tell from these logs:");
         for line in &report.cannot_tell {
@@ -55,6 +66,23 @@ pub fn human(report: &Report) -> String {
         }
     }
     out
+}
+
+/// Lines not read, first: how many and why (the first few).
+fn unread(out: &mut String, r: &Report) {
+    if r.unread == 0 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "NOT READ: {} line(s) diagnose could not read (not judged):",
+        thousands(r.unread)
+    );
+    for input in &r.inputs {
+        for m in &input.malformed_first {
+            let _ = writeln!(out, "  {m}");
+        }
+    }
 }
 
 fn header(out: &mut String, r: &Report) {
@@ -90,11 +118,6 @@ fn header(out: &mut String, r: &Report) {
         thousands(malformed),
         thousands(other)
     );
-    for input in &r.inputs {
-        for m in &input.malformed_first {
-            let _ = writeln!(out, "    malformed {m}");
-        }
-    }
 }
 
 fn source_name(s: Source) -> &'static str {
@@ -136,8 +159,23 @@ fn code(out: &mut String, d: &CodeReport) {
         thousands(d.count),
         source_name(d.source)
     );
+    if let Some(confidence) = &d.confidence {
+        let how = match confidence {
+            connlab_filter::diagnose::Confidence::Confirmed => "confirmed".to_string(),
+            connlab_filter::diagnose::Confidence::Likely if d.confirmed > 0 => format!(
+                "likely ({} confirmed, {} likely)",
+                thousands(d.confirmed),
+                thousands(d.likely)
+            ),
+            connlab_filter::diagnose::Confidence::Likely => "likely".to_string(),
+        };
+        let _ = writeln!(out, "  sure     {how}");
+    }
     if let Some(explain) = &d.explain {
         let _ = writeln!(out, "  why      {explain}");
+    }
+    for alternative in &d.alternatives {
+        let _ = writeln!(out, "  or       {alternative}");
     }
     if let Some(e) = &d.example {
         let fields: Vec<String> = e.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -159,6 +197,20 @@ fn code(out: &mut String, d: &CodeReport) {
     }
     if let Some(replay) = &d.replay {
         let _ = writeln!(out, "  replay   {replay}");
+    }
+    if let Some((first, rest)) = d.collect_next.split_first() {
+        let mut lines = first.lines();
+        let _ = writeln!(out, "  collect  {}", lines.next().unwrap_or_default());
+        for line in lines {
+            let _ = writeln!(out, "           {line}");
+        }
+        for other in rest {
+            let _ = writeln!(
+                out,
+                "  then     {}",
+                other.lines().next().unwrap_or_default()
+            );
+        }
     }
 }
 

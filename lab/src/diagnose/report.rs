@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use connlab_filter::diagnose::{human_ms, matching_server};
+use connlab_filter::diagnose::{human_ms, matching_server, Confidence};
 use connlab_filter::reuse::Reuse;
 use serde::Serialize;
 
@@ -119,9 +119,28 @@ pub struct CodeStats {
     pub explain: Option<String>,
     /// Idle times of the reused connections among them.
     pub idle: Idle,
+    /// How many were confirmed, how many likely; the rest (events of older
+    /// filters) did not say.
+    pub confirmed: u64,
+    pub likely: u64,
+    /// The alternatives of the first likely one.
+    pub alternatives: Vec<String>,
 }
 
 impl CodeStats {
+    pub fn count_confidence(&mut self, confidence: Option<Confidence>, alternatives: &[String]) {
+        match confidence {
+            Some(Confidence::Confirmed) => self.confirmed += 1,
+            Some(Confidence::Likely) => {
+                self.likely += 1;
+                if self.alternatives.is_empty() {
+                    self.alternatives = alternatives.to_vec();
+                }
+            }
+            None => {}
+        }
+    }
+
     pub fn add(&mut self, at_ns: Option<u64>, example: impl FnOnce() -> Example) {
         self.count += 1;
         if let Some(ns) = at_ns {
@@ -145,8 +164,12 @@ pub struct InputReport {
     pub events: u64,
     /// Lines in no format diagnose reads (Envoy's own log lines...).
     pub other: u64,
-    /// Lines that looked like an access log or event but did not parse.
+    /// Lines that looked like an access log or event but did not parse,
+    /// or fit no format diagnose reads: not read.
     pub malformed: u64,
+    /// Lines of a JSON entry spread over several lines, besides the one
+    /// that completed it (the entry is counted once, as what it was).
+    pub joined: u64,
     /// The first few malformed lines: `file:line: why`.
     pub malformed_first: Vec<String>,
 }
@@ -162,6 +185,7 @@ impl InputReport {
             events: 0,
             other: 0,
             malformed: 0,
+            joined: 0,
             malformed_first: Vec::new(),
         }
     }
@@ -192,6 +216,15 @@ pub struct CodeReport {
     pub fix: Option<String>,
     /// `connlab run ...` when this checkout has the scenario.
     pub replay: Option<String>,
+    /// `confirmed` when every one was, `likely` when any was (then
+    /// `alternatives` and `collect_next` say what else fits and what would
+    /// tell), `null` when the source did not say.
+    pub confidence: Option<Confidence>,
+    pub confirmed: u64,
+    pub likely: u64,
+    pub alternatives: Vec<String>,
+    /// The evidence that would confirm it, the one to collect first first.
+    pub collect_next: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -214,6 +247,13 @@ pub struct Report {
     pub failed_reuse_idle: Option<FailedReuse>,
     /// What the formats read cannot tell, and what that means.
     pub cannot_tell: Vec<String>,
+    /// Lines not read (malformed, or in no format diagnose reads): said
+    /// first, so a report over lines it could not read is never taken for
+    /// an all-clear.
+    pub unread: u64,
+    /// What the release's defaults did with these failures (e.g. Istio
+    /// before 1.24 retries a 503).
+    pub notes: Vec<String>,
 }
 
 pub(super) fn build(
@@ -231,7 +271,22 @@ pub(super) fn build(
             let idle = stats.idle.report();
             let replay = catalogue::replay(&code, idle.as_ref().map(|i| i.median_ms), config)
                 .and_then(|(s, v)| catalogue::command(&options.scenarios, s, v.as_deref()));
+            let confidence = match (stats.confirmed, stats.likely) {
+                (_, 1..) => Some(Confidence::Likely),
+                (1.., 0) => Some(Confidence::Confirmed),
+                _ => None,
+            };
+            let collect_next = if stats.likely > 0 {
+                catalogue::collect_next(&code, has_connection(has))
+            } else {
+                Vec::new()
+            };
             CodeReport {
+                confidence,
+                confirmed: stats.confirmed,
+                likely: stats.likely,
+                alternatives: stats.alternatives,
+                collect_next,
                 share_pct: (source == Source::AccessLog && requests > 0)
                     .then(|| stats.count as f64 * 100.0 / requests as f64),
                 first: stats.first_ns.map(time::format_ms),
@@ -269,6 +324,8 @@ pub(super) fn build(
         }),
         idle,
     });
+    let unread = inputs.iter().map(|i| i.malformed).sum();
+    let notes = notes(&diagnoses, has, options);
     Report {
         inputs,
         requests,
@@ -276,7 +333,52 @@ pub(super) fn build(
         diagnoses,
         failed_reuse_idle,
         cannot_tell: cannot_tell(has),
+        unread,
+        notes,
     }
+}
+
+/// Some format read says which connection carried each request.
+fn has_connection(has: &BTreeMap<Format, u32>) -> bool {
+    has.values().any(|fields| {
+        fields & (Field::UpstreamLocal.bit() | Field::UpstreamConnectionId.bit()) != 0
+    })
+}
+
+/// Release-aware notes: before Istio 1.24 the caller's sidecar retries a
+/// 503 by default (`retriable_status_codes: 503`, 2 retries; Istio's
+/// `pilot/pkg/networking/core/route/retry/retry.go`), so what failed here
+/// may have been sent again, and a POST run twice.
+fn notes(diagnoses: &[CodeReport], has: &BTreeMap<Format, u32>, options: &Options) -> Vec<String> {
+    let before_1_24 = match options.istio_minor {
+        Some(minor) => Some(minor < 24),
+        None => has.keys().any(|f| f.istio_before(24)).then_some(true),
+    };
+    let failed_503 = diagnoses.iter().any(|d| {
+        d.source == Source::AccessLog
+            && d.example
+                .as_ref()
+                .is_some_and(|e| e.fields.iter().any(|(k, v)| k == "code" && v == "503"))
+    });
+    let mut out = Vec::new();
+    match (before_1_24, failed_503) {
+        (Some(true), true) => out.push(
+            "Istio before 1.24 retries a 503 by default at the caller's sidecar \
+             (retriable_status_codes 503, 2 retries): these 503s were most likely sent again, \
+             so the client may have seen a 200, and a non-idempotent request (a POST) may have \
+             run twice on the backend; the caller's log line shows it with \
+             %UPSTREAM_REQUEST_ATTEMPT_COUNT% above 1"
+                .to_string(),
+        ),
+        (Some(false), true) => out.push(
+            "Istio 1.24 and later do not retry a 503 by default (503 left the retriable codes; \
+             connect-failure, refused-stream, unavailable and cancelled are still retried twice): \
+             the client most likely saw these 503s"
+                .to_string(),
+        ),
+        _ => {}
+    }
+    out
 }
 
 /// For each format read, the fields it lacks and what is lost without them.

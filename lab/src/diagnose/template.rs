@@ -22,6 +22,9 @@ pub enum Field {
     Attempts,
     UpstreamConnectionId,
     Route,
+    /// `%COMMON_DURATION(DS_RX_BEG:US_CX_BEG:…)%`: a value only when the
+    /// upstream connect began after the request arrived (a new connection).
+    ConnectAfterStart,
     Other,
 }
 
@@ -50,6 +53,14 @@ impl Field {
             "ROUTE_NAME" => Field::Route,
             _ => Field::Other,
         }
+    }
+
+    /// By operator name and its arguments (`COMMON_DURATION(A:B:unit)`).
+    pub fn from_operator_args(name: &str, args: &str) -> Field {
+        if name == "COMMON_DURATION" && args.starts_with("DS_RX_BEG:US_CX_BEG:") {
+            return Field::ConnectAfterStart;
+        }
+        Field::from_operator(name)
     }
 }
 
@@ -84,6 +95,7 @@ pub struct Values<'a> {
     pub attempts: Option<&'a str>,
     pub connection_id: Option<&'a str>,
     pub route: Option<&'a str>,
+    pub connect_after_start: Option<&'a str>,
 }
 
 impl<'a> Values<'a> {
@@ -106,6 +118,7 @@ impl<'a> Values<'a> {
             Field::Attempts => self.attempts = value,
             Field::UpstreamConnectionId => self.connection_id = value,
             Field::Route => self.route = value,
+            Field::ConnectAfterStart => self.connect_after_start = value,
             Field::Other => {}
         }
     }
@@ -144,7 +157,7 @@ impl Template {
                 i += 2;
                 continue;
             }
-            let (name, next) = operator(b, i).ok_or(TemplateError::Unterminated(i))?;
+            let (name, args, next) = operator(b, i).ok_or(TemplateError::Unterminated(i))?;
             if literal.is_empty() {
                 if let Some(Piece::Field(_)) = pieces.last() {
                     let before = names.last().cloned().unwrap_or_default();
@@ -153,7 +166,7 @@ impl Template {
             } else {
                 pieces.push(Piece::Literal(std::mem::take(&mut literal)));
             }
-            pieces.push(Piece::Field(Field::from_operator(&name)));
+            pieces.push(Piece::Field(Field::from_operator_args(&name, &args)));
             names.push(name);
             i = next;
         }
@@ -179,6 +192,27 @@ impl Template {
             pieces: vec![Piece::Literal(b"\0\0".to_vec())],
             fields: 0,
         }
+    }
+
+    /// The same format without its leading `[%START_TIME%] `: how a line
+    /// pasted from the quoted request on reads. `None` when the format does
+    /// not start that way.
+    pub fn untimed(&self) -> Option<Template> {
+        let [Piece::Literal(open), Piece::Field(Field::StartTime), Piece::Literal(after), rest @ ..] =
+            self.pieces.as_slice()
+        else {
+            return None;
+        };
+        let after = after.strip_prefix(b"] ")?;
+        if open.as_slice() != b"[" || after.is_empty() {
+            return None;
+        }
+        let mut pieces = vec![Piece::Literal(after.to_vec())];
+        pieces.extend(rest.iter().cloned());
+        Some(Template {
+            pieces,
+            fields: self.fields & !Field::StartTime.bit(),
+        })
     }
 
     pub fn has(&self, field: Field) -> bool {
@@ -224,9 +258,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     }
 }
 
-/// The operator starting at `b[at] == '%'`: its name and the index after
-/// its closing `%`.
-fn operator(b: &[u8], at: usize) -> Option<(String, usize)> {
+/// The operator starting at `b[at] == '%'`: its name, its arguments and the
+/// index after its closing `%`.
+fn operator(b: &[u8], at: usize) -> Option<(String, String, usize)> {
     let mut i = at + 1;
     let start = i;
     while i < b.len() && (b[i].is_ascii_uppercase() || b[i].is_ascii_digit() || b[i] == b'_') {
@@ -236,9 +270,12 @@ fn operator(b: &[u8], at: usize) -> Option<(String, usize)> {
         return None;
     }
     let name = String::from_utf8_lossy(&b[start..i]).into_owned();
+    let mut args = String::new();
     if b.get(i) == Some(&b'(') {
         // Arguments may hold `%` (`%START_TIME(%s.%3f)%`): skip to `)`.
-        i += b[i..].iter().position(|&c| c == b')')? + 1;
+        let close = i + b[i..].iter().position(|&c| c == b')')?;
+        args = String::from_utf8_lossy(&b[i + 1..close]).into_owned();
+        i = close + 1;
     }
     if b.get(i) == Some(&b':') {
         i += 1;
@@ -246,7 +283,7 @@ fn operator(b: &[u8], at: usize) -> Option<(String, usize)> {
             i += 1;
         }
     }
-    (b.get(i) == Some(&b'%')).then_some((name, i + 1))
+    (b.get(i) == Some(&b'%')).then_some((name, args, i + 1))
 }
 
 /// Envoy's default access-log format (`envoy.access_loggers.file` with no

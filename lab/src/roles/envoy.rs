@@ -272,10 +272,29 @@ pub async fn start(
         config_file(name, envoy, resolve).map_err(|e| LabError::role(name, e))?;
     std::fs::write(lab.dir().join(&config_name), config)?;
     command(&config_name, &mut spec);
+    if let Some(bin) = std::env::var_os(ENVOY_BIN_ENV) {
+        // Another Envoy build (e.g. a version from `make
+        // test-envoy-versions`' venvs) run in place of the image's.
+        let copy = lab.dir().join(ENVOY_BIN_NAME);
+        if !copy.exists() {
+            std::fs::copy(&bin, &copy).map_err(|e| {
+                LabError::role(
+                    name,
+                    format!("{ENVOY_BIN_ENV}={}: {e}", bin.to_string_lossy()),
+                )
+            })?;
+        }
+        spec.cmd[0] = format!("{SHARED_DIR}/{ENVOY_BIN_NAME}");
+    }
     lab.start(spec).await?;
     let ready = format!("curl -sf http://127.0.0.1:{ADMIN_PORT}/ready | grep -qx LIVE");
     lab.wait_until(name, &ready, Duration::from_secs(30)).await
 }
+
+/// A host Envoy binary the lab's Envoy containers run instead of the
+/// image's (`/connlab/envoy`); for dumps and checks across Envoy versions.
+pub const ENVOY_BIN_ENV: &str = "CONNLAB_ENVOY_BIN";
+const ENVOY_BIN_NAME: &str = "envoy";
 
 /// Every Envoy gets its certificate (SPIFFE identity + its node name); only
 /// TLS listeners and upstreams use them.
@@ -330,8 +349,36 @@ pub fn command(config_name: &str, spec: &mut ContainerSpec) {
 /// container (curl on loopback): a node a fault blackholed drops the
 /// host's requests too, and its counters are still evidence.
 pub async fn collect(lab: &Lab, name: &str) -> Result<EnvoyEvidence, LabError> {
+    let (stdout, stderr) = lab.logs(name).await;
+    let logs = Logs {
+        envoy: stderr,
+        json_access: stdout,
+        text_access: std::fs::read_to_string(lab.dir().join(access_log_name(name)))
+            .unwrap_or_default(),
+    };
+    collect_from(lab, name, ADMIN_PORT, logs).await
+}
+
+/// An Envoy's logs, wherever it wrote them.
+pub struct Logs {
+    /// Envoy's own log (the filter's events among its lines).
+    pub envoy: String,
+    /// The checker's JSON access log.
+    pub json_access: String,
+    /// Istio's TEXT access log.
+    pub text_access: String,
+}
+
+/// `collect` for an Envoy whose admin is on `admin_port` and whose logs
+/// were read already (a sidecar's, from files).
+pub async fn collect_from(
+    lab: &Lab,
+    name: &str,
+    admin_port: u16,
+    logs: Logs,
+) -> Result<EnvoyEvidence, LabError> {
     let admin = |path: &'static str| async move {
-        let url = format!("http://127.0.0.1:{ADMIN_PORT}{path}");
+        let url = format!("http://127.0.0.1:{admin_port}{path}");
         lab.exec_ok(name, &["curl", "-sSf", "--max-time", "10", &url])
             .await
             .map_err(|e| LabError::role(name, format!("admin {path}: {e}")))
@@ -339,16 +386,25 @@ pub async fn collect(lab: &Lab, name: &str) -> Result<EnvoyEvidence, LabError> {
     let stats_text = admin("/stats").await?;
     let config_dump = admin("/config_dump").await?;
     let clusters = admin("/clusters").await?;
-    let (stdout, stderr) = lab.logs(name).await;
-    Ok(EnvoyEvidence {
-        events: evidence::filter_events(&stderr),
-        access_log: evidence::json_lines(&stdout),
-        access_log_text: std::fs::read_to_string(lab.dir().join(access_log_name(name)))
-            .unwrap_or_default(),
-        stats: evidence::parse_stats(&stats_text),
+    Ok(evidence_of(logs, &stats_text, config_dump, clusters))
+}
+
+/// An Envoy's evidence from its logs and its admin API's answers
+/// (`/stats`, `/config_dump`, `/clusters`).
+pub fn evidence_of(
+    logs: Logs,
+    stats_text: &str,
+    config_dump: String,
+    clusters: String,
+) -> EnvoyEvidence {
+    EnvoyEvidence {
+        events: evidence::filter_events(&logs.envoy),
+        access_log: evidence::json_lines(&logs.json_access),
+        access_log_text: logs.text_access,
+        stats: evidence::parse_stats(stats_text),
         config_dump,
         clusters,
-    })
+    }
 }
 
 #[cfg(test)]

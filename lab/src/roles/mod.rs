@@ -7,3 +7,4 @@ pub mod client;
 pub mod envoy;
 pub mod router;
 pub mod script;
+pub mod sidecar;

@@ -13,6 +13,7 @@
 
 pub mod checks;
 pub mod envoy;
+pub mod mesh;
 pub mod node;
 mod tree;
 mod validate;
@@ -57,6 +58,9 @@ pub struct Variant {
     pub fixed: Vec<Check>,
     /// Extra Envoy stats every outcome reports, as `node:stat.name`.
     pub stats: Vec<String>,
+    /// Mesh mode: the Istio release and mesh-wide config of the nodes with
+    /// a `sidecar`.
+    pub mesh: Option<mesh::Mesh>,
 }
 
 /// A scenario file that cannot be used, and where.
@@ -112,6 +116,7 @@ struct Setup {
     fixed: Vec<Check>,
     #[serde(default)]
     stats: Vec<String>,
+    mesh: Option<mesh::Mesh>,
 }
 
 /// `networks = ["mesh"]`, or `[[networks]] name = "mesh"` (room for
@@ -273,6 +278,7 @@ fn read_variant(mut merged: tree::Table<'_>) -> Result<Variant, ReadError> {
         reproduced: setup.reproduced,
         fixed: setup.fixed,
         stats: setup.stats,
+        mesh: setup.mesh,
     })
 }
 

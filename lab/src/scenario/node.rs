@@ -32,6 +32,9 @@ pub struct Node {
     /// 8080`), from before the workload starts until it ends; what it saw is
     /// evidence (`packets` checks, the pcap, a packet ladder).
     pub capture: Option<String>,
+    /// An Istio sidecar in its network namespace (backends and clients;
+    /// the variant's `[mesh]` says which release).
+    pub sidecar: Option<super::mesh::SidecarSettings>,
     pub kind: NodeKind,
 }
 
@@ -84,9 +87,12 @@ struct Common {
     cap_add: Vec<String>,
     gateway: Option<String>,
     capture: Option<String>,
+    sidecar: Option<super::mesh::SidecarSettings>,
 }
 
-const COMMON_KEYS: [&str; 5] = ["networks", "sysctls", "cap_add", "gateway", "capture"];
+const COMMON_KEYS: [&str; 6] = [
+    "networks", "sysctls", "cap_add", "gateway", "capture", "sidecar",
+];
 
 /// A server on port `backend::PORT` (8080).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -266,6 +272,7 @@ pub(super) fn read(name: &str, value: Value<'_>) -> Result<Node, ReadError> {
         cap_add: common.cap_add,
         gateway: common.gateway,
         capture: common.capture,
+        sidecar: common.sidecar,
         kind,
     })
 }

@@ -19,6 +19,16 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
     if v.timeout_s == 0 {
         return err("timeout_s", "must be above 0");
     }
+    if let Some(mesh) = &v.mesh {
+        for (i, rule) in mesh.destination_rules.iter().enumerate() {
+            if !v.nodes.contains_key(&rule.host) {
+                return err(
+                    format!("mesh.destination_rules[{i}].host"),
+                    format!("no node `{}` (nodes: {})", rule.host, names(v)),
+                );
+            }
+        }
+    }
     let mut seen = BTreeSet::new();
     for (i, network) in v.networks.iter().enumerate() {
         if !seen.insert(network) {
@@ -74,6 +84,20 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
                 return err(
                     format!("{path}.capture"),
                     "a workload node starts sending at once: capture at its peer or a router",
+                );
+            }
+        }
+        if node.sidecar.is_some() {
+            if !matches!(node.kind, NodeKind::Backend(_) | NodeKind::Client(_)) {
+                return err(
+                    format!("{path}.sidecar"),
+                    "only a backend or a client gets an Istio sidecar",
+                );
+            }
+            if v.mesh.is_none() {
+                return err(
+                    format!("{path}.sidecar"),
+                    "a sidecar needs `[mesh]` with the Istio release (`istio = \"1.28\"`)",
                 );
             }
         }
@@ -192,7 +216,7 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
             };
             let fits = match check.measure {
                 Measure::Diagnosis(_) | Measure::Stat(_) | Measure::AccessLog(_) => {
-                    matches!(node.kind, NodeKind::Envoy(_))
+                    matches!(node.kind, NodeKind::Envoy(_)) || node.sidecar.is_some()
                 }
                 Measure::Client(_) | Measure::LibraryError(_) => {
                     matches!(node.kind, NodeKind::Client(_))

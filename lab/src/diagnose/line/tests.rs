@@ -134,3 +134,120 @@ fn a_custom_format_is_tried_first() {
         Line::Request(Format::IstioText, _)
     ));
 }
+
+/// Istio 1.5–1.7's default layout (Mixer's status where the details now
+/// stand): seed 000's Istio 1.6, an HTTP line and a TCP line.
+#[test]
+fn istio_1_5_to_1_7_lines_http_and_tcp() {
+    let http =
+        "[2020-10-24T17:37:23.593Z] \"GET /api HTTP/1.1\" 503 UC \"-\" \"-\" 0 95 2 - \"-\" \
+\"okhttp/3.12.1\" \"6a1d-1\" \"b.preview:80\" \"10.4.1.7:80\" PassthroughCluster 10.4.0.9:51234 \
+10.4.1.7:80 10.4.0.9:51232 - allow_any";
+    let Line::Request(Format::IstioText15, r) = formats().parse(http) else {
+        panic!("{:?}", formats().parse(http))
+    };
+    assert_eq!((r.code, r.flags, r.duration_ms), (Some(503), UC, Some(2)));
+    assert_eq!(r.cluster.as_deref(), Some("PassthroughCluster"));
+    assert_eq!((r.details, r.failure), (None, None));
+    assert_eq!(r.has & Field::Details.bit(), 0);
+    assert!(Format::IstioText15.istio_before(24));
+    let tcp = "[2020-10-24T17:37:23.600Z] \"- - -\" 0 UF,URX \"-\" \"-\" 0 0 10001 - \"-\" \"-\" \"-\" \
+\"-\" \"10.4.1.8:5432\" outbound|5432||db.default.svc.cluster.local - 10.96.0.10:5432 10.4.0.9:40000 - -";
+    let Line::Request(Format::IstioText15, r) = formats().parse(tcp) else {
+        panic!("{:?}", formats().parse(tcp))
+    };
+    assert_eq!(
+        (r.code, r.flags, r.duration_ms),
+        (Some(0), UF | URX, Some(10_001))
+    );
+}
+
+#[test]
+fn istio_1_8_and_current_tcp_lines() {
+    let line = "[2021-01-12T08:00:00.000Z] \"POST /pay HTTP/1.1\" 503 UF \"-\" 0 91 1000 - \"-\" \
+\"curl/7.64\" \"id-2\" \"pay:8080\" \"10.1.2.3:8080\" outbound|8080||pay.default.svc.cluster.local - \
+10.96.1.1:8080 10.1.0.4:40100 - default";
+    let Line::Request(Format::IstioText18, r) = formats().parse(line) else {
+        panic!("{:?}", formats().parse(line))
+    };
+    assert_eq!(
+        (r.code, r.flags, r.duration_ms),
+        (Some(503), UF, Some(1000))
+    );
+    let tcp =
+        "[2024-05-02T10:11:12.345Z] \"- - -\" 0 NR filter_chain_not_found - \"-\" 0 0 0 - \"-\" \
+\"-\" \"-\" \"-\" \"-\" - - 10.4.1.7:8080 10.4.0.9:45678 - -";
+    let Line::Request(Format::IstioText, r) = formats().parse(tcp) else {
+        panic!("{:?}", formats().parse(tcp))
+    };
+    assert_eq!(r.details.as_deref(), Some("filter_chain_not_found"));
+    assert_eq!(r.code, Some(0));
+}
+
+/// Pasted from the quoted request on, without `[START_TIME]`.
+#[test]
+fn lines_without_their_timestamp() {
+    let untimed = &ISTIO[ISTIO.find('"').unwrap()..];
+    let Line::Request(Format::Untimed, r) = formats().parse(untimed) else {
+        panic!("{:?}", formats().parse(untimed))
+    };
+    assert_eq!((r.code, r.flags, r.start_ns), (Some(503), UC, None));
+    assert_eq!(r.upstream_local.as_deref(), Some("172.18.0.3:43210"));
+    assert_eq!(r.has & Field::StartTime.bit(), 0);
+}
+
+/// A log shipper's envelope around a line: Docker's json-file, Loki
+/// (logcli `--output jsonl`), Cloud Logging's `textPayload` and
+/// `jsonPayload`.
+#[test]
+fn envelopes_are_read_inside() {
+    let quoted = serde_json::to_string(&format!("{ISTIO}\n")).unwrap();
+    for line in [
+        format!(r#"{{"log":{quoted},"stream":"stdout","time":"2026-12-01T02:44:26.124Z"}}"#),
+        format!(r#"{{"labels":{{"app":"b"}},"line":{quoted},"timestamp":"2026-12-01T02:44:26Z"}}"#),
+        format!(
+            r#"{{"insertId":"x","textPayload":{quoted},"resource":{{"type":"k8s_container"}}}}"#
+        ),
+    ] {
+        let Line::Request(Format::IstioText, r) = formats().parse(&line) else {
+            panic!("{line}: {:?}", formats().parse(&line))
+        };
+        assert_eq!((r.code, r.flags), (Some(503), UC), "{line}");
+    }
+    let payload = r#"{"insertId":"y","jsonPayload":{"response_code":503,"response_flags":"DC","duration":2970,"upstream_host":"10.0.0.1:80"},"severity":"INFO"}"#;
+    let Line::Request(Format::Json, r) = formats().parse(payload) else {
+        panic!()
+    };
+    assert_eq!((r.code, r.duration_ms), (Some(503), Some(2970)));
+    // An envelope around something that is not an access log.
+    let other =
+        r#"{"log":"[2026-11-23 13:00:00.000][12][info][main] starting\n","stream":"stderr"}"#;
+    assert_eq!(formats().parse(other), Line::Other);
+}
+
+/// A line in no format diagnose reads is not read (counted, named), never
+/// silently skipped.
+#[test]
+fn lines_in_no_known_format_are_not_read() {
+    for line in [
+        "GET /api 503 UC 2ms",
+        "503 UC upstream connect error or disconnect/reset before headers",
+        r#"{"status":503,"path":"/"}"#,
+    ] {
+        assert!(
+            matches!(formats().parse(line), Line::Malformed(_)),
+            "{line}"
+        );
+    }
+}
+
+/// The format the advice asks for (Istio's with the connection fields)
+/// is read as it is, and its connection id keys the connection.
+#[test]
+fn istio_with_connection_fields() {
+    let line = format!("{ISTIO} 17 2");
+    let Line::Request(Format::IstioConnectionFields, r) = formats().parse(&line) else {
+        panic!("{:?}", formats().parse(&line))
+    };
+    assert_eq!((r.connection_id, r.attempts), (Some(17), Some(2)));
+}
