@@ -24,7 +24,11 @@ fn classes(outcome: &Outcome) -> Vec<(&str, u64)> {
 fn assert_race(variant: &str, through_envoy: bool) {
     let outcome = run_variant(SCENARIO, variant);
     assert_eq!(outcome.verdict, Verdict::Reproduced, "{outcome:#?}");
-    assert_eq!(classes(&outcome), [("200", 3), ("reset", 3)], "{outcome:#?}");
+    assert_eq!(
+        classes(&outcome),
+        [("200", 3), ("reset", 3)],
+        "{outcome:#?}"
+    );
     if through_envoy {
         let logged: u64 = outcome.envoy["envoy"].values().sum();
         assert_eq!(logged, 3, "{outcome:#?}");
