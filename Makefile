@@ -30,7 +30,7 @@ export INSTA_UPDATE ?= no
 # real-Envoy tests against each.
 ENVOY_VERSIONS := 1.36.4 1.37.0 1.38.2 1.39.3 1.40.0
 
-.PHONY: help host-tools filter envoy image test lint-workflows lab-run lab-stability bench-filter fuzz-filter filter-image test-envoy-versions compose-files audit-dumps
+.PHONY: help host-tools filter envoy image test lint-workflows lab-run lab-stability bench-filter fuzz-filter soak-filter filter-image test-envoy-versions compose-files audit-dumps
 
 help:
 	@echo "make lab-run   replay every scenario; HTML report in $(REPORT_DIR)/index.html"
@@ -43,6 +43,7 @@ help:
 	@echo "make compose-files  regenerate compose/<scenario>/<variant>.yaml from every scenario file"
 	@echo "make bench-filter  Envoy CPU per request: no filter, empty wasm, connlab, native log"
 	@echo "make fuzz-filter   long fuzz run of the filter's wire and config parsers"
+	@echo "make soak-filter   1,000,000 requests through Envoy with the filter: memory flat, limits kept"
 	@echo "make test-envoy-versions  the filter's real-Envoy tests on Envoy $(ENVOY_VERSIONS)"
 	@echo "make audit-dumps  regenerate tests/data/audit: every lab Envoy's config dump, and on Envoy $(ENVOY_VERSIONS)"
 	@echo "make filter-image  the filter as an OCI image (Istio wasm layout) in local Docker"
@@ -97,6 +98,10 @@ bench-filter: filter envoy
 # A short run of the same target is part of `make test`.
 fuzz-filter:
 	CONNLAB_FUZZ_ITERS=$${CONNLAB_FUZZ_ITERS:-5000000} cargo test --locked --release -p connlab-filter --test fuzz_parsers
+
+# The make-test version of the same test sends 20,000.
+soak-filter: filter envoy
+	SOAK_REQUESTS=$${SOAK_REQUESTS:-1000000} cargo test --locked --release -p connlab-tests --test filter_soak -- --nocapture
 
 test-envoy-versions: host-tools filter
 	@scripts/test-envoy-versions.sh $(ENVOY_VERSIONS)

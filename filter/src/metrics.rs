@@ -11,6 +11,13 @@ pub const NET_CONNECTIONS: &str = "connlab_net_connections_total";
 pub const REUSE_EVICTIONS: &str = "connlab_reuse_evictions_total";
 /// Events the rate limit held back (`events_per_second`).
 pub const EVENTS_SUPPRESSED: &str = "connlab_events_suppressed_total";
+/// Gauge: connections the reuse table holds now (at most `reuse_table_cap`).
+pub const REUSE_TABLE_ENTRIES: &str = "connlab_reuse_table_entries";
+/// Gauge: the wasm VM's linear memory (`memory.size`), in bytes. Both
+/// gauges are set once a second by each worker's VM (the main thread's VM
+/// carries no traffic and does not report): with several workers they
+/// show the last one to report.
+pub const WASM_MEMORY_BYTES: &str = "connlab_wasm_memory_bytes";
 
 /// A histogram kept as Prometheus-style cumulative bucket counters
 /// (`<name>_bucket_le_<bound>`, `..._le_inf`, `<name>_sum`): counted in the

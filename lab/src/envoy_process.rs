@@ -73,6 +73,12 @@ impl EnvoyProcess {
     /// Starts Envoy with `config` (whose admin and listeners should bind
     /// port 0) and waits until it is ready.
     pub fn start(config: &Value) -> Result<EnvoyProcess, EnvoyError> {
+        EnvoyProcess::start_within(config, Duration::from_secs(20))
+    }
+
+    /// As `start`, waiting up to `limit` for readiness (an Envoy under
+    /// valgrind compiles its wasm modules far slower).
+    pub fn start_within(config: &Value, limit: Duration) -> Result<EnvoyProcess, EnvoyError> {
         let bin = envoy_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("connlab-envoy-")
@@ -108,7 +114,7 @@ impl EnvoyProcess {
             dir,
             admin: SocketAddr::from(([0, 0, 0, 0], 0)),
         };
-        envoy.wait_ready(&admin_path, Duration::from_secs(20))?;
+        envoy.wait_ready(&admin_path, limit)?;
         Ok(envoy)
     }
 

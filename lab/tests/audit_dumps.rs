@@ -107,7 +107,13 @@ fn every_dump_parses_and_is_audited() {
         let text = std::fs::read_to_string(&entry).unwrap();
         let parsed = dump::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", entry.display()));
         let report = audit("x", &parsed, &Options::default());
-        assert_eq!(report.source.shape, "envoy", "{}", entry.display());
+        // The mesh variants' pods run Istio-shaped sidecars.
+        let shape = if entry.to_string_lossy().contains("/istio-") {
+            "istio-sidecar"
+        } else {
+            "envoy"
+        };
+        assert_eq!(report.source.shape, shape, "{}", entry.display());
         assert!(report.source.envoy_version.is_some(), "{}", entry.display());
         assert!(report.source.clusters > 0 && report.source.listeners > 0);
         assert!(
@@ -577,4 +583,257 @@ fn cli_exit_status_and_output() {
     let (code, out, _) = connlab(&[future.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(out.contains("note: skipped configs[6]: unknown type type.googleapis.com/envoy.admin.v9.FutureConfigDump"), "{out}");
+}
+
+/// The replay plans of a lab dump, each parsed and validated as a scenario.
+fn plans(
+    scenario: &str,
+    variant: &str,
+    node: &str,
+    backends: &[&str],
+) -> Vec<(connlab::audit::replay::Plan, connlab::scenario::Scenario)> {
+    let parsed =
+        dump::parse(&std::fs::read_to_string(lab_dump(scenario, variant, node)).unwrap()).unwrap();
+    let options = options(backends, false);
+    let ctx = connlab::audit::context(&parsed, &options);
+    let report = connlab::audit::report("x", &ctx);
+    let (plans, _) = connlab::audit::replay::plans(&ctx, &report.findings);
+    let dir = connlab::paths::root().join("scenarios");
+    plans
+        .into_iter()
+        .map(|p| {
+            let s = connlab::audit::replay::scenario(&p, &dir)
+                .unwrap_or_else(|e| panic!("{}: {e}\n{}", p.scenario, p.variants));
+            (p, s)
+        })
+        .collect()
+}
+
+fn upstream<'a>(
+    s: &'a connlab::scenario::Scenario,
+    variant: &str,
+) -> &'a connlab::scenario::envoy::Upstream {
+    let v = s.variant(variant).unwrap();
+    &v.nodes["envoy"].kind.envoy().unwrap().upstreams["backend"]
+}
+
+#[test]
+fn replay_variants_carry_the_dumps_settings() {
+    use connlab::audit::replay::{FIXED, YOURS};
+    // Envoy idles 4 s; the stated backend closes at 3 s: the lab's Node.js
+    // with keepAliveTimeout 3 s, Envoy's 4 s kept, the fix 2.4 s.
+    let all = plans(
+        "keepalive-race",
+        "fixed-idle-timeout",
+        "envoy",
+        &["backend=3000"],
+    );
+    let (plan, s) = all
+        .iter()
+        .find(|(p, _)| p.rule == Rule::KeepaliveRace)
+        .unwrap();
+    assert_eq!(upstream(s, YOURS).idle_timeout_ms, Some(4000));
+    assert_eq!(upstream(s, FIXED).idle_timeout_ms, Some(2400));
+    let v = s.variant(YOURS).unwrap();
+    let connlab::scenario::NodeKind::Backend(b) = &v.nodes["backend"].kind else {
+        panic!()
+    };
+    assert_eq!(b.keepalive_ms, Some(3000));
+    assert!(
+        plan.replacements
+            .iter()
+            .any(|r| r.contains("keepAliveTimeout 3 s")),
+        "{:?}",
+        plan.replacements
+    );
+    // The client idles past the backend's close, before Envoy's own.
+    let gaps = &v.nodes["client"].kind.client().unwrap().config.gaps_ms;
+    assert_eq!(gaps, &[0, 3500]);
+
+    // Tomcat's timings, and the caller's retry policy carried over.
+    let all = plans("keepalive-race", "tomcat", "envoy", &["backend=tomcat"]);
+    let (_, s) = &all[0];
+    assert_eq!(s.variant(YOURS).unwrap().timeout_s, 180);
+    assert_eq!(upstream(s, FIXED).idle_timeout_ms, Some(16_000));
+
+    // The pinned port and its socket options; port 0 in the fix.
+    let all = plans(
+        "source-port-reuse",
+        "sequential",
+        "envoy",
+        &["backend=close"],
+    );
+    assert_eq!(all.len(), 1, "only source-port-reuse has a replay here");
+    let (_, s) = &all[0];
+    let bind = upstream(s, YOURS).bind.as_ref().unwrap();
+    assert_eq!((bind.source_port, bind.socket_options.len()), (40000, 1));
+    assert_eq!(upstream(s, FIXED).bind.as_ref().unwrap().source_port, 0);
+
+    // The listener's detection timeout; 5 s in the fix.
+    let all = plans("sniff-timeout", "strict", "caller", &["*=node"]);
+    let (plan, s) = all
+        .iter()
+        .find(|(p, _)| p.rule == Rule::SniffTimeout)
+        .unwrap();
+    let listener = |variant: &str| {
+        s.variant(variant).unwrap().nodes["caller"]
+            .kind
+            .envoy()
+            .unwrap()
+            .listeners["outbound"]
+            .detection_timeout_ms
+    };
+    assert_eq!((listener(YOURS), listener(FIXED)), (Some(100), Some(5000)));
+    assert!(plan.replacements.iter().any(|r| r.contains("TLS secrets")));
+
+    // An Istio sidecar's inbound cluster, replayed in the plain lab: said.
+    let all = plans(
+        "keepalive-race",
+        "istio-inbound",
+        "backend",
+        &["inbound|8080||=node"],
+    );
+    let (plan, s) = all
+        .iter()
+        .find(|(p, _)| p.rule == Rule::KeepaliveRace)
+        .unwrap();
+    assert_eq!(plan.object, "cluster `inbound|8080||`");
+    assert_eq!(upstream(s, YOURS).idle_timeout_ms, None);
+    assert!(
+        plan.replacements
+            .iter()
+            .any(|r| r.starts_with("shape: the istio-sidecar")),
+        "{:?}",
+        plan.replacements
+    );
+}
+
+/// The lab's Istio-shaped sidecars (mesh mode): Istio's names, Istio's fixes.
+#[test]
+fn istio_shaped_sidecars() {
+    const INBOUND: &str = "inbound|8080||";
+    const OUTBOUND: &str = "outbound|8080||backend.lab.svc.cluster.local";
+    // The callee's sidecar and Node (seed 001's own place): its inbound
+    // cluster has no idle timeout.
+    let node = format!("{INBOUND}=node");
+    let r = audit_lab("keepalive-race", "istio-inbound", "backend", &[&node]);
+    assert_eq!(r.source.shape, "istio-sidecar");
+    let f = finding(&r, Rule::KeepaliveRace, INBOUND);
+    assert_eq!(f.status, Status::Exposed);
+    assert!(
+        f.fix
+            .contains("DestinationRule for this workload's own Service host"),
+        "{}",
+        f.fix
+    );
+    // DestinationRule connectionPool.http.idleTimeout 4 s, applied by Istio
+    // to the inbound cluster: not exposed against Node's 5 s.
+    let r = audit_lab(
+        "keepalive-race",
+        "istio-fixed-idle-timeout",
+        "backend",
+        &[&node],
+    );
+    assert_eq!(status(&r, Rule::KeepaliveRace, INBOUND), None);
+    // The caller's outbound cluster: the fix is the destination's DestinationRule.
+    let r = audit_lab("keepalive-race", "istio-inbound", "client", &[]);
+    let f = finding(&r, Rule::KeepaliveRace, OUTBOUND);
+    assert!(
+        f.fix
+            .contains("DestinationRule for host `backend.lab.svc.cluster.local`"),
+        "{}",
+        f.fix
+    );
+    // Istio's default retries by release: 503 retried up to 1.23 (the
+    // client saw only 200s), not from 1.24.
+    let old = audit_lab("keepalive-race", "istio-inbound-1.23", "client", &[]);
+    assert!(finding(&old, Rule::RetriesHideFailures, OUTBOUND)
+        .why
+        .contains("503 from the next hop"));
+    let new = audit_lab("keepalive-race", "istio-inbound", "client", &[]);
+    assert!(!finding(&new, Rule::RetriesHideFailures, OUTBOUND)
+        .why
+        .contains("503 from the next hop"));
+    // Istio 1.6's 100 ms detection on the caller's outbound port, the
+    // fall-through to PassthroughCluster in plaintext: exposed, said in
+    // meshConfig terms; 5 s is not. The inbound side sniffs too, but its
+    // fall-through sends plaintext like its HTTP chain: nothing to say.
+    for caller in ["slow", "fast"] {
+        let r = audit_lab("sniff-timeout", "istio-strict", caller, &[]);
+        let f = finding(&r, Rule::SniffTimeout, "0.0.0.0_8080");
+        assert_eq!(f.status, Status::Exposed);
+        assert!(
+            f.fix.starts_with("meshConfig.protocolDetectionTimeout"),
+            "{}",
+            f.fix
+        );
+        assert_eq!(status(&r, Rule::SniffTimeout, "virtualInbound"), None);
+        let r = audit_lab(
+            "sniff-timeout",
+            "istio-fixed-detection-timeout",
+            caller,
+            &[],
+        );
+        assert!(
+            r.findings.iter().all(|f| f.rule != Rule::SniffTimeout),
+            "{caller}"
+        );
+    }
+}
+
+/// Every value of real dumps (but the bootstrap's long extension list)
+/// replaced in turn by a value of another JSON type: the audit reads whatever it gets and
+/// never panics; a wrong type is a setting it does not see, not a crash.
+#[test]
+fn no_wrong_typed_field_makes_it_panic() {
+    fn paths(v: &Value, at: String, out: &mut Vec<String>) {
+        if at.ends_with("/node/extensions") {
+            return;
+        }
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    let key = k.replace('~', "~0").replace('/', "~1");
+                    paths(x, format!("{at}/{key}"), out);
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    paths(x, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+        out.push(at);
+    }
+    let wrong = [json!(null), json!(-1), json!("0.5s"), json!([]), json!({})];
+    let mut audits = 0;
+    for (scenario, variant, node) in [
+        ("keepalive-race", "retry-hidden", "caller"),
+        ("sniff-timeout", "strict", "caller"),
+        ("source-port-reuse", "sequential", "envoy"),
+        ("half-open", "gateway-user-timeout", "gwa"),
+        ("keepalive-race", "istio-inbound", "backend"),
+    ] {
+        let mut original = read(&lab_dump(scenario, variant, node));
+        // Envoy's list of its extensions (most of the file, never read):
+        // left out so each of the thousands of copies is small.
+        if let Some(e) = original.pointer_mut("/configs/0/bootstrap/node/extensions") {
+            *e = json!([]);
+        }
+        let mut all = Vec::new();
+        paths(&original, String::new(), &mut all);
+        // Each value gets the types in turn (value i the i-th, then
+        // round): every field meets several wrong types across the dumps.
+        for (i, path) in all.iter().filter(|p| !p.is_empty()).enumerate() {
+            let mut v = original.clone();
+            *v.pointer_mut(path).unwrap() = wrong[i % wrong.len()].clone();
+            if let Ok(parsed) = dump::from_value(&v) {
+                let r = audit("x", &parsed, &options(&["*=node"], true));
+                let _ = connlab::audit::render::human(&r);
+                audits += 1;
+            }
+        }
+    }
+    assert!(audits > 500, "{audits}");
 }

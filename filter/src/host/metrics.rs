@@ -38,6 +38,26 @@ impl Counter {
     }
 }
 
+/// A gauge's host handle; set, not summed.
+#[derive(Default)]
+struct Gauge {
+    id: Option<u32>,
+}
+
+impl Gauge {
+    fn define(name: &str) -> Self {
+        Gauge {
+            id: hostcalls::define_metric(MetricType::Gauge, name).ok(),
+        }
+    }
+
+    fn set(&self, value: u64) {
+        if let Some(id) = self.id {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+}
+
 /// A histogram as cumulative bucket counters (see `metrics::Histogram`).
 #[derive(Default)]
 struct Buckets {
@@ -92,6 +112,8 @@ pub(crate) struct Metrics {
     net_diagnosis: Vec<Counter>,
     evictions: Counter,
     suppressed: Counter,
+    table_entries: Gauge,
+    memory_bytes: Gauge,
 }
 
 /// The counter at `code`'s position in `codes`.
@@ -118,6 +140,8 @@ impl Metrics {
             net_diagnosis: counters(CONN_CODES.iter(), names::net_diagnosis),
             evictions: Counter::define(names::REUSE_EVICTIONS),
             suppressed: Counter::define(names::EVENTS_SUPPRESSED),
+            table_entries: Gauge::define(names::REUSE_TABLE_ENTRIES),
+            memory_bytes: Gauge::define(names::WASM_MEMORY_BYTES),
         }
     }
 
@@ -127,6 +151,16 @@ impl Metrics {
 
     pub fn suppressed(&self, n: u64) {
         self.suppressed.add(n);
+    }
+
+    /// The reuse table's size (the HTTP plugin's; the network plugin has
+    /// none) and the VM's memory, as they are now.
+    pub fn sizes(&self, table_entries: Option<usize>) {
+        if let Some(n) = table_entries {
+            self.table_entries.set(n as u64);
+        }
+        let pages = core::arch::wasm32::memory_size(0);
+        self.memory_bytes.set(pages as u64 * 65_536);
     }
 
     pub fn request(&self, diagnosis: Option<&str>, nth: Option<u64>, idle_ms: Option<u64>) {

@@ -59,6 +59,10 @@ pub(crate) struct Shared {
     pub limiter: RefCell<EventLimiter>,
     /// Evictions already handed to the metric.
     evictions_counted: std::cell::Cell<u64>,
+    /// This VM has had a request or connection: a worker's VM, not the
+    /// main thread's (which Envoy also runs the plugin in, never with
+    /// traffic). Only a worker's VM reports its sizes.
+    served: std::cell::Cell<bool>,
     /// Envoy's token for [`OUTCOME_EXPRESSION`] (HTTP filter only), or
     /// `None` when this Envoy cannot compile it: then each attribute is read
     /// on its own.
@@ -131,6 +135,7 @@ impl RootContext for Root {
             metrics,
             limiter,
             evictions_counted: std::cell::Cell::new(0),
+            served: std::cell::Cell::new(false),
             in_flight: RefCell::new(HashSet::default()),
         }));
         if !self.kind.is_noop() && hostcalls::set_tick_period(FLUSH_PERIOD).is_err() {
@@ -144,6 +149,12 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         let Some(shared) = &self.shared else { return };
         let evictions = shared.table.borrow().evictions();
+        if shared.served.get() {
+            let http = self.kind == Kind::Http;
+            shared
+                .metrics
+                .sizes(http.then(|| shared.table.borrow().len()));
+        }
         let new = evictions.saturating_sub(shared.evictions_counted.replace(evictions));
         shared.metrics.evictions(new);
         let suppressed = shared.limiter.borrow_mut().take_suppressed();
@@ -173,6 +184,7 @@ impl RootContext for Root {
         // The SDK aborts the VM on None, so always return a context.
         match (&self.shared, self.kind) {
             (Some(shared), Kind::Http) => {
+                shared.served.set(true);
                 Some(Box::new(http::Request::new(Rc::clone(shared), context_id)))
             }
             _ => Some(Box::new(Noop)),
@@ -181,7 +193,10 @@ impl RootContext for Root {
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
         match (&self.shared, self.kind) {
-            (Some(shared), Kind::Net) => Some(Box::new(net::Connection::new(Rc::clone(shared)))),
+            (Some(shared), Kind::Net) => {
+                shared.served.set(true);
+                Some(Box::new(net::Connection::new(Rc::clone(shared))))
+            }
             _ => Some(Box::new(Noop)),
         }
     }

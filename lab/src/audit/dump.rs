@@ -91,6 +91,11 @@ pub fn parse(text: &str) -> Result<Dump, DumpError> {
         }
     })?;
     snake_case_keys(&mut value);
+    from_value(&value)
+}
+
+/// The dump in an already parsed JSON value (admin API field names).
+pub fn from_value(value: &Value) -> Result<Dump, DumpError> {
     let mut dump = Dump::default();
     match &value {
         Value::Object(o) if o.contains_key("configs") => {
@@ -106,7 +111,7 @@ pub fn parse(text: &str) -> Result<Dump, DumpError> {
                 dump.resource(&format!("[{i}]"), item, None);
             }
         }
-        Value::Object(_) => dump.resource("", &value, None),
+        Value::Object(_) => dump.resource("", value, None),
         _ => {
             return Err(DumpError::Shape(
                 "the top level is neither an object with `configs` nor an array of resources"

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod dump;
 pub mod finding;
 pub mod render;
+pub mod replay;
 pub mod routes;
 pub mod rules;
 pub mod shape;
@@ -44,6 +45,11 @@ pub struct Context<'a> {
 }
 
 pub fn audit(file: &str, dump: &Dump, options: &Options) -> Report {
+    report(file, &context(dump, options))
+}
+
+/// What the rules read, from the dump and the command line.
+pub fn context<'a>(dump: &'a Dump, options: &'a Options) -> Context<'a> {
     let shape = shape::detect(dump);
     let bootstrap = dump.bootstrap.as_ref();
     let clusters = dump
@@ -52,13 +58,18 @@ pub fn audit(file: &str, dump: &Dump, options: &Options) -> Report {
         .filter(|c| !(shape.istio() && shape::ISTIO_OWN_CLUSTERS.contains(&c.name.as_str())))
         .map(|c| (c, cluster::Cluster::read(&c.value, bootstrap)))
         .collect();
-    let ctx = Context {
+    Context {
         dump,
         shape,
         traffic: Traffic::of(dump),
         clusters,
         options,
-    };
+    }
+}
+
+/// Every rule's findings, with notes on what was left out.
+pub fn report(file: &str, ctx: &Context) -> Report {
+    let (dump, shape, options) = (ctx.dump, ctx.shape, ctx.options);
     let mut notes = dump
         .skipped
         .iter()
@@ -96,7 +107,7 @@ pub fn audit(file: &str, dump: &Dump, options: &Options) -> Report {
         }
     }
     notes.extend(options.backends.unused(dump));
-    let findings = rules::all(&ctx);
+    let findings = rules::all(ctx);
     let source = Source {
         file: file.to_string(),
         shape: shape.word(),

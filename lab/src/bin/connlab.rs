@@ -121,7 +121,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Command::Audit(args) = &cli.command {
-        return Ok(ExitCode::from(connlab::audit::cli::run(args)));
+        return Ok(ExitCode::from(connlab::audit::cli::run(args, &dir)));
     }
     let scenarios = scenario::load_all(&dir)?;
     match cli.command {

@@ -61,9 +61,11 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
                     ms(r.stream_idle_ms, "unknown (5 min unless set)"),
                 );
                 f.why = format!(
-                    "a request in flight to a peer that went silent waits {} before Envoy or \
-                     the kernel gives up{}",
-                    bound.map_or(KERNEL_GIVE_UP.to_string(), human_ms),
+                    "a request in flight to a peer that went silent waits {}{}",
+                    bound.map_or(
+                        format!("until {KERNEL_GIVE_UP}: Envoy sets no timer on it"),
+                        |ms| format!("{} before Envoy gives up", human_ms(ms))
+                    ),
                     if c.tcp_keepalive.is_some() {
                         " (TCP keepalive sends no probe while a request is unacknowledged)"
                     } else {

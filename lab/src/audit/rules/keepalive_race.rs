@@ -122,9 +122,11 @@ fn fix(ctx: &Context, cluster: &str, options_path: &str, keepalive_ms: Option<u6
         }
         if istio_cluster(cluster).is_some_and(|c| c.inbound) {
             return format!(
-                "raise the app's keep-alive timeout above Envoy's idle timeout (the seed's fix), or \
-                 set the inbound idle timeout below the app's ({below}): Sidecar \
-                 `spec.inboundConnectionPool.http.idleTimeout` in Istio releases that have it"
+                "a DestinationRule for this workload's own Service host with \
+                 spec.trafficPolicy.connectionPool.http.idleTimeout below the app's keep-alive \
+                 timeout ({below}; Istio applies it to the inbound cluster too), or Sidecar \
+                 spec.inboundConnectionPool.http.idleTimeout in releases that have it; or raise \
+                 the app's keep-alive timeout above Envoy's idle timeout (the seed's fix)"
             );
         }
     }

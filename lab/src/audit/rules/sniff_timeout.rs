@@ -170,18 +170,22 @@ fn plaintext_fallthrough(ctx: &Context, l: &Resource) -> Option<Fallthrough> {
             })
             .unwrap_or_default()
     };
+    let port = |c: &Value| {
+        c.pointer("/filter_chain_match/destination_port")
+            .and_then(Value::as_u64)
+    };
     let mut http_clusters: Vec<String> = Vec::new();
-    let mut http_chains = 0;
+    let mut http_ports = Vec::new();
     for (_, c) in &all {
         if matched(c)
             .iter()
             .any(|p| http_protocols.contains(&p.as_str()))
         {
-            http_chains += 1;
+            http_ports.push(port(c));
             http_clusters.extend(hcm_clusters(ctx, c));
         }
     }
-    if http_chains == 0 {
+    if http_ports.is_empty() {
         return None;
     }
     let tls_of = |name: &str| -> Option<bool> {
@@ -195,7 +199,11 @@ fn plaintext_fallthrough(ctx: &Context, l: &Resource) -> Option<Fallthrough> {
         let transport = c
             .pointer("/filter_chain_match/transport_protocol")
             .and_then(Value::as_str);
-        if !matched(c).is_empty() || transport == Some("tls") {
+        // Only a chain the same connections could take: no protocol match,
+        // not TLS, and no other destination port than an HTTP chain's
+        // (Istio's `virtualInbound-blackhole` matches port 15006 itself).
+        let same_port = port(c).is_none() || http_ports.contains(&port(c));
+        if !matched(c).is_empty() || transport == Some("tls") || !same_port {
             continue;
         }
         let chain = match str_of(c, "name") {
@@ -204,8 +212,13 @@ fn plaintext_fallthrough(ctx: &Context, l: &Resource) -> Option<Fallthrough> {
         };
         for filter in items(c, "filters").iter().filter(|f| is_tcp_proxy(f)) {
             for cluster in tcp_proxy_clusters(filter) {
+                let http_known_plain =
+                    !http_tls.is_empty() && http_tls.iter().all(|t| *t == Some(false));
                 match tls_of(&cluster) {
                     Some(true) => {}
+                    // Both plaintext: the fall-through sends what the HTTP
+                    // chain would.
+                    Some(false) if http_known_plain => {}
                     Some(false) if http_tls.contains(&Some(true)) => {
                         return Some(Fallthrough {
                             text: format!(
