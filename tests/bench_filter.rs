@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use std::io::Write;
 
-use connlab::envoy_config::{
+use connlab::envoy::config::{
     bootstrap, cluster, file_access_log, hcm, http_wasm, listener, net_wasm, plugin, route,
     tcp_proxy,
 };
@@ -330,7 +330,7 @@ fn main() {
 /// Needs `valgrind` (Debian package `valgrind`).
 fn callgrind(backend: SocketAddr, dir: &std::path::Path) {
     let requests = env("BENCH_CALLGRIND_REQUESTS", 300);
-    let envoy_bin = connlab::envoy_process::envoy_bin().expect("Envoy binary");
+    let envoy_bin = connlab::envoy::process::envoy_bin().expect("Envoy binary");
     // BENCH_CALLGRIND_DUMPS=<dir> keeps the dumps (one per variant, in
     // order) for callgrind_annotate.
     let kept = std::env::var_os("BENCH_CALLGRIND_DUMPS").map(std::path::PathBuf::from);

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use connlab::envoy_config::{bootstrap, cluster, hcm, http_wasm, listener, net_wasm, route};
+use connlab::envoy::config::{bootstrap, cluster, hcm, http_wasm, listener, net_wasm, route};
 use connlab_tests::envoy_process::{EnvoyError, EnvoyProcess};
 use connlab_tests::{any_local_port, backend, closed_port, filter_wasm, http1, wait_stat};
 use serde_json::{json, Value};

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use connlab::envoy_config::{cluster, route};
+use connlab::envoy::config::{cluster, route};
 use connlab_tests::filter_proxy::Proxy;
 use connlab_tests::silent_peer::SilentPeer;
 use serde_json::{json, Value};

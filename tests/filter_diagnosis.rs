@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use connlab::envoy_config::{cluster, route, upstream_tls};
+use connlab::envoy::config::{cluster, route, upstream_tls};
 use connlab_tests::filter_proxy::Proxy;
 use connlab_tests::{
     any_local_port, backend, closed_port, pinnable_port, raw_servers, slow_backend,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use connlab::envoy_config::{bootstrap, cluster, hcm, http_wasm, listener, route};
+use connlab::envoy::config::{bootstrap, cluster, hcm, http_wasm, listener, route};
 use connlab_tests::envoy_process::EnvoyProcess;
 use connlab_tests::{any_local_port, backend, closed_port, filter_wasm, http1};
 use serde_json::Value;

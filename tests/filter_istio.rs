@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use connlab::envoy_config::{
+use connlab::envoy::config::{
     bootstrap, cluster, hcm, http_wasm, listener, net_wasm, route, tcp_proxy,
 };
 use connlab_tests::envoy_process::EnvoyProcess;
@@ -183,17 +183,17 @@ fn the_release_schemas_match_the_shared_reference_when_present() {
 }
 
 // --- Delivery as Istio does it, in real Envoy: the WasmPlugin reaches the
-// filter chain through ECDS (`connlab::istio::wasmplugin`, from a file Envoy
+// filter chain through ECDS (`connlab::envoy::istio::wasmplugin`, from a file Envoy
 // watches where istiod would stream it).
 
 mod delivery {
     use std::path::Path;
     use std::time::{Duration, Instant};
 
-    use connlab::envoy_config::{bootstrap, cluster, hcm, listener, route};
-    use connlab::envoy_process::EnvoyProcess;
-    use connlab::http1::Conn;
-    use connlab::istio::wasmplugin::{ecds_file, WasmPlugin};
+    use connlab::envoy::config::{bootstrap, cluster, hcm, listener, route};
+    use connlab::envoy::istio::wasmplugin::{ecds_file, WasmPlugin};
+    use connlab::envoy::process::EnvoyProcess;
+    use connlab::programs::http1::Conn;
     use connlab_tests::{filter_wasm, slow_backend};
     use serde_json::{json, Value};
 
@@ -243,7 +243,7 @@ mod delivery {
         let backend = slow_backend(Duration::ZERO);
         let p = plugin("FAIL_OPEN", json!({"events": "all"}));
         let ecds = dir.path().join("ecds.json");
-        let agent = connlab::istio::module::check_wasm(b"this is not a wasm module");
+        let agent = connlab::envoy::istio::module::check_wasm(b"this is not a wasm module");
         assert!(agent.is_err());
         write(&ecds, 1, p.fallback_resource());
         let envoy = envoy(&p, &ecds, backend.addr());

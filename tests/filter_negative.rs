@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use connlab::envoy_config::{bootstrap, cluster, hcm, listener, net_wasm, retry_policy, route};
+use connlab::envoy::config::{bootstrap, cluster, hcm, listener, net_wasm, retry_policy, route};
 use connlab_tests::envoy_process::EnvoyProcess;
 use connlab_tests::filter_proxy::{Proxy, TIMEOUT};
 use connlab_tests::{

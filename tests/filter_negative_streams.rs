@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use connlab::envoy_config::{cluster, retry_policy, route};
+use connlab::envoy::config::{cluster, retry_policy, route};
 use connlab_tests::filter_proxy::{Proxy, TIMEOUT};
 use connlab_tests::raw_servers::{self, TunnelEnd};
 use serde_json::{json, Value};

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use connlab::envoy_config::{bootstrap, cluster, downstream_tls, listener, net_wasm, tcp_proxy};
+use connlab::envoy::config::{bootstrap, cluster, downstream_tls, listener, net_wasm, tcp_proxy};
 use connlab_tests::certs::Certs;
 use connlab_tests::envoy_process::EnvoyProcess;
 use connlab_tests::raw_servers::{sink, Sink};

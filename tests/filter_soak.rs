@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use connlab::envoy_config::{cluster, http1_protocol_options, route};
+use connlab::envoy::config::{cluster, http1_protocol_options, route};
 use connlab_tests::filter_proxy::{Proxy, TIMEOUT};
 use connlab_tests::{any_local_port, backend, closed_port, http1, raw_servers, wait_stat};
 use serde_json::json;

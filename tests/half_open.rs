@@ -6,8 +6,8 @@
 //! to recover — and the gateway's own (504 UT, 503 UC), then snapshots the
 //! stable part of the Outcome: classes and counts, never timings.
 
+use connlab::evidence::timeline::Timeline;
 use connlab::outcome::{Outcome, Verdict};
-use connlab::timeline::Timeline;
 use connlab_tests::lab::run_variant;
 use insta::internals::Content;
 

@@ -13,8 +13,10 @@
 use anyhow::{bail, Context};
 use std::net::SocketAddr;
 
-use connlab::ladder::{Ladder, Side};
-use connlab::{client, packet_sequence, pcap, timeline};
+use connlab::evidence::{packet_sequence, pcap, timeline};
+use connlab::outputs::ladder::{Ladder, Side};
+use connlab::outputs::plots;
+use connlab::programs::client;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,7 +33,7 @@ fn main() -> anyhow::Result<()> {
                 .records;
             let fault_s: u64 = fault_s.parse().context("FAULT_S: whole seconds")?;
             let t = timeline::timeline(&records, fault_s, 2);
-            let svg = timeline::plot_svg(&t).map_err(anyhow::Error::msg)?;
+            let svg = plots::fault_throughput(&t).map_err(anyhow::Error::msg)?;
             std::fs::write(out, svg).with_context(|| format!("write {out}"))?;
             println!(
                 "{out}: recovered after {:?} s, dip to {} % of before",

@@ -60,7 +60,7 @@ impl CheckResult {
             Truth::Unknown => "unknown",
         };
         match (&self.seen, &self.why) {
-            (Some(crate::scenario::checks::NEVER), _) => {
+            (Some(crate::evidence::timeline::NEVER), _) => {
                 format!("{}: {holds} (seen never)", self.check)
             }
             (Some(seen), _) => format!("{}: {holds} (seen {seen})", self.check),
@@ -116,7 +116,7 @@ pub struct Outcome {
     /// throughput, the phases before / during / after, time to recover
     /// (variants with a scheduled fault only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeline: Option<crate::timeline::Timeline>,
+    pub timeline: Option<crate::evidence::timeline::Timeline>,
     pub wall_ms: u64,
 }
 

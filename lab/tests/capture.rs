@@ -1,10 +1,10 @@
 //! A capture in a real container records the packets a request made, and
 //! the file goes away with the run.
 
-use connlab::capture::Capture;
-use connlab::image;
-use connlab::roles::backend;
-use connlab::runtime::{ContainerSpec, Lab};
+use connlab::run::capture::Capture;
+use connlab::run::image;
+use connlab::run::roles::backend;
+use connlab::run::runtime::{ContainerSpec, Lab};
 use connlab::scenario::node::{BackendNode, Server};
 
 const ROLE: &str = "backend";

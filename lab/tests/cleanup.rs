@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use connlab::image;
-use connlab::runtime::{ContainerSpec, Lab};
+use connlab::run::image;
+use connlab::run::runtime::{ContainerSpec, Lab};
 
 mod support;
 

@@ -8,9 +8,9 @@ use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use connlab::backend::{self, Behaviour};
-use connlab::client::{self, ClientConfig, Record};
-use connlab::http1::ErrorKind;
+use connlab::programs::backend::{self, Behaviour};
+use connlab::programs::client::{self, ClientConfig, Record};
+use connlab::programs::http1::ErrorKind;
 
 fn local() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()

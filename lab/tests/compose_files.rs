@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use connlab::compose;
+use connlab::outputs::compose;
 use connlab::paths;
 use connlab::scenario::{self, Scenario};
 

@@ -7,8 +7,9 @@
 
 use std::process::{Command, Output};
 
-use connlab::client::{self, Record};
-use connlab::{image, paths};
+use connlab::paths;
+use connlab::programs::client::{self, Record};
+use connlab::run::image;
 
 mod support;
 
@@ -254,8 +255,8 @@ fn the_lab_sweeps_a_project_whose_process_died_and_leaves_one_by_hand() {
     owner.wait().expect("wait");
     let runtime = tokio::runtime::Runtime::new().expect("tokio");
     runtime.block_on(async {
-        let docker = connlab::runtime::docker().await.expect("docker");
-        connlab::runtime::sweep_dead_runs(&docker).await;
+        let docker = connlab::run::runtime::docker().await.expect("docker");
+        connlab::run::runtime::sweep_dead_runs(&docker).await;
     });
     assert_eq!(labelled(&orphan.name), Vec::<String>::new());
     assert!(

@@ -104,7 +104,7 @@ fn damaged_captures_never_panic() {
         if rng.below(3) == 0 {
             bytes.truncate(rng.below(bytes.len() + 1));
         }
-        if let Ok(capture) = connlab::pcap::read_from(&bytes[..]) {
+        if let Ok(capture) = connlab::evidence::pcap::read_from(&bytes[..]) {
             let _ = connlab::diagnose::tcp::findings(&capture);
         }
     }

@@ -28,7 +28,7 @@ fn lab_options(variant: &str) -> Options {
     let path = connlab::paths::root().join("scenarios/keepalive-race.toml");
     let scenario = connlab::scenario::Scenario::load(&path).unwrap();
     let node = &scenario.variant(variant).unwrap().nodes["envoy"];
-    let json = connlab::roles::envoy::filter_config(node.kind.envoy().unwrap()).to_string();
+    let json = connlab::run::roles::envoy::filter_config(node.kind.envoy().unwrap()).to_string();
     Options {
         config: connlab_filter::config::parse(json.as_bytes()).unwrap(),
         ..Options::default()

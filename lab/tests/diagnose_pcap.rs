@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use connlab::diagnose::tcp::{self, Finding};
-use connlab::pcap;
+use connlab::evidence::pcap;
 
 fn capture(name: &str) -> pcap::Capture {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -23,7 +23,7 @@ use connlab_filter::config::{self, Config};
 use connlab_filter::judge::{self, Bookkeeping, OnDemand, Outcome, Reasons};
 use connlab_filter::reuse::ReuseTable;
 
-/// Istio TEXT lines (`connlab::access_log::ISTIO_TEXT_FORMAT`): one
+/// Istio TEXT lines (`connlab::evidence::access_log::ISTIO_TEXT_FORMAT`): one
 /// connection's healthy first request, then each case on it or on others.
 fn istio(
     time: &str,

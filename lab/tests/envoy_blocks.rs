@@ -6,12 +6,12 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use connlab::certs::Authority;
-use connlab::envoy_config::*;
+use connlab::envoy::certs::Authority;
+use connlab::envoy::config::*;
 use serde_json::Value;
 
 fn validate(dir: &Path, name: &str, config: &Value) -> (bool, String) {
-    connlab::envoy_process::validate(dir, name, config).expect("Envoy (run `make envoy`)")
+    connlab::envoy::process::validate(dir, name, config).expect("Envoy (run `make envoy`)")
 }
 
 fn any(port: u16) -> SocketAddr {

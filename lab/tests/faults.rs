@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
-use connlab::faults::Fault;
-use connlab::image;
-use connlab::roles::backend;
-use connlab::runtime::{ContainerSpec, Lab};
+use connlab::run::image;
+use connlab::run::roles::backend;
+use connlab::run::runtime::{ContainerSpec, Lab};
+use connlab::scenario::fault::Fault;
 use connlab::scenario::node::{BackendNode, Server};
 
 const ROLE: &str = "backend";

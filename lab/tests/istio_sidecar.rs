@@ -1,15 +1,15 @@
-//! Every sidecar shape `connlab::istio` builds, loaded by the real Envoy
+//! Every sidecar shape `connlab::envoy::istio` builds, loaded by the real Envoy
 //! (`envoy --mode validate`), for the releases the seeds need and both
 //! mTLS modes and all three port protocols, with certificates from the
 //! run's CA and both shipped WasmPlugins' ECDS references in place.
 
 use std::net::SocketAddr;
 
-use connlab::certs::Authority;
-use connlab::envoy_process::validate;
-use connlab::istio::sidecar::*;
-use connlab::istio::wasmplugin::{ecds_file, Placed, WasmPlugin};
-use connlab::istio::Release;
+use connlab::envoy::certs::Authority;
+use connlab::envoy::istio::sidecar::*;
+use connlab::envoy::istio::wasmplugin::{ecds_file, Placed, WasmPlugin};
+use connlab::envoy::istio::Release;
+use connlab::envoy::process::validate;
 use serde_json::json;
 
 /// The two shipped plugins' shapes (HTTP CLIENT_AND_SERVER, NETWORK

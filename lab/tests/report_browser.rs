@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use connlab::{html_report, paths};
+use connlab::outputs::{html, recorded};
+use connlab::paths;
 
 /// `$CONNLAB_CHROMIUM`, else the first Chromium on PATH (`make host-tools`
 /// installs Debian's).
@@ -91,9 +92,9 @@ fn the_recorded_report_renders_in_chromium_with_every_mark() {
     let recorded = root.join("tests/data/recorded");
     let out = root.join("target/connlab-report-test");
     let _ = std::fs::remove_dir_all(&out);
-    let index = html_report::write_all(&out, &recorded).unwrap_or_else(|e| panic!("{e:#}"));
+    let index = html::write_all(&out, &recorded).unwrap_or_else(|e| panic!("{e:#}"));
     let html = std::fs::read_to_string(&index).expect("index.html");
-    let runs = html_report::recorded::find_runs(&recorded).len();
+    let runs = recorded::find_runs(&recorded).len();
 
     let check = out.join("check.html");
     std::fs::write(
@@ -190,7 +191,7 @@ fn the_recorded_report_renders_in_chromium_with_every_mark() {
         race_root.join("runs/keepalive-race"),
     )
     .unwrap();
-    let race_index = html_report::write_all(&race_root.join("out"), &race_root.join("runs"))
+    let race_index = html::write_all(&race_root.join("out"), &race_root.join("runs"))
         .unwrap_or_else(|e| panic!("{e:#}"));
     let race_png = root.join("target/connlab-report-keepalive-race.png");
     let _ = std::fs::remove_file(&race_png);

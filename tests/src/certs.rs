@@ -1,11 +1,11 @@
-//! Test certificates made per run with `connlab::certs` (rcgen, no openssl):
+//! Test certificates made per run with `connlab::envoy::certs` (rcgen, no openssl):
 //! a CA (`ca.pem`), a server certificate for `localhost` / 127.0.0.1
 //! (`server.pem`, `server.key`) and a client certificate (`client.pem`,
 //! `client.key`), in a temp dir that is removed on drop.
 
 use std::path::PathBuf;
 
-use connlab::certs::Authority;
+use connlab::envoy::certs::Authority;
 
 pub struct Certs {
     dir: tempfile::TempDir,

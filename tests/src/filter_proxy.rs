@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::envoy_process::EnvoyProcess;
 use crate::{filter_wasm, http1};
-use connlab::envoy_config::{bootstrap, file_access_log, hcm, http_wasm, listener};
+use connlab::envoy::config::{bootstrap, file_access_log, hcm, http_wasm, listener};
 
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// The access log line: what Envoy itself says, beside the filter's state.

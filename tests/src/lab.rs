@@ -1,8 +1,9 @@
 //! Running scenario variants from tests.
 
 use connlab::outcome::Outcome;
+use connlab::run::image;
 use connlab::scenario::Scenario;
-use connlab::{image, paths, run};
+use connlab::{paths, replay};
 
 /// Runs one variant of a shipped scenario in Docker and returns its Outcome;
 /// panics with the reason when the lab itself fails.
@@ -20,6 +21,6 @@ pub fn run_variant(scenario: &str, variant: &str) -> Outcome {
         .build()
         .expect("tokio runtime");
     runtime
-        .block_on(run::run_variant(&scenario, variant, &image, None))
+        .block_on(replay::run_variant(&scenario, variant, &image, None))
         .unwrap_or_else(|e| panic!("{e}"))
 }

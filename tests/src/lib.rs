@@ -8,7 +8,9 @@ pub mod lab;
 pub mod raw_servers;
 pub mod silent_peer;
 
-pub use connlab::{backend, envoy_config, envoy_process, http1, paths};
+pub use connlab::envoy::{config as envoy_config, process as envoy_process};
+pub use connlab::paths;
+pub use connlab::programs::{backend, http1};
 
 /// Loopback with a kernel-picked port.
 pub fn any_local_port() -> SocketAddr {

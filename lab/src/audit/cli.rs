@@ -113,9 +113,9 @@ fn replay_all(ctx: &Context, report: &Report, scenarios: &Path) -> Result<(), St
         .build()
         .map_err(|e| e.to_string())?;
     runtime
-        .block_on(crate::runtime::docker())
+        .block_on(crate::run::runtime::docker())
         .map_err(|e| e.to_string())?;
-    let image = crate::image::ensure().map_err(|e| e.to_string())?;
+    let image = crate::run::image::ensure().map_err(|e| e.to_string())?;
     for plan in &plans {
         println!(
             "\nreplay {} on {}: {}",
@@ -134,7 +134,7 @@ fn replay_all(ctx: &Context, report: &Report, scenarios: &Path) -> Result<(), St
         ] {
             println!("  {what}");
             match outcome {
-                Ok(o) => println!("{}", crate::report::line(o)),
+                Ok(o) => println!("{}", crate::outputs::human::line(o)),
                 Err(e) => println!("{:>11} {e}", "ERROR"),
             }
         }

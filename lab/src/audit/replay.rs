@@ -445,7 +445,7 @@ pub async fn run(
             let variant = scenario
                 .variant(name)
                 .ok_or_else(|| format!("no variant `{name}`"))?;
-            crate::run::run_variant(scenario, variant, image, None)
+            crate::replay::run_variant(scenario, variant, image, None)
                 .await
                 .map_err(|e| e.to_string())
         }

@@ -1,12 +1,12 @@
 //! `connlab-backend`: the tunable backend as a process (the lab image runs it
-//! in a container). Flags map one to one onto `connlab::backend::Behaviour`.
+//! in a container). Flags map one to one onto `connlab::programs::backend::Behaviour`.
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use connlab::backend::{self, Behaviour};
+use connlab::programs::backend::{self, Behaviour};
 
 #[derive(Parser)]
 #[command(about = "A real HTTP/1.1 server whose connection handling is tunable")]

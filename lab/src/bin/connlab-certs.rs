@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use connlab::certs::Authority;
-use connlab::roles::envoy;
+use connlab::envoy::certs::Authority;
+use connlab::run::roles::envoy;
 
 #[derive(Parser)]
 #[command(about = "Issue the lab's CA and node certificates into a directory")]

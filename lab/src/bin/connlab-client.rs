@@ -1,5 +1,5 @@
 //! `connlab-client`: the client role as a process (the lab image runs it in a
-//! container). Flags are `connlab::client::ClientConfig`'s fields; stdout gets
+//! container). Flags are `connlab::programs::client::ClientConfig`'s fields; stdout gets
 //! one JSON line per request and a summary line, stderr a little progress.
 
 use std::io::{self, Write};
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use connlab::client::{self, Cli};
+use connlab::programs::client::{self, Cli};
 
 fn main() -> ExitCode {
     let config = Cli::parse().config;

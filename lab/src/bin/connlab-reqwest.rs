@@ -20,8 +20,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use connlab::client::{self, Record, MAX_RUN, TAG_HEADER};
-use connlab::http1::ErrorKind;
+use connlab::programs::client::{self, Record, MAX_RUN, TAG_HEADER};
+use connlab::programs::http1::ErrorKind;
 use hyper_util::client::legacy::connect::HttpInfo;
 
 const LIBRARY: &str = "reqwest 0.13.5 (hyper 1.12.0, hyper-util 0.1.21)";

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use connlab::html_report::{self, recorded};
-use connlab::junit;
 use connlab::outcome::Outcome;
-use connlab::progress::{self, Phase, Reporter, RunId, Sink};
+use connlab::outputs::{compose, html, human, junit, recorded};
+use connlab::run::image;
+use connlab::run::progress::{self, Phase, Reporter, RunId, Sink};
 use connlab::scenario::{self, Scenario};
-use connlab::{compose, image, paths, report, run};
+use connlab::{paths, replay};
 use futures::StreamExt;
 
 #[derive(Parser)]
@@ -177,7 +177,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Report { evidence, out } => {
-            let index = html_report::write_all(&out, &evidence)?;
+            let index = html::write_all(&out, &evidence)?;
             println!("report: {}", index.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -225,7 +225,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()?;
             // Say plainly what is missing before building anything.
-            runtime.block_on(connlab::runtime::docker())?;
+            runtime.block_on(connlab::run::runtime::docker())?;
             let image = image::ensure()?;
             let options = RunOptions {
                 json,
@@ -305,7 +305,7 @@ async fn run_selected(
         let result = progress::scope(
             sink,
             id.clone(),
-            run::run_variant(scenario, variant, image, keep.as_deref()),
+            replay::run_variant(scenario, variant, image, keep.as_deref()),
         )
         .await;
         let word = match &result {
@@ -339,7 +339,7 @@ async fn run_selected(
         let result = result.map_err(|e| e.to_string());
         match &result {
             Ok(outcome) if options.json => println!("{}", serde_json::to_string(outcome)?),
-            Ok(outcome) => progress.println(&report::line(outcome)),
+            Ok(outcome) => progress.println(&human::line(outcome)),
             Err(e) => eprintln!("{:>11} {id}: {e}", "ERROR"),
         }
         finished.push((id, keep, wall, result));
@@ -359,7 +359,7 @@ async fn run_selected(
         .collect();
     let errors = finished.len() - outcomes.len();
     if options.repeat > 1 {
-        for line in report::stability(&outcomes) {
+        for line in human::stability(&outcomes) {
             println!("{line}");
         }
     }
@@ -382,10 +382,10 @@ async fn run_selected(
             .filter(|(_, _, _, result)| result.is_ok())
             .filter_map(|(_, keep, _, _)| keep.clone())
             .collect();
-        let index = html_report::write(dir, &recorded)?;
+        let index = html::write(dir, &recorded)?;
         println!("report: {}", index.display());
     }
-    let summary = report::summary(&outcomes, errors);
+    let summary = human::summary(&outcomes, errors);
     if options.json {
         eprintln!("{summary}");
     } else {

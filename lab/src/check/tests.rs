@@ -1,6 +1,6 @@
 use super::*;
-use crate::client::{Output, Record};
 use crate::evidence::EnvoyEvidence;
+use crate::programs::client::{Output, Record};
 use serde_json::json;
 
 const STAT: &str = "cluster.backend.upstream_cx_destroy_remote_with_active_rq";
@@ -97,7 +97,7 @@ fn the_diagnosis_without_envoys_stat_is_unexpected_and_says_which_check() {
     assert_eq!(failed.len(), 1, "{failed:#?}");
     assert_eq!(failed[0].holds, Truth::False);
     assert!(failed[0].check.starts_with("stat "), "{failed:#?}");
-    let line = crate::report::line(&seen);
+    let line = crate::outputs::human::line(&seen);
     assert!(
         line.contains(&format!("stat {STAT} at envoy >= 1: false (seen 0)")),
         "{line}"
@@ -190,8 +190,8 @@ fn check(text: &str) -> Check {
 
 #[test]
 fn packets_are_unknown_until_captured_and_count_what_the_node_served() {
+    use crate::evidence::packet_sequence::tests::seed_capture;
     use crate::evidence::Packets;
-    use crate::packet_sequence::tests::seed_capture;
     let challenge = check(r#"{ packets = "challenge_acks", at = "server" }"#);
     let seed_line = ">S <S. >. >P. <. <P. <F. >. >F. <. >S <. >S <. >S <. >R.";
     let conversation = check(&format!(
@@ -268,7 +268,7 @@ fn hung_worker(hang_ms: f64) -> Evidence {
             if worker == 1 && (10_000.0..10_100.0).contains(&t) {
                 r.end_ms = (t + hang_ms).min(30_000.0);
                 r.status = None;
-                r.error = Some(crate::http1::ErrorKind::Timeout);
+                r.error = Some(crate::programs::http1::ErrorKind::Timeout);
                 t = r.end_ms.max(t + 100.0);
             } else {
                 t += 100.0;
@@ -291,14 +291,14 @@ fn a_worker_hung_to_the_end_never_recovers() {
     let seen = timeline_verdict(&hung_worker(60_000.0));
     assert_eq!(seen.verdict, Verdict::Reproduced, "{:#?}", seen.checks);
     let recovery = &seen.checks[0];
-    assert_eq!(recovery.seen, Some(crate::scenario::checks::NEVER));
+    assert_eq!(recovery.seen, Some(crate::evidence::timeline::NEVER));
     assert!(
         recovery.describe().ends_with("(seen never)"),
         "{recovery:?}"
     );
     let timeline = seen.timeline.as_ref().expect("a timeline");
     assert_eq!(timeline.fault_s, 10);
-    assert!(crate::report::line(&seen).contains("not recovered within the run"));
+    assert!(crate::outputs::human::line(&seen).contains("not recovered within the run"));
 }
 
 #[test]
@@ -334,10 +334,10 @@ fn stability_ignores_timings_but_not_whether_they_hold() {
     let a = timeline_verdict(&hung_worker(6_000.0));
     let b = timeline_verdict(&hung_worker(6_050.0));
     assert_ne!(a.timeline, b.timeline);
-    let lines = crate::report::stability(&[a.clone(), b]);
+    let lines = crate::outputs::human::stability(&[a.clone(), b]);
     assert!(lines[0].contains("STABLE"), "{lines:?}");
     let c = timeline_verdict(&hung_worker(60_000.0));
-    let lines = crate::report::stability(&[a, c]);
+    let lines = crate::outputs::human::stability(&[a, c]);
     assert!(lines[0].contains("FLAKY"), "{lines:?}");
 }
 

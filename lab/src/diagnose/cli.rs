@@ -10,7 +10,7 @@ use super::line::Formats;
 use super::report::Report;
 use super::template::Template;
 use super::{render, tcp, Diagnoser, Options};
-use crate::pcap;
+use crate::evidence::pcap;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -6,7 +6,7 @@
 //! and TCP lines (a TCP line prints `"- - -"` for the request and 0 for the
 //! code). A new layout is a new row, not new code.
 
-use crate::access_log::ISTIO_TEXT_FORMAT;
+use crate::evidence::access_log::ISTIO_TEXT_FORMAT;
 
 /// One layout of Istio's default TEXT format and the releases that print it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! per live upstream connection, capped), each parsed in whatever format it
 //! is in (`line`), put on its upstream connection and judged by the
 //! filter's own rules (`connections`), and counted per diagnosis (`report`).
-//! `tcp` does the same for packet captures, over `crate::pcap`.
+//! `tcp` does the same for packet captures, over `crate::evidence::pcap`.
 
 pub mod catalogue;
 pub mod cli;

@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use crate::packet_sequence::{time_wait_reuses, ReuseResult};
-use crate::pcap::{Capture, Conversation, Segment};
+use crate::evidence::packet_sequence::{time_wait_reuses, ReuseResult};
+use crate::evidence::pcap::{Capture, Conversation, Segment};
 
 /// Retransmissions of the same SYN or data before a peer counts as dead.
 pub const DEAD_PEER_RETRANSMITS: usize = 2;

@@ -298,7 +298,7 @@ pub const ENVOY_DEFAULT_FORMAT: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access_log::ISTIO_TEXT_FORMAT;
+    use crate::evidence::access_log::ISTIO_TEXT_FORMAT;
 
     const ISTIO_LINE: &str = "[2026-12-01T02:44:26.123Z] \"GET /slow HTTP/1.1\" 503 UC \
 upstream_reset_before_response_started{connection_termination} - \"-\" 0 95 1 - \"-\" \

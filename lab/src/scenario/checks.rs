@@ -19,7 +19,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::packet_sequence::{ReuseCounts, ISN_POSITIONS, RESULTS};
+use crate::evidence::packet_sequence::{ReuseCounts, ISN_POSITIONS, RESULTS};
+use crate::evidence::timeline::{self, NEVER};
 
 /// One check: a measure of the evidence and the comparison it must pass.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -61,7 +62,7 @@ pub enum Measure {
     /// from the peer and `<` from the node: `">S <S. >. >P. <. <P. <F. ..."`.
     Conversation(String),
     /// A figure of the client's timeline around the variant's first
-    /// scheduled fault (`crate::timeline::FIGURES`): time to recover,
+    /// scheduled fault (`timeline::FIGURES`): time to recover,
     /// throughput dip, a phase's latency or success. Compared as `value`,
     /// rounded to an integer; a recovery that never came is `never`.
     Timeline(String),
@@ -140,10 +141,10 @@ impl TryFrom<RawCheck> for Check {
             );
         };
         if let Measure::Timeline(figure) = &measure {
-            if !crate::timeline::is_figure(figure) {
+            if !timeline::is_figure(figure) {
                 return Err(format!(
                     "unknown timeline figure `{figure}` (one of {})",
-                    crate::timeline::FIGURES
+                    timeline::FIGURES
                 ));
             }
         }
@@ -192,10 +193,6 @@ pub enum Op {
     Gt,
     Ge,
 }
-
-/// A time that never came (a recovery not within the run): above every
-/// number, written `never`.
-pub const NEVER: u64 = u64::MAX;
 
 /// `3` (exactly), or `">= 1"`, `"< 5"`, `"== 0"`, `"!= 0"`; `"never"` is
 /// `"== never"` (see [`NEVER`]).

@@ -101,8 +101,8 @@ pub struct Route {
 
 impl Listener {
     /// The HCM's downstream timeouts as set (`None` = Envoy's default).
-    pub fn downstream_timeouts(&self) -> crate::envoy_config::DownstreamTimeouts {
-        crate::envoy_config::DownstreamTimeouts {
+    pub fn downstream_timeouts(&self) -> crate::envoy::config::DownstreamTimeouts {
+        crate::envoy::config::DownstreamTimeouts {
             idle_timeout_ms: self.idle_timeout_ms,
             max_connection_duration_ms: self.max_connection_duration_ms,
             drain_timeout_ms: self.drain_timeout_ms,

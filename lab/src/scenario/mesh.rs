@@ -6,8 +6,8 @@
 
 use serde::Deserialize;
 
-use crate::istio::sidecar::{MtlsMode, Protocol};
-use crate::istio::Release;
+use crate::envoy::istio::sidecar::{MtlsMode, Protocol};
+use crate::envoy::istio::Release;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,7 +91,7 @@ fn auto() -> Protocol {
 mod tests {
     use std::path::Path;
 
-    use crate::istio::sidecar::{MtlsMode, Protocol};
+    use crate::envoy::istio::sidecar::{MtlsMode, Protocol};
     use crate::scenario::Scenario;
 
     const MESH: &str = r#"name = "demo"

@@ -10,11 +10,17 @@
 //! replaces), and deserializing the merged tree reports errors at the place
 //! in the file the offending value came from — the base or the variant.
 //! A variant leaves out a node of the base with `nodes.NAME = false`.
+//!
+//! The bottom of the pipeline, data only: it uses `evidence` (the names a
+//! check can measure), `outcome` (the verdict a variant expects) and
+//! `programs` (the client's plan), never the run.
 
 pub mod checks;
 pub mod envoy;
+pub mod fault;
 pub mod mesh;
 pub mod node;
+pub mod rules;
 mod tree;
 mod validate;
 
@@ -24,9 +30,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::faults::Fault;
 use crate::outcome::Verdict;
 pub use checks::{Check, Comparison, Measure};
+use fault::Fault;
 pub use node::{Node, NodeKind};
 pub use validate::{default_port, networks_of, start_order};
 

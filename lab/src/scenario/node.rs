@@ -13,8 +13,8 @@ use toml::Spanned;
 use super::envoy::EnvoyNode;
 use super::tree::{self, Value};
 use super::ReadError;
-use crate::client::ClientConfig;
-use crate::library::{self, Library, LibraryName};
+use crate::programs::client::ClientConfig;
+use crate::programs::library::{self, Library, LibraryName};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
@@ -94,7 +94,10 @@ const COMMON_KEYS: [&str; 6] = [
     "networks", "sysctls", "cap_add", "gateway", "capture", "sidecar",
 ];
 
-/// A server on port `backend::PORT` (8080).
+/// The port every backend serves on.
+pub const BACKEND_PORT: u16 = 8080;
+
+/// A server on port [`BACKEND_PORT`].
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendNode {

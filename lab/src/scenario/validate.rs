@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::envoy::{EnvoyNode, Listener, ListenerKind};
+use super::fault::Fault;
 use super::node::{NodeKind, Server};
 use super::{Measure, Variant};
-use crate::faults::Fault;
 
 type Invalid = (String, String);
 
@@ -262,7 +262,7 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
 /// The `{ip:NODE}` of an iptables rule name nodes that are up when it runs
 /// (workload nodes only once the workload has started).
 fn rule_addresses(v: &Variant, path: &str, rule: &str, workload_up: bool) -> Result<(), Invalid> {
-    for name in crate::roles::router::placeholders(rule, "ip") {
+    for name in super::rules::placeholders(rule, "ip") {
         let Some(node) = v.nodes.get(&name) else {
             return err(
                 path,
@@ -500,7 +500,7 @@ fn node_port(v: &Variant, path: &str, target: &str) -> Result<(), Invalid> {
 /// The port a node serves on when an address names only the node.
 pub fn default_port(kind: &NodeKind) -> Option<u16> {
     match kind {
-        NodeKind::Backend(_) => Some(crate::roles::backend::PORT),
+        NodeKind::Backend(_) => Some(super::node::BACKEND_PORT),
         NodeKind::Envoy(envoy) if envoy.listeners.len() == 1 => {
             envoy.listeners.values().next().map(|l| l.port)
         }

@@ -3,12 +3,12 @@
 //! captures are in lab/tests/diagnose_pcap.rs.
 
 use super::*;
-use crate::pcap::{conversations, Flags, Segment};
+use crate::evidence::pcap::{conversations, Flags, Segment};
 
 /// A segment at `t_ms` from the client (or to it): packet_sequence's
 /// helper, which counts microseconds from the server's side.
 fn seg(t_ms: u64, from_client: bool, flags: u8, seq: u32, ack: u32, len: u32) -> Segment {
-    crate::packet_sequence::tests::seg(t_ms * 1000, !from_client, flags, seq, ack, len)
+    crate::evidence::packet_sequence::tests::seg(t_ms * 1000, !from_client, flags, seq, ack, len)
 }
 
 const SYN: u8 = Flags::SYN;
@@ -215,6 +215,9 @@ fn a_syn_answered_after_retransmits_is_not_dead() {
 fn conversations_keep_both_directions_and_roles() {
     let convs = conversations(&timewait());
     assert_eq!(convs.len(), 1);
-    assert_eq!(convs[0].client, crate::packet_sequence::tests::lb());
+    assert_eq!(
+        convs[0].client,
+        crate::evidence::packet_sequence::tests::lb()
+    );
     assert!(convs[0].flags_line().starts_with(">S <S. >. >P. <P."));
 }
