@@ -18,7 +18,8 @@
 //! candidate is measured in the same run, the same Envoy and the same
 //! rounds as the module it would replace. BENCH_WORKLOADS=0 skips the two
 //! throughput workloads. BENCH_CALLGRIND_DUMPS=<dir> keeps callgrind's
-//! dumps there.
+//! dumps there; BENCH_CALLGRIND_WARMUP (default 2000) requests warm each
+//! listener up before it is counted.
 //!
 //! Two throughput workloads follow, each connlab against the empty filter
 //! in the same Envoy, interleaved rounds, median of per-round ratios:
@@ -330,6 +331,12 @@ fn main() {
 /// Needs `valgrind` (Debian package `valgrind`).
 fn callgrind(backend: SocketAddr, dir: &std::path::Path) {
     let requests = env("BENCH_CALLGRIND_REQUESTS", 300);
+    // V8 compiles a module's functions with its baseline compiler first
+    // and optimizes the hot ones later: a module that has served fewer
+    // requests runs slower code. 2,000 requests each bring every module to
+    // the same tier (300 left another build of the same code 8,800
+    // instructions per request behind the module the other listeners share).
+    let warmup = env("BENCH_CALLGRIND_WARMUP", 2_000);
     let envoy_bin = connlab::envoy::process::envoy_bin().expect("Envoy binary");
     // BENCH_CALLGRIND_DUMPS=<dir> keeps the dumps (one per variant, in
     // order) for callgrind_annotate.
@@ -364,7 +371,7 @@ fn callgrind(backend: SocketAddr, dir: &std::path::Path) {
     let mut rows = Vec::new();
     for (name, listener) in variants() {
         let addr = envoy.listener(&listener).expect("listener");
-        load(addr, requests, 1);
+        load(addr, warmup, 1);
         let total = counter.count(|| {
             load(addr, requests, 1);
         });
