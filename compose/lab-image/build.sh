@@ -4,7 +4,7 @@
 # connlab's own binaries, imported with `docker import` (DESIGN.md §4).
 #
 # The tag is connlab-lab:<12 hex of a sha256 over every input> (this script,
-# packages.txt, the backend and script files, the binaries' bytes, Envoy's version), so
+# packages.txt, the backend, script and client files, the binaries' bytes, Envoy's version), so
 # an unchanged input set skips the build. Progress goes to stderr; the tag is
 # written to target/lab-image.tag and printed as the last line of stdout.
 #
@@ -22,9 +22,12 @@ REPO=connlab-lab
 HERE=compose/lab-image
 BACKENDS=compose/backends
 SCRIPTS=compose/scripts
+# The client roles on real client libraries (Python requests, Node's agent).
+CLIENTS=compose/clients
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 # connlab-certs: compose files issue their Envoys' certificates at `up` time.
-BINS=(connlab-backend connlab-delay connlab-certs)
+# connlab-reqwest: the client role on reqwest.
+BINS=(connlab-backend connlab-delay connlab-certs connlab-reqwest)
 # Another part of the lab writes the client; take it once it exists.
 [ -f lab/src/bin/connlab-client.rs ] && BINS+=(connlab-client)
 
@@ -72,7 +75,7 @@ manifest() {
   echo "suite $SUITE $MIRROR $SECURITY_MIRROR"
   echo "envoy $envoy_version"
   sha256sum "$HERE/build.sh" "$HERE/packages.txt"
-  find "$BACKENDS" "$SCRIPTS" -type f -print0 | sort -z | xargs -0 sha256sum
+  find "$BACKENDS" "$SCRIPTS" "$CLIENTS" -type f -print0 | sort -z | xargs -0 sha256sum
   for b in "${BINS[@]}"; do
     echo "$(sha256sum <"$TARGET_DIR/release/$b" | cut -d' ' -f1)  $b"
   done
@@ -85,11 +88,13 @@ image="$REPO:$hash"
 stage_overlay() {
   local root=$1
   mkdir -p "$root/usr/local/bin" "$root/opt/connlab/backends" "$root/opt/connlab/scripts" \
+    "$root/opt/connlab/clients" \
     "$root/var/lib/tomcat10/webapps/ROOT"
   cp "$envoy" "$root/usr/local/bin/envoy"
   for b in "${BINS[@]}"; do cp "$TARGET_DIR/release/$b" "$root/usr/local/bin/$b"; done
   cp -r "$BACKENDS/." "$root/opt/connlab/backends/"
   cp -r "$SCRIPTS/." "$root/opt/connlab/scripts/"
+  cp -r "$CLIENTS/." "$root/opt/connlab/clients/"
   # Tomcat's ROOT webapp answers "ok" like the other backends (Debian ships
   # a welcome page there; only the body changes, not the connector).
   printf ok >"$root/var/lib/tomcat10/webapps/ROOT/index.html"

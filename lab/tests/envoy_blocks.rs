@@ -104,3 +104,53 @@ fn validate_rejects_a_missing_certificate() {
     assert!(!ok, "{log}");
     assert!(log.contains("Invalid path"), "{log}");
 }
+
+/// Every HCM downstream timeout a listener can set, where Envoy reads it:
+/// Envoy loads it, and puts each field where the config says (a misplaced
+/// field, e.g. idle_timeout on the HCM itself, fails validation).
+#[test]
+fn hcm_downstream_timeouts_load_in_envoy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hcm = hcm("main", vec![], vec![route("/", "backend")], vec![]);
+    let all = DownstreamTimeouts {
+        idle_timeout_ms: Some(3000),
+        max_connection_duration_ms: Some(60_000),
+        drain_timeout_ms: Some(2000),
+        delayed_close_timeout_ms: Some(500),
+        stream_idle_timeout_ms: Some(10_000),
+        request_headers_timeout_ms: Some(1500),
+    };
+    set_downstream_timeouts(&mut hcm, &all);
+    let config = &hcm["typed_config"];
+    assert_eq!(config["common_http_protocol_options"]["idle_timeout"], "3s");
+    assert_eq!(
+        config["common_http_protocol_options"]["max_connection_duration"],
+        "60s"
+    );
+    assert_eq!(config["drain_timeout"], "2s");
+    assert_eq!(config["request_headers_timeout"], "1.5s");
+    let boot = bootstrap(
+        vec![listener("main", vec![hcm])],
+        vec![cluster(
+            "backend",
+            &[SocketAddr::from(([127, 0, 0, 1], 8080))],
+        )],
+    );
+    let (ok, log) = validate(dir.path(), "downstream", &boot);
+    assert!(ok, "{log}");
+    // The check is real: idle_timeout on the HCM itself is not a field.
+    let mut misplaced = boot.clone();
+    let hcm_config = &mut misplaced["static_resources"]["listeners"][0]["filter_chains"][0]
+        ["filters"][0]["typed_config"];
+    hcm_config["idle_timeout"] = serde_json::json!("3s");
+    let (ok, log) = validate(dir.path(), "misplaced", &misplaced);
+    assert!(!ok, "{log}");
+    // Nothing set: the HCM block is exactly what it was.
+    let mut plain = hcm_plain();
+    set_downstream_timeouts(&mut plain, &DownstreamTimeouts::default());
+    assert_eq!(plain, hcm_plain());
+}
+
+fn hcm_plain() -> Value {
+    hcm("main", vec![], vec![route("/", "backend")], vec![])
+}

@@ -167,28 +167,23 @@ fn measure(check: &Check, evidence: &Evidence, timeline: Option<&Timeline>) -> R
             .iter()
             .filter(|entry| access_log_matches(entry, pattern))
             .count() as u64),
-        Measure::Client(class) => {
-            let records: Vec<_> = match &check.at {
-                Some(node) => evidence
-                    .clients
-                    .get(node)
-                    .map(|o| o.records.iter().collect())
-                    .unwrap_or_default(),
-                None => evidence.client_records().collect(),
-            };
-            if records.is_empty() {
-                return Err("no client requests recorded".into());
-            }
-            Ok(records
-                .iter()
-                .filter(|r| match class.as_str() {
-                    "*" => true,
-                    "ok" => r.is_ok(),
-                    "failed" => !r.is_ok(),
-                    other => r.class() == other,
-                })
-                .count() as u64)
-        }
+        Measure::Client(class) => Ok(client_records(evidence, check)?
+            .iter()
+            .filter(|r| match class.as_str() {
+                "*" => true,
+                "ok" => r.is_ok(),
+                "failed" => !r.is_ok(),
+                other => r.class() == other,
+            })
+            .count() as u64),
+        Measure::LibraryError(text) => Ok(client_records(evidence, check)?
+            .iter()
+            .filter(|r| {
+                r.library_error
+                    .as_ref()
+                    .is_some_and(|e| e.contains(text.as_str()))
+            })
+            .count() as u64),
         Measure::Packets(name) => {
             let counts = captured(evidence, at)?.reuse_counts();
             counts
@@ -204,6 +199,25 @@ fn measure(check: &Check, evidence: &Evidence, timeline: Option<&Timeline>) -> R
             .ok_or("no timeline: no scheduled fault, or no throughput before it")?
             .figure(figure),
     }
+}
+
+/// The client requests a check looks at: one client's (`at`) or every one.
+fn client_records<'e>(
+    evidence: &'e Evidence,
+    check: &Check,
+) -> Result<Vec<&'e crate::programs::client::Record>, String> {
+    let records: Vec<_> = match &check.at {
+        Some(node) => evidence
+            .clients
+            .get(node)
+            .map(|o| o.records.iter().collect())
+            .unwrap_or_default(),
+        None => evidence.client_records().collect(),
+    };
+    if records.is_empty() {
+        return Err("no client requests recorded".into());
+    }
+    Ok(records)
 }
 
 fn captured<'e>(evidence: &'e Evidence, at: &str) -> Result<&'e Packets, String> {
@@ -292,6 +306,11 @@ fn reported_stats(variant: &Variant, evidence: &Evidence) -> Counts {
 /// The filter's explanation of the first request diagnosed with the first
 /// `reproduced` diagnosis.
 fn explain(variant: &Variant, evidence: &Evidence) -> Option<String> {
+    filter_explanation(variant, evidence).or_else(|| pooled_client_explanation(variant, evidence))
+}
+
+/// The filter's own sentence for the first diagnosis a check looks for.
+fn filter_explanation(variant: &Variant, evidence: &Evidence) -> Option<String> {
     variant.reproduced.iter().find_map(|check| {
         let Measure::Diagnosis(code) = &check.measure else {
             return None;
@@ -303,6 +322,55 @@ fn explain(variant: &Variant, evidence: &Evidence) -> Option<String> {
             .iter()
             .filter(|e| diagnosis(e).is_some_and(|d| code == "*" || d == code))
             .find_map(|e| e["explain"].as_str().map(str::to_string))
+    })
+}
+
+/// A library client's requests that failed on reused connections: which
+/// side closed (the client's target, and the Envoy counter that says why)
+/// and which side wrote into it (the client, after how long idle, with its
+/// library's own words). No filter sees these: the request never reached a
+/// stream.
+fn pooled_client_explanation(variant: &Variant, evidence: &Evidence) -> Option<String> {
+    evidence.clients.iter().find_map(|(name, output)| {
+        let node = variant.nodes.get(name)?.kind.client()?;
+        let library = node.library.as_ref()?;
+        let mut previous_end: BTreeMap<u32, f64> = BTreeMap::new();
+        let mut failed = Vec::new();
+        for r in &output.records {
+            if r.reused && !r.is_ok() {
+                let idle = previous_end.get(&r.worker).map(|end| r.start_ms - end);
+                failed.push((r, idle));
+            }
+            previous_end.insert(r.worker, r.end_ms);
+        }
+        let (first, _) = failed.first()?;
+        let idles: Vec<f64> = failed.iter().filter_map(|(_, idle)| *idle).collect();
+        let idle = match (
+            idles.iter().copied().reduce(f64::min),
+            idles.iter().copied().reduce(f64::max),
+        ) {
+            (Some(lo), Some(hi)) if (hi - lo) < 50.0 => format!(" after {:.1} s idle", lo / 1000.0),
+            (Some(lo), Some(hi)) => format!(" after {:.1}-{:.1} s idle", lo / 1000.0, hi / 1000.0),
+            _ => String::new(),
+        };
+        let server = node.config.target.split(':').next().unwrap_or_default();
+        let closer = match evidence.envoys.get(server).and_then(|envoy| {
+            envoy
+                .stats
+                .iter()
+                .find(|(k, v)| k.ends_with(".downstream_cx_idle_timeout") && **v > 0)
+        }) {
+            Some((stat, n)) => format!("{server} had closed them for idle_timeout ({stat} = {n})"),
+            None => format!("{server} had closed them"),
+        };
+        Some(format!(
+            "{n} request(s) of {name} ({lib}) failed on a reused pooled connection{idle}: {class}, \
+             \"{text}\"; {closer} and the client wrote into the closed connection",
+            n = failed.len(),
+            lib = library.name(),
+            class = first.class(),
+            text = first.library_error.as_deref().unwrap_or("no error text"),
+        ))
     })
 }
 

@@ -37,6 +37,7 @@ fn record(status: u16) -> Record {
         local: None,
         reused: false,
         tag: None,
+        library_error: None,
     }
 }
 

@@ -254,6 +254,7 @@ pub(crate) mod tests {
             local: None,
             reused: true,
             tag: None,
+            library_error: None,
         }
     }
 

@@ -6,3 +6,4 @@
 pub mod backend;
 pub mod client;
 pub mod http1;
+pub mod library;

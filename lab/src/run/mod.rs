@@ -165,13 +165,13 @@ async fn drive(lab: &mut Lab, variant: &Variant) -> Result<Evidence, LabError> {
                     .ok_or_else(|| LabError::role(name, "cannot reach the target"))?;
                 if node.sidecar.is_some() {
                     let mut spec = spec;
-                    client::command(&c.config, target.to_string(), &mut spec);
+                    client::command(c, target.to_string(), &mut spec);
                     let host = c.config.target.split(':').next().unwrap_or_default();
                     let pod = mesh.pod(variant, name, None, Some((host, target)))?;
                     pod.prepare(lab, &mut spec, &ca, &mesh.resources)?;
                     lab.start(spec).await?;
                 } else {
-                    client::start(lab, &c.config, target.to_string(), spec).await?;
+                    client::start(lab, c, target.to_string(), spec).await?;
                 }
                 clients.push((name.clone(), Workload::of(&c.config)));
                 // A scheduled fault's rules may name it.

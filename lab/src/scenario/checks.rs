@@ -6,6 +6,7 @@
 //!   { diagnosis = "keepalive_race", at = "envoy" },                 # count >= 1
 //!   { stat = "cluster.backend.upstream_cx_destroy_remote_with_active_rq", at = "envoy", value = ">= 1" },
 //!   { client = "503", count = 3 },
+//!   { library_error = "connection reset", count = 3 },   # a library client's own text
 //!   { access_log = "503 UC", at = "envoy", count = ">= 1" },
 //!   { packets = "challenge_acks", at = "server", count = 3 },      # needs `capture`
 //!   { timeline = "recovery_s", value = "never" },
@@ -43,6 +44,10 @@ pub enum Measure {
     /// `timeout`, `connect_<errno>`, `protocol`, `unfinished`; or `ok`
     /// (2xx/3xx), `failed` (anything else), `*` (all).
     Client(String),
+    /// Client requests whose library error text (`Record::library_error`:
+    /// reqwest's cause chain, the Python exception, Node's `err.code`)
+    /// contains this, case-sensitively.
+    LibraryError(String),
     /// Envoy access-log entries matching `code flags details`, each word a
     /// field in that order (`*` = any; fewer words = the rest any).
     AccessLog(String),
@@ -84,6 +89,7 @@ impl fmt::Display for Check {
             Measure::Diagnosis(code) => write!(f, "diagnosis {code}")?,
             Measure::Stat(name) => write!(f, "stat {name}")?,
             Measure::Client(class) => write!(f, "client {class}")?,
+            Measure::LibraryError(text) => write!(f, "library_error \"{text}\"")?,
             Measure::AccessLog(pattern) => write!(f, "access_log \"{pattern}\"")?,
             Measure::Packets(count) => write!(f, "packets {count}")?,
             Measure::Conversation(line) => write!(f, "conversation \"{line}\"")?,
@@ -102,6 +108,7 @@ struct RawCheck {
     diagnosis: Option<String>,
     stat: Option<String>,
     client: Option<String>,
+    library_error: Option<String>,
     access_log: Option<String>,
     packets: Option<String>,
     conversation: Option<String>,
@@ -119,6 +126,7 @@ impl TryFrom<RawCheck> for Check {
             raw.diagnosis.map(Measure::Diagnosis),
             raw.stat.map(Measure::Stat),
             raw.client.map(Measure::Client),
+            raw.library_error.map(Measure::LibraryError),
             raw.access_log.map(Measure::AccessLog),
             raw.packets.map(Measure::Packets),
             raw.conversation.map(Measure::Conversation),
@@ -127,8 +135,8 @@ impl TryFrom<RawCheck> for Check {
         let mut measures = measures.into_iter().flatten();
         let (Some(measure), None) = (measures.next(), measures.next()) else {
             return Err(
-                "a check needs exactly one of diagnosis, stat, client, access_log, packets, \
-                 conversation, timeline"
+                "a check needs exactly one of diagnosis, stat, client, library_error, \
+                 access_log, packets, conversation, timeline"
                     .into(),
             );
         };

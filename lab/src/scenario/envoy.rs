@@ -74,6 +74,22 @@ pub struct Listener {
     /// `sniffing`: `continue_on_listener_filters_timeout` (Istio sets it;
     /// without it a connection silent until the timeout is closed).
     pub continue_on_timeout: Option<bool>,
+    // The HTTP connection manager's downstream side (`http` and `sniffing`
+    // listeners), Envoy's names; absent = Envoy's default. An idle HTTP/1.1
+    // connection closes idle_timeout + drain_timeout + delayed_close_timeout
+    // after its last response (measured; scenarios/client-pool-race.toml).
+    /// `common_http_protocol_options.idle_timeout` (Envoy: 1 h).
+    pub idle_timeout_ms: Option<u64>,
+    /// `common_http_protocol_options.max_connection_duration` (none).
+    pub max_connection_duration_ms: Option<u64>,
+    /// `drain_timeout` (5 s).
+    pub drain_timeout_ms: Option<u64>,
+    /// `delayed_close_timeout` (1 s).
+    pub delayed_close_timeout_ms: Option<u64>,
+    /// `stream_idle_timeout` (5 min).
+    pub stream_idle_timeout_ms: Option<u64>,
+    /// `request_headers_timeout` (none).
+    pub request_headers_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -84,6 +100,18 @@ pub struct Route {
 }
 
 impl Listener {
+    /// The HCM's downstream timeouts as set (`None` = Envoy's default).
+    pub fn downstream_timeouts(&self) -> crate::envoy::config::DownstreamTimeouts {
+        crate::envoy::config::DownstreamTimeouts {
+            idle_timeout_ms: self.idle_timeout_ms,
+            max_connection_duration_ms: self.max_connection_duration_ms,
+            drain_timeout_ms: self.drain_timeout_ms,
+            delayed_close_timeout_ms: self.delayed_close_timeout_ms,
+            stream_idle_timeout_ms: self.stream_idle_timeout_ms,
+            request_headers_timeout_ms: self.request_headers_timeout_ms,
+        }
+    }
+
     /// Every (prefix, upstream) of an `http` listener, the catch-all last.
     pub fn all_routes(&self) -> Vec<(&str, &str)> {
         let mut routes: Vec<(&str, &str)> = self

@@ -14,6 +14,7 @@ use super::envoy::EnvoyNode;
 use super::tree::{self, Value};
 use super::ReadError;
 use crate::programs::client::ClientConfig;
+use crate::programs::library::{self, Library, LibraryName};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
@@ -195,9 +196,14 @@ impl BackendNode {
 
 /// `connlab-client` (every flag of `connlab-client --help`, snake_case);
 /// its `target` is `node:port`. The run ends when every client has.
+/// With `library = "reqwest"` (`requests`, `node-agent`, `java`), that
+/// library's pooled client instead: `config` then holds only the keys every
+/// client shares (`library::COMMON_KEYS`), the rest are the library's knobs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientNode {
     pub config: ClientConfig,
+    /// `None`: connlab-client.
+    pub library: Option<Library>,
 }
 
 /// A node on two or more networks that forwards between them
@@ -252,9 +258,7 @@ pub(super) fn read(name: &str, value: Value<'_>) -> Result<Node, ReadError> {
     let kind = match kind_word.as_str() {
         "backend" => NodeKind::Backend(tree::deserialize(rest)?),
         "envoy" => NodeKind::Envoy(tree::deserialize(rest)?),
-        "client" => NodeKind::Client(ClientNode {
-            config: tree::deserialize(rest)?,
-        }),
+        "client" => NodeKind::Client(read_client(rest)?),
         "router" => NodeKind::Router(tree::deserialize(rest)?),
         "script" => NodeKind::Script(tree::deserialize(rest)?),
         other => {
@@ -273,5 +277,43 @@ pub(super) fn read(name: &str, value: Value<'_>) -> Result<Node, ReadError> {
         capture: common.capture,
         sidecar: common.sidecar,
         kind,
+    })
+}
+
+/// A client node's own keys: connlab-client's flags, or with `library` the
+/// shared keys and that library's knobs (another library's knob, or a
+/// connlab-client flag the library has no equivalent of, is an error).
+fn read_client(rest: tree::Table<'_>) -> Result<ClientNode, ReadError> {
+    use serde::Deserialize as _;
+    let span = rest.span();
+    let mut table = rest.into_inner();
+    let name = match table.remove("library") {
+        None => LibraryName::ConnlabClient,
+        Some(value) => LibraryName::deserialize(toml::de::ValueDeserializer::from(value))?,
+    };
+    if name == LibraryName::ConnlabClient {
+        return Ok(ClientNode {
+            config: tree::deserialize(Spanned::new(span, table))?,
+            library: None,
+        });
+    }
+    let mut common = DeTable::new();
+    for key in library::COMMON_KEYS {
+        if let Some((k, v)) = table.remove_entry(key) {
+            common.insert(k, v);
+        }
+    }
+    let config = tree::deserialize(Spanned::new(span.clone(), common))?;
+    let knobs = Spanned::new(span, table);
+    let library = match name {
+        LibraryName::ConnlabClient => unreachable!("returned above"),
+        LibraryName::Reqwest => Library::Reqwest(tree::deserialize(knobs)?),
+        LibraryName::Requests => Library::Requests(tree::deserialize(knobs)?),
+        LibraryName::NodeAgent => Library::NodeAgent(tree::deserialize(knobs)?),
+        LibraryName::Java => Library::Java(tree::deserialize(knobs)?),
+    };
+    Ok(ClientNode {
+        config,
+        library: Some(library),
     })
 }

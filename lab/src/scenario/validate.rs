@@ -122,6 +122,17 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
                 if let Err(e) = client.config.validate() {
                     return err(format!("{path}.{}", e.field), e.to_string());
                 }
+                if let Some(library) = &client.library {
+                    if client.config.requests.is_none() {
+                        return err(
+                            format!("{path}.requests"),
+                            format!("must be set with library = \"{}\"", library.name()),
+                        );
+                    }
+                    if let Err((field, problem)) = library.validate(client.config.connections) {
+                        return err(format!("{path}.{field}"), problem);
+                    }
+                }
                 node_port(v, &format!("{path}.target"), &client.config.target)?;
             }
             NodeKind::Router(router) => {
@@ -207,7 +218,9 @@ pub fn variant(v: &Variant) -> Result<(), Invalid> {
                 Measure::Diagnosis(_) | Measure::Stat(_) | Measure::AccessLog(_) => {
                     matches!(node.kind, NodeKind::Envoy(_)) || node.sidecar.is_some()
                 }
-                Measure::Client(_) => matches!(node.kind, NodeKind::Client(_)),
+                Measure::Client(_) | Measure::LibraryError(_) => {
+                    matches!(node.kind, NodeKind::Client(_))
+                }
                 Measure::Packets(_) | Measure::Conversation(_) => {
                     if node.capture.is_none() {
                         return err(
@@ -339,6 +352,7 @@ fn envoy_node(v: &Variant, path: &str, envoy: &EnvoyNode) -> Result<(), Invalid>
             _ => {}
         }
         sniffing(envoy, &lpath, listener)?;
+        downstream_timeouts(&lpath, listener)?;
         if let Some(upstream) = &listener.upstream {
             if !envoy.upstreams.contains_key(upstream) {
                 return err(format!("{lpath}.upstream"), no_upstream(envoy, upstream));
@@ -368,6 +382,34 @@ fn envoy_node(v: &Variant, path: &str, envoy: &EnvoyNode) -> Result<(), Invalid>
                     "interval_ms and timeout_ms must be above 0",
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// The HCM's downstream timeouts exist only where there is an HCM, and a
+/// zero would mean "disabled" to Envoy for some and "at once" for others:
+/// rejected (leave the field out for Envoy's default).
+fn downstream_timeouts(lpath: &str, listener: &Listener) -> Result<(), Invalid> {
+    let t = listener.downstream_timeouts();
+    let set = [
+        ("idle_timeout_ms", t.idle_timeout_ms),
+        ("max_connection_duration_ms", t.max_connection_duration_ms),
+        ("drain_timeout_ms", t.drain_timeout_ms),
+        ("delayed_close_timeout_ms", t.delayed_close_timeout_ms),
+        ("stream_idle_timeout_ms", t.stream_idle_timeout_ms),
+        ("request_headers_timeout_ms", t.request_headers_timeout_ms),
+    ];
+    for (field, ms) in set {
+        match ms {
+            Some(_) if listener.kind == ListenerKind::TcpProxy => {
+                return err(
+                    format!("{lpath}.{field}"),
+                    "an HTTP connection manager timeout; a tcp_proxy listener has none",
+                )
+            }
+            Some(0) => return err(format!("{lpath}.{field}"), "must be above 0"),
+            _ => {}
         }
     }
     Ok(())

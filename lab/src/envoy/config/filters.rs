@@ -6,6 +6,8 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use super::duration_ms;
+
 /// The wasm plugin (shared by the HTTP and network filter configs). `config`
 /// is the filter's configuration (Istio's `pluginConfig`); `None` = defaults.
 pub fn plugin(wasm: &Path, root_id: &str, config: Option<&Value>) -> Value {
@@ -113,6 +115,58 @@ pub fn hcm(
             "access_log": access_log,
         },
     })
+}
+
+/// The HTTP connection manager's downstream timeouts, each `None` for
+/// Envoy's default: the connection's `idle_timeout` (1 h) and
+/// `max_connection_duration` (none) in `common_http_protocol_options`, and
+/// the HCM's `drain_timeout` (5 s), `delayed_close_timeout` (1 s),
+/// `stream_idle_timeout` (5 min) and `request_headers_timeout` (none).
+/// On HTTP/1.1 an idle connection closes only after idle_timeout +
+/// drain_timeout + delayed_close_timeout (the idle timer starts the drain
+/// sequence; measured, docs/issue notes and scenarios/client-pool-race.toml).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DownstreamTimeouts {
+    pub idle_timeout_ms: Option<u64>,
+    pub max_connection_duration_ms: Option<u64>,
+    pub drain_timeout_ms: Option<u64>,
+    pub delayed_close_timeout_ms: Option<u64>,
+    pub stream_idle_timeout_ms: Option<u64>,
+    pub request_headers_timeout_ms: Option<u64>,
+}
+
+/// Sets `timeouts` on an [`hcm`] block (its counters:
+/// `http.<stat_prefix>.downstream_cx_idle_timeout`,
+/// `downstream_cx_max_duration_reached`, `downstream_rq_idle_timeout`,
+/// `downstream_rq_header_timeout`).
+pub fn set_downstream_timeouts(hcm: &mut Value, timeouts: &DownstreamTimeouts) {
+    let config = &mut hcm["typed_config"];
+    let common = [
+        ("idle_timeout", timeouts.idle_timeout_ms),
+        (
+            "max_connection_duration",
+            timeouts.max_connection_duration_ms,
+        ),
+    ];
+    for (field, ms) in common {
+        if let Some(ms) = ms {
+            config["common_http_protocol_options"][field] = duration_ms(ms);
+        }
+    }
+    let own = [
+        ("drain_timeout", timeouts.drain_timeout_ms),
+        ("delayed_close_timeout", timeouts.delayed_close_timeout_ms),
+        ("stream_idle_timeout", timeouts.stream_idle_timeout_ms),
+        (
+            "request_headers_timeout",
+            timeouts.request_headers_timeout_ms,
+        ),
+    ];
+    for (field, ms) in own {
+        if let Some(ms) = ms {
+            config[field] = duration_ms(ms);
+        }
+    }
 }
 
 /// A TCP proxy network filter to `cluster`.

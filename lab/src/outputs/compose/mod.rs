@@ -45,7 +45,7 @@ pub const WORKLOAD_PROFILE: &str = "workload";
 /// Where the filter module is, seen from `compose/<scenario>/`.
 const WASM_FROM_COMPOSE_DIR: &str = "../../target/wasm32-unknown-unknown/wasm/connlab_filter.wasm";
 /// The lab's runtime directories under `compose/`, never a scenario's.
-pub const NOT_SCENARIOS: [&str; 4] = ["backends", "experiments", "lab-image", "scripts"];
+pub const NOT_SCENARIOS: [&str; 5] = ["backends", "clients", "experiments", "lab-image", "scripts"];
 /// First host number of nodes in a subnet (.1 is Docker's gateway).
 const FIRST_HOST: u8 = 10;
 
@@ -220,7 +220,7 @@ pub fn render(
                 let target = addresses
                     .reach(variant, &spec.networks, &c.config.target)
                     .with_context(|| format!("{title}: {name}: cannot reach the target"))?;
-                client::command(&c.config, target.to_string(), &mut spec);
+                client::command(c, target.to_string(), &mut spec);
             }
         }
         services.push(Service {

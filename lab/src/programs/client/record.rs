@@ -24,6 +24,11 @@ pub struct Record {
     pub reused: bool,
     /// The response's `x-connlab` header.
     pub tag: Option<String>,
+    /// A library client's own error text for a failed request (reqwest's
+    /// error with its causes, the Python exception, Node's `err.code`), as
+    /// the service would log it; connlab-client writes none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub library_error: Option<String>,
 }
 
 impl Record {
@@ -74,6 +79,7 @@ pub(crate) mod tests {
             local: Some("127.0.0.1:40000".parse().unwrap()),
             reused: seq > 0,
             tag: None,
+            library_error: None,
         }
     }
 

@@ -177,6 +177,7 @@ impl Plan {
             local: None,
             reused,
             tag: None,
+            library_error: None,
         };
         let outcome = match slot.take() {
             Some(conn) => Ok(conn),

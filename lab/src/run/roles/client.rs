@@ -1,29 +1,56 @@
-//! A `client` node: `connlab-client` in a container, its target given as
-//! `node:port` in the scenario and resolved to an address here.
+//! A `client` node: `connlab-client` (or a real client library's program,
+//! `crate::programs::library`) in a container, its target given as `node:port` in the
+//! scenario and resolved to an address here.
 
 use std::time::Duration;
 
-use crate::programs::client::{parse_output, ClientConfig, Output};
+use crate::programs::client::{parse_output, Output};
 use crate::run::runtime::{ContainerSpec, Lab, LabError};
+use crate::scenario::node::ClientNode;
 
 /// Starts the workload; `target` is the resolved `ip:port`.
 pub async fn start(
     lab: &mut Lab,
-    config: &ClientConfig,
+    client: &ClientNode,
     target: String,
     mut spec: ContainerSpec,
 ) -> Result<(), LabError> {
-    command(config, target, &mut spec);
+    command(client, target, &mut spec);
     lab.start(spec).await
 }
 
-/// `connlab-client` with the node's flags and the resolved `target`, set on
-/// `spec`.
-pub fn command(config: &ClientConfig, target: String, spec: &mut ContainerSpec) {
-    let mut config = config.clone();
+/// `connlab-client` (or the library's program) with the node's flags and
+/// the resolved `target`, set on `spec`.
+pub fn command(client: &ClientNode, target: String, spec: &mut ContainerSpec) {
+    let mut config = client.config.clone();
     config.target = target;
-    spec.cmd = vec!["connlab-client".to_string()];
-    spec.cmd.extend(config.to_args());
+    let Some(library) = &client.library else {
+        spec.cmd = vec!["connlab-client".to_string()];
+        spec.cmd.extend(config.to_args());
+        return;
+    };
+    // The keys a library client shares with connlab-client, as the same flags.
+    let shared = [
+        ("target", Some(config.target)),
+        ("path", Some(config.path)),
+        ("connections", Some(config.connections.to_string())),
+        ("requests", config.requests.map(|n| n.to_string())),
+        (
+            "gaps-ms",
+            (!config.gaps_ms.is_empty()).then(|| {
+                let gaps: Vec<String> = config.gaps_ms.iter().map(u64::to_string).collect();
+                gaps.join(",")
+            }),
+        ),
+    ];
+    spec.cmd = library.program();
+    for (name, value) in shared {
+        if let Some(value) = value {
+            spec.cmd.push(format!("--{name}"));
+            spec.cmd.push(value);
+        }
+    }
+    spec.cmd.extend(library.args());
 }
 
 /// Waits for the workload to end and parses what the client recorded.
@@ -33,7 +60,7 @@ pub async fn finish(lab: &Lab, name: &str, limit: Duration) -> Result<Output, La
     if code != 0 {
         return Err(LabError::role(
             name,
-            format!("connlab-client exited {code}: {stderr}"),
+            format!("the client exited {code}: {stderr}"),
         ));
     }
     parse_output(&stdout).map_err(|e| LabError::role(name, format!("unreadable output: {e}")))

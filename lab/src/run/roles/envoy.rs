@@ -159,10 +159,9 @@ impl Chains<'_> {
             config::istio_access_log(self.access_log),
             config::stdout_json_access_log(),
         ];
-        vec![
-            config::net_wasm(self.wasm, Some(self.filter)),
-            config::hcm(name, http_filters, routes, logs),
-        ]
+        let mut hcm = config::hcm(name, http_filters, routes, logs);
+        config::set_downstream_timeouts(&mut hcm, &listener.downstream_timeouts());
+        vec![config::net_wasm(self.wasm, Some(self.filter)), hcm]
     }
 
     /// `connlab_net`, then a TCP proxy to `upstream`.
