@@ -95,8 +95,10 @@ pub struct Outcome {
     /// What the filter diagnosed (`http` and `conn` events), per Envoy node.
     pub diagnoses: BTreeMap<String, Counts>,
     /// Requests per Envoy node by the upstream connection that carried them,
-    /// from the filter's reuse table: `fresh` (its first request) or
-    /// `reused` (a pooled connection).
+    /// from the filter's reuse table: `fresh` (its first request),
+    /// `reused` (a pooled connection) or `unknown` (a connection whose start
+    /// the filter cannot know, e.g. delivered through ECDS into a running
+    /// Envoy).
     pub reuse: BTreeMap<String, Counts>,
     /// Every stat a check reads and the variant's extra stats, as
     /// `node:stat`.

@@ -41,14 +41,21 @@ pub fn outcome(
             if let Some(code) = diagnosis(event) {
                 *found.entry(code.to_string()).or_default() += 1;
             }
-            // Which pooled connection carried the request: the filter's nth
-            // (1 = a fresh connection). Requests that never got one are not
-            // counted.
+            // Which pooled connection carried the request: the filter's
+            // history of it (first / reused / unknown: a filter delivered into
+            // a running Envoy cannot know a connection it first sees is new),
+            // or, in events from before `history`, its nth (1 = fresh).
+            // Requests that never got a connection are not counted.
             if event["event"] == "http" {
-                match event["upstream"]["nth"].as_u64() {
-                    Some(1) => *connections.entry("fresh".into()).or_default() += 1,
-                    Some(_) => *connections.entry("reused".into()).or_default() += 1,
-                    None => {}
+                let upstream = &event["upstream"];
+                let class = match (upstream["history"].as_str(), upstream["nth"].as_u64()) {
+                    (Some("first"), _) | (None, Some(1)) => Some("fresh"),
+                    (Some("reused"), _) | (None, Some(_)) => Some("reused"),
+                    (Some("unknown"), _) => Some("unknown"),
+                    _ => None,
+                };
+                if let Some(class) = class {
+                    *connections.entry(class.into()).or_default() += 1;
                 }
             }
         }
