@@ -333,9 +333,11 @@ fn callgrind(backend: SocketAddr, dir: &std::path::Path) {
     let requests = env("BENCH_CALLGRIND_REQUESTS", 300);
     // V8 compiles a module's functions with its baseline compiler first
     // and optimizes the hot ones later: a module that has served fewer
-    // requests runs slower code. 2,000 requests each bring every module to
-    // the same tier (300 left another build of the same code 8,800
-    // instructions per request behind the module the other listeners share).
+    // requests runs slower code, so each listener is warmed up before it is
+    // counted. This does not make modules comparable: with 2,000 requests an
+    // extra module (BENCH_MODULES) still counted ~9,000 instructions per
+    // request more than the same code in the shared module, so compare a
+    // candidate only against a build of the current code loaded the same way.
     let warmup = env("BENCH_CALLGRIND_WARMUP", 2_000);
     let envoy_bin = connlab::envoy::process::envoy_bin().expect("Envoy binary");
     // BENCH_CALLGRIND_DUMPS=<dir> keeps the dumps (one per variant, in
