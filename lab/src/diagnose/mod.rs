@@ -183,7 +183,13 @@ impl Diagnoser {
             }
             Line::Request(format, request) => {
                 input.requests += 1;
-                *input.formats.entry(format.name().to_string()).or_default() += 1;
+                // Looked up before an owned key is made: once per line.
+                match input.formats.get_mut(format.name()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        input.formats.insert(format.name().to_string(), 1);
+                    }
+                }
                 *self.has.entry(format).or_default() |= request.has;
                 self.requests += 1;
                 if let Some(start) = request.start_ns {
