@@ -5,6 +5,9 @@
 //! is in (`line`), put on its upstream connection and judged by the
 //! filter's own rules (`connections`), and counted per diagnosis (`report`).
 //! `tcp` does the same for packet captures, over `crate::evidence::pcap`.
+//! Uses `evidence` (the capture and access-log parsers, the TIME_WAIT
+//! facts), `paths`, and the filter crate's `judge`, `reuse` and `diagnose`,
+//! so a log line and the live filter get the same diagnosis; never the run.
 
 pub mod catalogue;
 pub mod cli;

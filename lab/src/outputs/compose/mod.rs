@@ -5,6 +5,9 @@
 //! run runs; only what the lab learns at run time is fixed up front: each
 //! network gets a static subnet and each node a static address, so Envoy's
 //! generated config (a file beside the compose file) can name its endpoints.
+//! `services` builds the containers, `yaml` writes them, `commands` writes
+//! the steps after `up` as comments, `subnets` fixes the addresses. Uses
+//! `run` (spec builders, roles, addresses, captures) and `scenario`.
 //!
 //! The file format is 2.4, which Debian's docker-compose 1.29 reads. Faults,
 //! router rules and the workload are what a lab run does after `up`; the file

@@ -3,7 +3,8 @@
 //! run creates carries the `connlab` label plus its run id and the owning
 //! process id, so a run removes exactly what it made — when it passes, fails,
 //! panics or is interrupted — and the next run sweeps what a killed process
-//! left behind.
+//! left behind. Uses no other lab module: `roles` put their programs in
+//! it, and `outputs::compose` writes its `ContainerSpec`s as services.
 //!
 //! This file brings a run up (its networks, its containers from a
 //! [`ContainerSpec`], their addresses); `exec` acts in running containers
