@@ -179,7 +179,7 @@ fn a_client_log_names_the_client_side_pool_race() {
         .collect_next
         .iter()
         .any(|c| c.contains("downstream_cx_idle_timeout")));
-    assert_eq!(report.inputs[0].client_lines, 2);
+    assert_eq!(report.inputs[0].client_lines, 1);
     assert!(report.notes.is_empty(), "{:?}", report.notes);
     let human = connlab::diagnose::render::human(&report);
     assert!(human.contains("client_pool_race"), "{human}");
