@@ -256,8 +256,10 @@ fn ext_authz_rejected(facts: &HttpFacts<'_>) -> Option<Diagnosis> {
                  authorization service denied it, or could not be reached (Envoy answers \
                  status_on_error, 403 by default, when failure_mode_allow is off); {NOT_BACKEND}"
             ),
-            &["the authorization service failed or timed out (its cluster's stats, \
-                ext_authz.error / ext_authz.failure_mode_allowed)"],
+            &[
+                "the authorization service failed or timed out (its cluster's stats, \
+                ext_authz.error / ext_authz.failure_mode_allowed)",
+            ],
         ),
         code => {
             let shown = code.map_or("no status".to_string(), |c| c.to_string());
@@ -672,7 +674,11 @@ fn round_connect_timeout(facts: &HttpFacts<'_>) -> Option<u64> {
     let unexplained = facts.failure.is_none();
     let single = facts.attempts.unwrap_or(1) <= 1 && facts.flags & URX == 0;
     let nearest = (ms + 125) / 250 * 250;
-    (facts.flags & UF != 0 && unexplained && single && nearest >= 250 && ms.abs_diff(nearest) <= SLACK_MS)
+    (facts.flags & UF != 0
+        && unexplained
+        && single
+        && nearest >= 250
+        && ms.abs_diff(nearest) <= SLACK_MS)
         .then_some(nearest)
 }
 

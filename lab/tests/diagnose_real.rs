@@ -97,16 +97,36 @@ const CASES: [(&str, Option<u32>, &str, Option<bool>); 17] = [
         "connect_timeout",
         Some(true),
     ),
-    ("13-tcp-uf-round-ten-seconds.log", None, "connect_failed", None),
-    ("14-docker-json-uf-gone-pod.log", Some(0), "not read", Some(false)),
-    ("15-inbound-uf-no-listener.log", None, "connect_failed", Some(true)),
+    (
+        "13-tcp-uf-round-ten-seconds.log",
+        None,
+        "connect_failed",
+        None,
+    ),
+    (
+        "14-docker-json-uf-gone-pod.log",
+        Some(0),
+        "not read",
+        Some(false),
+    ),
+    (
+        "15-inbound-uf-no-listener.log",
+        None,
+        "connect_failed",
+        Some(true),
+    ),
     (
         "16-inbound-uc-body-read-timeout.log",
         Some(0),
         "upstream_reset",
         Some(true),
     ),
-    ("17-uaex-denied-401.log", None, "ext_authz_rejected", Some(true)),
+    (
+        "17-uaex-denied-401.log",
+        None,
+        "ext_authz_rejected",
+        Some(true),
+    ),
 ];
 
 #[test]
@@ -115,8 +135,15 @@ fn each_real_line_gets_its_verdict() {
     for (file, minor, expected, _) in CASES {
         let (said, report) = verdict(file, minor);
         if said != expected {
-            let explain: Vec<_> = report.diagnoses.iter().map(|d| (&d.code, &d.confidence, &d.explain)).collect();
-            wrong.push(format!("{file}: said {said}, expected {expected}: {explain:?} unread {:?}", report.inputs[0].malformed_first));
+            let explain: Vec<_> = report
+                .diagnoses
+                .iter()
+                .map(|d| (&d.code, &d.confidence, &d.explain))
+                .collect();
+            wrong.push(format!(
+                "{file}: said {said}, expected {expected}: {explain:?} unread {:?}",
+                report.inputs[0].malformed_first
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

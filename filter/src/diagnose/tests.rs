@@ -900,7 +900,11 @@ fn an_external_authorization_refusal_is_named_and_only_with_its_flag() {
         (denied.code, denied.confidence),
         ("ext_authz_rejected", Confidence::Confirmed)
     );
-    assert!(denied.explain.contains("not at the backend"), "{}", denied.explain);
+    assert!(
+        denied.explain.contains("not at the backend"),
+        "{}",
+        denied.explain
+    );
     let forbidden = line_only(&authz(403, UAEX, None)).unwrap();
     assert_eq!(
         (forbidden.code, forbidden.confidence),
@@ -913,7 +917,11 @@ fn an_external_authorization_refusal_is_named_and_only_with_its_flag() {
         (unavailable.code, unavailable.confidence),
         ("ext_authz_rejected", Confidence::Likely)
     );
-    assert!(unavailable.explain.contains("unavailable"), "{}", unavailable.explain);
+    assert!(
+        unavailable.explain.contains("unavailable"),
+        "{}",
+        unavailable.explain
+    );
     // The request rules never name it (no upstream failure to count).
     assert_eq!(code(&authz(401, UAEX, None)), None);
     // Negatives: Istio's RBAC deny, an app's own 401/403, a 503 unflagged.
@@ -924,7 +932,11 @@ fn an_external_authorization_refusal_is_named_and_only_with_its_flag() {
     );
     assert_eq!(line_only(&rbac), None);
     assert_eq!(code(&rbac), None);
-    for app in [authz(401, 0, Some("via_upstream")), authz(403, 0, Some("via_upstream")), authz(503, 0, Some("via_upstream"))] {
+    for app in [
+        authz(401, 0, Some("via_upstream")),
+        authz(403, 0, Some("via_upstream")),
+        authz(503, 0, Some("via_upstream")),
+    ] {
         assert_eq!(line_only(&app), None, "{:?}", app.code);
     }
 }

@@ -39,37 +39,101 @@ pub struct ClientLine {
 /// connection was closed or reset under it: (library, text, how sure).
 const RACE: [(&str, &str, Confidence); 11] = [
     // Go's transport names the mechanism itself (errServerClosedIdle).
-    ("Go net/http", "server closed idle connection", Confidence::Confirmed),
-    ("reqwest/hyper", "connection closed before message completed", Confidence::Likely),
+    (
+        "Go net/http",
+        "server closed idle connection",
+        Confidence::Confirmed,
+    ),
+    (
+        "reqwest/hyper",
+        "connection closed before message completed",
+        Confidence::Likely,
+    ),
     ("reqwest/hyper", "incompletemessage", Confidence::Likely),
-    ("Python requests/urllib3", "remotedisconnected", Confidence::Likely),
-    ("Python requests/urllib3", "remote end closed connection without response", Confidence::Likely),
-    ("Python requests/urllib3", "connectionreseterror", Confidence::Likely),
+    (
+        "Python requests/urllib3",
+        "remotedisconnected",
+        Confidence::Likely,
+    ),
+    (
+        "Python requests/urllib3",
+        "remote end closed connection without response",
+        Confidence::Likely,
+    ),
+    (
+        "Python requests/urllib3",
+        "connectionreseterror",
+        Confidence::Likely,
+    ),
     ("Node.js http", "econnreset", Confidence::Likely),
     ("Node.js http", "socket hang up", Confidence::Likely),
-    ("Java HttpClient", "header parser received no bytes", Confidence::Likely),
+    (
+        "Java HttpClient",
+        "header parser received no bytes",
+        Confidence::Likely,
+    ),
     // reqwest's own wording of a reset while sending (the lab's record:
     // "client error (SendRequest): connection error: Connection reset by peer").
     ("reqwest/hyper", "sendrequest", Confidence::Likely),
-    ("Java", "java.net.socketexception: connection reset", Confidence::Likely),
+    (
+        "Java",
+        "java.net.socketexception: connection reset",
+        Confidence::Likely,
+    ),
 ];
 
 /// Client errors whose text says what else happened: never a pool race.
 const NOT_RACE: [(&str, &str); 16] = [
-    ("connection refused", "refused: nothing listened (a new connection, not a pooled one)"),
-    ("econnrefused", "refused: nothing listened (a new connection, not a pooled one)"),
-    ("newconnectionerror", "a new connection failed, not a pooled one"),
-    ("failed to establish a new connection", "a new connection failed, not a pooled one"),
-    ("timed out", "a timeout: the server was slow or silent, not closed"),
-    ("etimedout", "a timeout: the server was slow or silent, not closed"),
-    ("readtimeout", "a timeout: the server was slow or silent, not closed"),
-    ("deadline exceeded", "a timeout: the server was slow or silent, not closed"),
+    (
+        "connection refused",
+        "refused: nothing listened (a new connection, not a pooled one)",
+    ),
+    (
+        "econnrefused",
+        "refused: nothing listened (a new connection, not a pooled one)",
+    ),
+    (
+        "newconnectionerror",
+        "a new connection failed, not a pooled one",
+    ),
+    (
+        "failed to establish a new connection",
+        "a new connection failed, not a pooled one",
+    ),
+    (
+        "timed out",
+        "a timeout: the server was slow or silent, not closed",
+    ),
+    (
+        "etimedout",
+        "a timeout: the server was slow or silent, not closed",
+    ),
+    (
+        "readtimeout",
+        "a timeout: the server was slow or silent, not closed",
+    ),
+    (
+        "deadline exceeded",
+        "a timeout: the server was slow or silent, not closed",
+    ),
     ("sslerror", "TLS failed"),
     ("certificate", "TLS failed"),
-    ("incompleteread", "the response broke off mid-body: the server got the request"),
-    ("chunkedencodingerror", "the response broke off mid-body: the server got the request"),
-    ("error decoding response body", "the response broke off mid-body: the server got the request"),
-    ("premature close", "the response broke off mid-body: the server got the request"),
+    (
+        "incompleteread",
+        "the response broke off mid-body: the server got the request",
+    ),
+    (
+        "chunkedencodingerror",
+        "the response broke off mid-body: the server got the request",
+    ),
+    (
+        "error decoding response body",
+        "the response broke off mid-body: the server got the request",
+    ),
+    (
+        "premature close",
+        "the response broke off mid-body: the server got the request",
+    ),
     ("enotfound", "the host name did not resolve"),
     ("name or service not known", "the host name did not resolve"),
 ];
@@ -155,7 +219,9 @@ mod tests {
             let d = line.diagnosis.unwrap();
             assert_eq!((d.code, d.confidence), (CODE, Confidence::Likely), "{text}");
             assert!(!d.alternatives.is_empty());
-            assert!(d.explain.contains("server side closed, the client side wrote"));
+            assert!(d
+                .explain
+                .contains("server side closed, the client side wrote"));
         }
         for text in [
             "hyper::Error(IncompleteMessage): connection closed before message completed",
