@@ -518,13 +518,18 @@ fn unknown_history_termination(facts: &HttpFacts<'_>, config: &Config) -> Option
             "the upstream connection ended {} after the request started, before any response \
              ({shown}): the backend, or something between, closed it mid-request after that long \
              (a server-side request timeout, a crash or kill, a proxy or load balancer timeout); \
-             not a keep-alive race, which ends within one round trip of the request",
+             not a keep-alive race, which ends within one round trip of the request being sent \
+             upstream, unless the request waited about that long before it was sent (%DURATION% \
+             counts from its first byte: a slow upload, an authorization or policy check, a wait \
+             for a pooled connection)",
             human_ms(ms)
         ),
         &[
             "a server-side timeout of about that long (the backend's own request or read timeout)",
             "a backend crash, OOM kill or restart while it handled the request",
             "a proxy, load balancer or NAT between that dropped the connection",
+            "a keep-alive race after a wait before the upstream send (%REQUEST_DURATION% and \
+             %RESPONSE_DURATION% in the format tell)",
         ],
     )
 }

@@ -749,6 +749,17 @@ fn unknown_history_reset_long_after_the_request_is_not_a_race_and_says_how_long(
         explain.contains("120.0 s") && explain.contains("not a keep-alive race"),
         "{explain}"
     );
+    // %DURATION% counts from the request's first byte, not from its upstream
+    // send: the wait before it is named, and a race after it stays an
+    // alternative (tests/data/diagnose/real/README.md, line 01's miss).
+    assert!(explain.contains("waited about that long"), "{explain}");
+    let long = http(&unknown(Some(120_000), None), &Config::default()).unwrap();
+    assert!(
+        long.alternatives
+            .iter()
+            .any(|a| a.contains("%REQUEST_DURATION%")),
+        "{long:?}"
+    );
     // Just past the window is not a race either; just inside it is.
     let window = Config::default().race_window_ms;
     assert_eq!(judged(&unknown(Some(window + 1), None)).0, "upstream_reset");
