@@ -4,7 +4,7 @@
 //! human sentence. The codes are a contract (README "Diagnosis codes").
 
 use crate::config::Config;
-use crate::flags::{DC, LR, NR, UC, UF, UH, UMSDR, UO, UPE, UR, URX, UT};
+use crate::flags::{DC, LR, NR, UAEX, UC, UF, UH, UMSDR, UO, UPE, UR, URX, UT};
 use crate::reuse::{History, Reuse};
 use crate::sniff::Class;
 
@@ -49,9 +49,14 @@ pub const HTTP_CODES: [&str; 16] = [
     "plaintext_to_strict_mtls",
 ];
 /// Codes only a log line gets (`line_only`): what the HTTP filter never
-/// sees (a connection that matched no filter chain) or does not count as an
-/// upstream failure (the client left).
-pub const LINE_CODES: [&str; 2] = ["no_filter_chain", "downstream_disconnect"];
+/// sees (a connection that matched no filter chain), does not count as an
+/// upstream failure (the client left), or that no upstream was asked for
+/// (the external authorization check refused the request).
+pub const LINE_CODES: [&str; 3] = [
+    "no_filter_chain",
+    "downstream_disconnect",
+    "ext_authz_rejected",
+];
 pub const CONN_CODES: [&str; 3] = [
     "plaintext_on_tls",
     "tls_handshake_failed",
@@ -206,6 +211,9 @@ pub fn line_only(facts: &HttpFacts<'_>) -> Option<Diagnosis> {
             ],
         );
     }
+    if facts.flags & UAEX != 0 {
+        return ext_authz_rejected(facts);
+    }
     if facts.flags & DC != 0 {
         let after = facts.elapsed_ms.map_or(String::new(), |ms| {
             format!(" {} after the request started", human_ms(ms))
@@ -222,6 +230,51 @@ pub fn line_only(facts: &HttpFacts<'_>) -> Option<Diagnosis> {
         );
     }
     None
+}
+
+/// `UAEX`: the external authorization check refused the request before any
+/// upstream was asked. Envoy sets the flag both when the authorization
+/// service said no and when it could not be asked (`failure_mode_allow`
+/// false: Envoy answers `status_on_error`, 403 by default; Istio's Mixer
+/// policy check answered 503 with the same flag), so only the status tells
+/// them apart, and only a 401 (the service's own answer) does so for sure.
+fn ext_authz_rejected(facts: &HttpFacts<'_>) -> Option<Diagnosis> {
+    const NOT_BACKEND: &str = "no upstream saw the request: look at the authorization \
+                               service and its policy, not at the backend";
+    match facts.code {
+        Some(401) => diagnosis(
+            "ext_authz_rejected",
+            format!(
+                "the external authorization service denied the request (401 UAEX): it answered \
+                 that the caller is not authenticated; {NOT_BACKEND}"
+            ),
+        ),
+        Some(403) => likely(
+            "ext_authz_rejected",
+            format!(
+                "the external authorization check refused the request (403 UAEX): the \
+                 authorization service denied it, or could not be reached (Envoy answers \
+                 status_on_error, 403 by default, when failure_mode_allow is off); {NOT_BACKEND}"
+            ),
+            &[
+                "the authorization service failed or timed out (its cluster's stats, \
+                ext_authz.error / ext_authz.failure_mode_allowed)",
+            ],
+        ),
+        code => {
+            let shown = code.map_or("no status".to_string(), |c| c.to_string());
+            likely(
+                "ext_authz_rejected",
+                format!(
+                    "the external authorization check could not decide ({shown} UAEX): the \
+                     authorization service (or Istio's Mixer policy check, before 1.5) was \
+                     unavailable or failed, and the request was refused without an answer from \
+                     it (a status_on_error set to {shown}); {NOT_BACKEND}"
+                ),
+                &["the authorization service answered this status itself as its denial"],
+            )
+        }
+    }
 }
 
 fn failure(facts: &HttpFacts<'_>, config: &Config) -> Option<Diagnosis> {
@@ -669,13 +722,22 @@ fn reset_explain(facts: &HttpFacts<'_>, details: &str, config: &Config) -> Strin
 }
 
 /// A connect failure (UF) with no reason given whose duration is a round
-/// connect timeout (a multiple of 250 ms, to 25 ms): the timeout, likely.
+/// connect timeout (a multiple of 250 ms, within 25 ms either side): the
+/// timeout, likely. Either side: `%DURATION%` and the connect timer are
+/// two clocks, and real lines put the same 10 s timeout at 9994-10007 ms
+/// (tests/data/diagnose/real/13-tcp-uf-round-ten-seconds.log's thread).
 fn round_connect_timeout(facts: &HttpFacts<'_>) -> Option<u64> {
+    const SLACK_MS: u64 = 25;
     let ms = facts.elapsed_ms?;
     let unexplained = facts.failure.is_none();
     let single = facts.attempts.unwrap_or(1) <= 1 && facts.flags & URX == 0;
-    (facts.flags & UF != 0 && unexplained && single && ms >= 250 && ms % 250 <= 25)
-        .then_some(ms - ms % 250)
+    let nearest = (ms + 125) / 250 * 250;
+    (facts.flags & UF != 0
+        && unexplained
+        && single
+        && nearest >= 250
+        && ms.abs_diff(nearest) <= SLACK_MS)
+        .then_some(nearest)
 }
 
 /// connect() failed with EADDRNOTAVAIL (errno 99): no local port was free

@@ -14,7 +14,7 @@ timeout_s = 30
 reproduced = [{ client = "503" }]
 fixed = [{ client = "failed", count = 0 }]
 faults = [{ action = "delay", target = "backend", sport = 8080, delay_ms = 1000, tcp_flags = "FIN" },
-      { action = "pause", target = "backend", at_ms = 3000 }]
+          { action = "pause", target = "backend", at_ms = 3000 }]
 [nodes.backend]
 kind = "backend"
 server = "node"
