@@ -234,23 +234,48 @@ pub fn line_only(facts: &HttpFacts<'_>) -> Option<Diagnosis> {
 
 /// `UAEX`: the external authorization check refused the request before any
 /// upstream was asked. Envoy sets the flag both when the authorization
-/// service said no and when it could not be asked (`failure_mode_allow`
-/// false: Envoy answers `status_on_error`, 403 by default; Istio's Mixer
-/// policy check answered 503 with the same flag), so only the status tells
-/// them apart, and only a 401 (the service's own answer) does so for sure.
+/// service said no (details `ext_authz_denied`, any status it chose: a 401,
+/// a 403, a 302 to a login page) and when it could not be asked
+/// (`ext_authz_error`: Envoy answers `status_on_error`, 403 by default;
+/// Istio's Mixer policy check answered 503 with the same flag). The details
+/// tell them apart; without them (older formats) only a 401 or a redirect
+/// is surely the service's own answer.
 fn ext_authz_rejected(facts: &HttpFacts<'_>) -> Option<Diagnosis> {
     const NOT_BACKEND: &str = "no upstream saw the request: look at the authorization \
                                service and its policy, not at the backend";
+    const CODE: &str = "ext_authz_rejected";
+    let details = normalized(facts.details);
+    let status = facts
+        .code
+        .map_or("no status".to_string(), |c| c.to_string());
+    let denied = || {
+        format!(
+            "the external authorization service denied the request ({status} UAEX): its own \
+             decision (a 401/403, or a redirect to a login page); {NOT_BACKEND}"
+        )
+    };
+    let error = || {
+        format!(
+            "the external authorization check could not decide ({status} UAEX): the \
+             authorization service (or Istio's Mixer policy check, before 1.5) was unavailable \
+             or failed, and Envoy refused the request without its answer (status_on_error, 403 \
+             by default, when failure_mode_allow is off); {NOT_BACKEND}"
+        )
+    };
+    if details.contains("ext authz denied") {
+        return diagnosis(CODE, denied());
+    }
+    if details.contains("ext authz error") {
+        return diagnosis(CODE, error());
+    }
     match facts.code {
-        Some(401) => diagnosis(
-            "ext_authz_rejected",
-            format!(
-                "the external authorization service denied the request (401 UAEX): it answered \
-                 that the caller is not authenticated; {NOT_BACKEND}"
-            ),
+        Some(401 | 300..=399) => likely(
+            CODE,
+            denied(),
+            &["an authorization service configured to answer errors with this status"],
         ),
         Some(403) => likely(
-            "ext_authz_rejected",
+            CODE,
             format!(
                 "the external authorization check refused the request (403 UAEX): the \
                  authorization service denied it, or could not be reached (Envoy answers \
@@ -261,19 +286,11 @@ fn ext_authz_rejected(facts: &HttpFacts<'_>) -> Option<Diagnosis> {
                 ext_authz.error / ext_authz.failure_mode_allowed)",
             ],
         ),
-        code => {
-            let shown = code.map_or("no status".to_string(), |c| c.to_string());
-            likely(
-                "ext_authz_rejected",
-                format!(
-                    "the external authorization check could not decide ({shown} UAEX): the \
-                     authorization service (or Istio's Mixer policy check, before 1.5) was \
-                     unavailable or failed, and the request was refused without an answer from \
-                     it (a status_on_error set to {shown}); {NOT_BACKEND}"
-                ),
-                &["the authorization service answered this status itself as its denial"],
-            )
-        }
+        _ => likely(
+            CODE,
+            error(),
+            &["the authorization service answered this status itself as its denial"],
+        ),
     }
 }
 

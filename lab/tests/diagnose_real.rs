@@ -34,7 +34,7 @@ fn verdict(file: &str, istio_minor: Option<u32>) -> (String, Report) {
 /// (file, release minor the thread states, what diagnose says, whether that
 /// matches the cause the thread established; `None`: no cause established,
 /// not scored).
-const CASES: [(&str, Option<u32>, &str, Option<bool>); 17] = [
+const CASES: [(&str, Option<u32>, &str, Option<bool>); 23] = [
     (
         "01-gateway-uc-after-60s-idle.log",
         None,
@@ -123,6 +123,42 @@ const CASES: [(&str, Option<u32>, &str, Option<bool>); 17] = [
     ),
     (
         "17-uaex-denied-401.log",
+        None,
+        "ext_authz_rejected",
+        Some(true),
+    ),
+    (
+        "18-passthrough-uc-scrape-strict-mtls.log",
+        Some(26),
+        "plaintext_to_strict_mtls",
+        Some(true),
+    ),
+    (
+        "19-json-inbound-uc-server-rst-after-1s.log",
+        None,
+        "upstream_reset",
+        Some(true),
+    ),
+    (
+        "20-json-inbound-uc-server-close-after-1s.log",
+        None,
+        "upstream_reset",
+        Some(true),
+    ),
+    (
+        "21-json-dc-curl-interrupted.log",
+        None,
+        "downstream_disconnect",
+        Some(true),
+    ),
+    (
+        "22-json-uo-circuit-breaker.log",
+        None,
+        "circuit_breaker_overflow",
+        Some(true),
+    ),
+    (
+        "23-uaex-302-login-redirect.log",
         None,
         "ext_authz_rejected",
         Some(true),

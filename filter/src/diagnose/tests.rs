@@ -904,11 +904,40 @@ fn an_external_authorization_refusal_is_named_and_only_with_its_flag() {
         elapsed_ms: Some(2),
         ..Default::default()
     };
+    // The details say which (Envoy 1.40: ext_authz_denied / ext_authz_error).
+    let redirect = line_only(&authz(302, UAEX, Some("ext_authz_denied"))).unwrap();
+    assert_eq!(
+        (redirect.code, redirect.confidence),
+        ("ext_authz_rejected", Confidence::Confirmed)
+    );
+    assert!(redirect.explain.contains("denied"), "{}", redirect.explain);
+    assert!(
+        !redirect.explain.contains("unavailable"),
+        "{}",
+        redirect.explain
+    );
+    let error = line_only(&authz(403, UAEX, Some("ext_authz_error"))).unwrap();
+    assert_eq!(error.confidence, Confidence::Confirmed);
+    assert!(
+        error.explain.contains("could not decide"),
+        "{}",
+        error.explain
+    );
+    assert!(
+        !error.explain.contains("service denied"),
+        "{}",
+        error.explain
+    );
+    // Without details (older formats): the status.
     let denied = line_only(&authz(401, UAEX, None)).unwrap();
     assert_eq!(
         (denied.code, denied.confidence),
-        ("ext_authz_rejected", Confidence::Confirmed)
+        ("ext_authz_rejected", Confidence::Likely)
     );
+    assert!(line_only(&authz(302, UAEX, None))
+        .unwrap()
+        .explain
+        .contains("denied"));
     assert!(
         denied.explain.contains("not at the backend"),
         "{}",
