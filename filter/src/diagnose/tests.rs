@@ -513,15 +513,24 @@ fn a_slow_client_on_a_listener_that_does_not_sniff_is_not_a_fallthrough() {
         ..facts.clone()
     };
     assert_eq!(conn(&no_chain, &Config::default()), None);
-    // Istio's catch-all chain is a fall-through by default.
-    let istio = ConnFacts {
-        chain: Some("virtualOutbound-catchall-tcp"),
-        ..facts
+    // The inbound passthrough chain, where Istio runs a SERVER-mode
+    // plugin, is a fall-through by default; the outbound catch-all chains,
+    // where Istio runs no plugin, are not (a plain Envoy lists its own).
+    let inbound = ConnFacts {
+        chain: Some("virtualInbound"),
+        ..facts.clone()
     };
     assert_eq!(
-        conn(&istio, &Config::default()).map(|d| d.code),
+        conn(&inbound, &Config::default()).map(|d| d.code),
         Some("sniff_fallthrough")
     );
+    for outbound in ["virtualOutbound-catchall-tcp", "PassthroughFilterChain"] {
+        let istio = ConnFacts {
+            chain: Some(outbound),
+            ..facts.clone()
+        };
+        assert_eq!(conn(&istio, &Config::default()), None, "{outbound}");
+    }
 }
 
 #[test]
@@ -979,4 +988,88 @@ fn an_external_authorization_refusal_is_named_and_only_with_its_flag() {
     ] {
         assert_eq!(line_only(&app), None, "{:?}", app.code);
     }
+}
+
+/// Seed 000 from the sender (Istio 1.6's caller sidecar, measured by
+/// `connlab run sniff-timeout --variant istio-strict`): a tcp_proxy line to
+/// PassthroughCluster, the request's 88 bytes out, nothing back. Its nearest
+/// neighbours must not get it.
+#[test]
+fn plaintext_through_passthrough_with_nothing_back_is_likely_strict_mtls() {
+    let fell_through = TcpFacts {
+        flags: 0,
+        cluster: Some(PASSTHROUGH_CLUSTER),
+        connected: true,
+        bytes_received: Some(88),
+        bytes_sent: Some(0),
+        elapsed_ms: Some(300),
+    };
+    let d = tcp_line(&fell_through).unwrap();
+    assert_eq!(
+        (d.code, d.confidence),
+        ("plaintext_to_strict_mtls", Confidence::Likely)
+    );
+    for said in ["88 bytes", "300 ms", "STRICT", "protocolDetectionTimeout"] {
+        assert!(d.explain.contains(said), "{said}: {}", d.explain);
+    }
+    assert!(d
+        .alternatives
+        .iter()
+        .any(|a| a.contains("outside the mesh")));
+    let not = |facts: TcpFacts<'static>| tcp_line(&facts).map(|d| d.code);
+    // A destination outside the mesh that answered, even a little.
+    assert_eq!(
+        not(TcpFacts {
+            bytes_sent: Some(154),
+            ..fell_through.clone()
+        }),
+        None
+    );
+    // The application sent nothing: nothing plaintext reached anyone.
+    assert_eq!(
+        not(TcpFacts {
+            bytes_received: Some(0),
+            ..fell_through.clone()
+        }),
+        None
+    );
+    // A mesh cluster: the sidecar originated mTLS.
+    assert_eq!(
+        not(TcpFacts {
+            cluster: Some("outbound|8080||backend.lab.svc.cluster.local"),
+            ..fell_through.clone()
+        }),
+        None
+    );
+    // A failed connect (UF) is the request rules' (connect_*), and a line
+    // with no upstream host never connected.
+    assert_eq!(
+        not(TcpFacts {
+            flags: crate::flags::UF,
+            ..fell_through.clone()
+        }),
+        None
+    );
+    assert_eq!(
+        not(TcpFacts {
+            connected: false,
+            ..fell_through.clone()
+        }),
+        None
+    );
+    // A format without the byte counts: unknown, not a verdict.
+    assert_eq!(
+        not(TcpFacts {
+            bytes_sent: None,
+            ..fell_through.clone()
+        }),
+        None
+    );
+    assert_eq!(
+        not(TcpFacts {
+            bytes_received: None,
+            ..fell_through
+        }),
+        None
+    );
 }

@@ -127,8 +127,8 @@ pub fn bootstrap(
     Ok(config::bootstrap_with_admin(listeners, clusters, admin))
 }
 
-/// The default chain of a sniffing listener: Istio's name, which the
-/// filter treats as a fall-through chain by default.
+/// The default chain of a sniffing listener: Istio's outbound name, listed
+/// in the node's `fallthrough_chains` (`filter_config`).
 pub const FALLTHROUGH_CHAIN: &str = "PassthroughFilterChain";
 
 /// Builds the filters of a node's chains: `connlab_net` first on every one.
@@ -185,9 +185,22 @@ fn tls_files(node: &str, peer_ids: Vec<String>) -> config::TlsFiles {
     }
 }
 
-/// The filter's configuration as written in the scenario.
+/// The filter's configuration as written in the scenario. A node with a
+/// sniffing listener also names its fall-through chain (unless the scenario
+/// lists its own): the filter's default is where Istio places a NETWORK
+/// plugin (`virtualInbound`), not this Istio-named outbound chain, which
+/// carries no plugin in a real sidecar but does in the lab's plain Envoy.
 pub fn filter_config(envoy: &EnvoyNode) -> Value {
-    serde_json::to_value(&envoy.filter).unwrap_or_default()
+    let mut config = serde_json::to_value(&envoy.filter).unwrap_or_default();
+    let sniffs = envoy
+        .listeners
+        .values()
+        .any(|l| l.kind == ListenerKind::Sniffing);
+    if let (true, Some(map)) = (sniffs, config.as_object_mut()) {
+        map.entry("fallthrough_chains")
+            .or_insert_with(|| serde_json::json!([FALLTHROUGH_CHAIN]));
+    }
+    config
 }
 
 fn route(prefix: &str, cluster: &str, upstream: &Upstream) -> Value {
@@ -507,6 +520,22 @@ mod tests {
         let default = &listener["default_filter_chain"];
         assert_eq!(default["name"], FALLTHROUGH_CHAIN);
         assert_eq!(default["filters"][0]["name"], "wasm.connlab_net");
+        // The filter is told that chain is the fall-through (its default
+        // is Istio's inbound one), and a scenario's own list wins.
+        let plugin = &default["filters"][0]["typed_config"]["config"]["configuration"]["value"];
+        assert_eq!(
+            plugin,
+            r#"{"fallthrough_chains":["PassthroughFilterChain"],"unknown_history_ms":0}"#
+        );
+        let mut own = caller.clone();
+        own.filter
+            .insert("fallthrough_chains".into(), toml::Value::Array(vec![]));
+        assert_eq!(
+            filter_config(&own)["fallthrough_chains"],
+            serde_json::json!([])
+        );
+        let (_, server) = sidecars();
+        assert!(filter_config(&server).get("fallthrough_chains").is_none());
         assert_eq!(
             default["filters"][1]["typed_config"]["cluster"],
             "PassthroughCluster"
