@@ -752,7 +752,11 @@ fn round_connect_timeout(facts: &HttpFacts<'_>) -> Option<u64> {
     const SLACK_MS: u64 = 25;
     let ms = facts.elapsed_ms?;
     let unexplained = facts.failure.is_none();
-    let single = facts.attempts.unwrap_or(1) <= 1 && facts.flags & URX == 0;
+    // URX on a TCP proxy's line (status 0, no client that left) is its
+    // connect-attempt limit, one attempt by default (Istio sets no other):
+    // on an HTTP line it is retries that ran out, several attempts.
+    let tcp = facts.code == Some(0) && facts.flags & DC == 0;
+    let single = facts.attempts.unwrap_or(1) <= 1 && (facts.flags & URX == 0 || tcp);
     let nearest = (ms + 125) / 250 * 250;
     (facts.flags & UF != 0
         && unexplained

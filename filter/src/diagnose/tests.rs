@@ -851,6 +851,16 @@ fn a_connect_failure_as_long_as_a_round_timeout_is_likely_the_connect_timeout() 
     }
     // Retried: the duration is several attempts, not one timeout.
     assert_eq!(judged(&uf(2_000, None, UF | URX)).0, "connect_failed");
+    // A TCP proxy's line (status 0): URX is its connect-attempt limit, one
+    // attempt by default (real lines: 9994-10007 ms, istio/istio#56356).
+    let tcp = |ms| HttpFacts {
+        code: Some(0),
+        details: None,
+        ..uf(ms, None, UF | URX)
+    };
+    assert_eq!(judged(&tcp(9_995)).0, "connect_timeout");
+    assert_eq!(judged(&tcp(3)).0, "connect_failed");
+    assert_eq!(judged(&tcp(1_337)).0, "connect_failed");
     // A reason given wins.
     let refused = uf(1_000, Some("delayed_connect_error:_Connection_refused"), UF);
     assert_eq!(judged(&refused).0, "connect_refused");
