@@ -11,6 +11,7 @@
 
 pub mod catalogue;
 pub mod cli;
+pub mod client_log;
 pub mod connections;
 pub mod idle;
 pub mod istio_formats;
@@ -164,7 +165,20 @@ impl Diagnoser {
     ) {
         let at = || format!("{}:{}", input.name, input.lines);
         match parsed {
-            Line::Other => input.other += 1,
+            Line::Other => match client_log::read(text) {
+                Some(client) => {
+                    input.client_lines += 1;
+                    if let Some(d) = &client.diagnosis {
+                        let stats = self.codes_entry(Source::ClientLog, d.code);
+                        stats.add(None, || Example::from_client(at(), text, &client));
+                        stats.count_confidence(Some(d.confidence), &d.alternatives);
+                        if stats.explain.is_none() {
+                            stats.explain = Some(d.explain.clone());
+                        }
+                    }
+                }
+                None => input.other += 1,
+            },
             Line::Malformed(why) => input.malformed(MALFORMED_SHOWN, why),
             Line::Event(event) => {
                 input.events += 1;

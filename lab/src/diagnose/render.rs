@@ -124,6 +124,7 @@ fn source_name(s: Source) -> &'static str {
     match s {
         Source::AccessLog => "access log",
         Source::FilterEvent => "filter event",
+        Source::ClientLog => "client log",
     }
 }
 

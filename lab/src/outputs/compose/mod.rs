@@ -72,6 +72,16 @@ pub struct Rendered {
     pub files: Vec<(String, String)>,
 }
 
+/// Why a mesh variant has no compose file (README "Mesh mode", 8): the
+/// pod's start depends on what `connlab run` does on the host per run.
+pub const MESH_REFUSED: &str = "a mesh variant has no compose file: its WasmPlugins reach the \
+sidecars through the lab's agent stand-in at run time (it resolves the filter image just built, \
+checks its digest against the manifest's sha256, unpacks plugin.wasm under that digest and writes \
+the ECDS resource, or the fail strategy's filter when any of that fails), and a checked-in ECDS \
+file would name a digest that changes with every filter build or skip that check; run it with \
+`connlab run <scenario> --variant <variant> --evidence DIR` (each sidecar's config_dump, access \
+log, stats and the filter's events are kept in DIR)";
+
 pub fn render(
     scenario: &Scenario,
     variant: &Variant,
@@ -79,10 +89,7 @@ pub fn render(
     placement: &Placement,
 ) -> anyhow::Result<Rendered> {
     let title = format!("{}/{}", scenario.name, variant.name);
-    anyhow::ensure!(
-        variant.mesh.is_none(),
-        "{title}: mesh variants run in the lab only (`connlab run`), not as compose files yet"
-    );
+    anyhow::ensure!(variant.mesh.is_none(), "{title}: {MESH_REFUSED}");
     let (services, files) = services::build(scenario, variant, subnets)?;
     let mut yaml = commands::header(scenario, variant, placement, &services);
     yaml.push_str(&yaml::body(
@@ -125,8 +132,7 @@ pub fn write_all(
         );
         let dir = root.join(&scenario.name);
         let mut mine = Vec::new();
-        // Mesh variants are lab-run only for now: their pods' start (rules,
-        // sidecar as 1337, ECDS files) is not written as compose services.
+        // Mesh variants are lab-run only (`MESH_REFUSED` says why).
         for variant in scenario.variants.iter().filter(|v| v.mesh.is_none()) {
             let placement = Placement::checked_in(&scenario.name, &variant.name);
             let rendered = render(scenario, variant, &subnets, &placement)?;

@@ -210,3 +210,32 @@ fn subnets_are_stable_and_distinct() {
     assert!(ip.octets()[1] >= 128);
     assert_eq!(ip.octets()[3], 0);
 }
+
+/// A mesh variant is refused with the reason and the command to run
+/// instead, never a half-made pod.
+#[test]
+fn a_mesh_variant_is_refused_saying_why_and_what_to_run() {
+    let text = format!("{RACE}\nnodes.backend.sidecar = {{}}\n[variants.mesh]\nistio = \"1.28\"\n");
+    let s = scenario(&text);
+    let subnets = Subnets::assign(std::slice::from_ref(&s));
+    let err = render(
+        &s,
+        &s.variants[0],
+        &subnets,
+        &Placement::checked_in("race", "node"),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.starts_with("race/node: a mesh variant has no compose file"),
+        "{err}"
+    );
+    for said in [
+        "sha256",
+        "ECDS",
+        "connlab run <scenario> --variant <variant> --evidence DIR",
+    ] {
+        assert!(err.contains(said), "{said}: {err}");
+    }
+}

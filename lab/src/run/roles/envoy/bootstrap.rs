@@ -114,8 +114,8 @@ pub fn bootstrap(
     Ok(config::bootstrap_with_admin(listeners, clusters, admin))
 }
 
-/// The default chain of a sniffing listener: Istio's name, which the
-/// filter treats as a fall-through chain by default.
+/// The default chain of a sniffing listener: Istio's outbound name, listed
+/// in the node's `fallthrough_chains` (`filter_config`).
 pub const FALLTHROUGH_CHAIN: &str = "PassthroughFilterChain";
 
 /// Builds the filters of a node's chains: `connlab_net` first on every one.
@@ -172,9 +172,22 @@ fn tls_files(node: &str, peer_ids: Vec<String>) -> config::TlsFiles {
     }
 }
 
-/// The filter's configuration as written in the scenario.
+/// The filter's configuration as written in the scenario. A node with a
+/// sniffing listener also names its fall-through chain (unless the scenario
+/// lists its own): the filter's default is where Istio places a NETWORK
+/// plugin (`virtualInbound`), not this Istio-named outbound chain, which
+/// carries no plugin in a real sidecar but does in the lab's plain Envoy.
 pub fn filter_config(envoy: &EnvoyNode) -> Value {
-    serde_json::to_value(&envoy.filter).unwrap_or_default()
+    let mut config = serde_json::to_value(&envoy.filter).unwrap_or_default();
+    let sniffs = envoy
+        .listeners
+        .values()
+        .any(|l| l.kind == ListenerKind::Sniffing);
+    if let (true, Some(map)) = (sniffs, config.as_object_mut()) {
+        map.entry("fallthrough_chains")
+            .or_insert_with(|| serde_json::json!([FALLTHROUGH_CHAIN]));
+    }
+    config
 }
 
 fn route(prefix: &str, cluster: &str, upstream: &Upstream) -> Value {

@@ -98,6 +98,22 @@ fn a_sniffing_listener_falls_through_to_a_passthrough_chain() {
     let default = &listener["default_filter_chain"];
     assert_eq!(default["name"], FALLTHROUGH_CHAIN);
     assert_eq!(default["filters"][0]["name"], "wasm.connlab_net");
+    // The filter is told that chain is the fall-through (its default
+    // is Istio's inbound one), and a scenario's own list wins.
+    let plugin = &default["filters"][0]["typed_config"]["config"]["configuration"]["value"];
+    assert_eq!(
+        plugin,
+        r#"{"fallthrough_chains":["PassthroughFilterChain"],"unknown_history_ms":0}"#
+    );
+    let mut own = caller.clone();
+    own.filter
+        .insert("fallthrough_chains".into(), toml::Value::Array(vec![]));
+    assert_eq!(
+        filter_config(&own)["fallthrough_chains"],
+        serde_json::json!([])
+    );
+    let (_, server) = sidecars();
+    assert!(filter_config(&server).get("fallthrough_chains").is_none());
     assert_eq!(
         default["filters"][1]["typed_config"]["cluster"],
         "PassthroughCluster"
