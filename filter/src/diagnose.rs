@@ -518,13 +518,18 @@ fn unknown_history_termination(facts: &HttpFacts<'_>, config: &Config) -> Option
             "the upstream connection ended {} after the request started, before any response \
              ({shown}): the backend, or something between, closed it mid-request after that long \
              (a server-side request timeout, a crash or kill, a proxy or load balancer timeout); \
-             not a keep-alive race, which ends within one round trip of the request",
+             not a keep-alive race, which ends within one round trip of the request being sent \
+             upstream, unless the request waited about that long before it was sent (%DURATION% \
+             counts from its first byte: a slow upload, an authorization or policy check, a wait \
+             for a pooled connection)",
             human_ms(ms)
         ),
         &[
             "a server-side timeout of about that long (the backend's own request or read timeout)",
             "a backend crash, OOM kill or restart while it handled the request",
             "a proxy, load balancer or NAT between that dropped the connection",
+            "a keep-alive race after a wait before the upstream send (%REQUEST_DURATION% and \
+             %RESPONSE_DURATION% in the format tell)",
         ],
     )
 }
@@ -747,7 +752,11 @@ fn round_connect_timeout(facts: &HttpFacts<'_>) -> Option<u64> {
     const SLACK_MS: u64 = 25;
     let ms = facts.elapsed_ms?;
     let unexplained = facts.failure.is_none();
-    let single = facts.attempts.unwrap_or(1) <= 1 && facts.flags & URX == 0;
+    // URX on a TCP proxy's line (status 0, no client that left) is its
+    // connect-attempt limit, one attempt by default (Istio sets no other):
+    // on an HTTP line it is retries that ran out, several attempts.
+    let tcp = facts.code == Some(0) && facts.flags & DC == 0;
+    let single = facts.attempts.unwrap_or(1) <= 1 && (facts.flags & URX == 0 || tcp);
     let nearest = (ms + 125) / 250 * 250;
     (facts.flags & UF != 0
         && unexplained

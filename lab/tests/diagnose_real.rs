@@ -100,7 +100,7 @@ const CASES: [(&str, Option<u32>, &str, Option<bool>); 23] = [
     (
         "13-tcp-uf-round-ten-seconds.log",
         None,
-        "connect_failed",
+        "connect_timeout",
         None,
     ),
     (

@@ -758,6 +758,17 @@ fn unknown_history_reset_long_after_the_request_is_not_a_race_and_says_how_long(
         explain.contains("120.0 s") && explain.contains("not a keep-alive race"),
         "{explain}"
     );
+    // %DURATION% counts from the request's first byte, not from its upstream
+    // send: the wait before it is named, and a race after it stays an
+    // alternative (tests/data/diagnose/real/README.md, line 01's miss).
+    assert!(explain.contains("waited about that long"), "{explain}");
+    let long = http(&unknown(Some(120_000), None), &Config::default()).unwrap();
+    assert!(
+        long.alternatives
+            .iter()
+            .any(|a| a.contains("%REQUEST_DURATION%")),
+        "{long:?}"
+    );
     // Just past the window is not a race either; just inside it is.
     let window = Config::default().race_window_ms;
     assert_eq!(judged(&unknown(Some(window + 1), None)).0, "upstream_reset");
@@ -840,6 +851,16 @@ fn a_connect_failure_as_long_as_a_round_timeout_is_likely_the_connect_timeout() 
     }
     // Retried: the duration is several attempts, not one timeout.
     assert_eq!(judged(&uf(2_000, None, UF | URX)).0, "connect_failed");
+    // A TCP proxy's line (status 0): URX is its connect-attempt limit, one
+    // attempt by default (real lines: 9994-10007 ms, istio/istio#56356).
+    let tcp = |ms| HttpFacts {
+        code: Some(0),
+        details: None,
+        ..uf(ms, None, UF | URX)
+    };
+    assert_eq!(judged(&tcp(9_995)).0, "connect_timeout");
+    assert_eq!(judged(&tcp(3)).0, "connect_failed");
+    assert_eq!(judged(&tcp(1_337)).0, "connect_failed");
     // A reason given wins.
     let refused = uf(1_000, Some("delayed_connect_error:_Connection_refused"), UF);
     assert_eq!(judged(&refused).0, "connect_refused");
