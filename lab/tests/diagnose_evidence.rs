@@ -183,6 +183,7 @@ fn a_client_log_names_the_client_side_pool_race() {
     assert!(report.notes.is_empty(), "{:?}", report.notes);
     let human = connlab::diagnose::render::human(&report);
     assert!(human.contains("client_pool_race"), "{human}");
+    assert!(human.contains("1 client-library errors"), "{human}");
 }
 
 /// Pretty-printed JSON entries (a log store's export as an array, `jq .`)

@@ -263,3 +263,46 @@ fn the_callers_log_names_the_connections_the_callees_filter_named() {
     dropped.sort();
     assert_eq!((sent.len(), &sent), (10, &dropped));
 }
+
+/// The class beyond the recorded 1.6 line, and its nearest neighbours, one
+/// line each, in the formats of 1.8 and of today (lines written from the
+/// recorded ones, addresses and counts changed as stated).
+#[test]
+fn the_class_in_every_istio_format_and_its_nearest_negatives() {
+    let named = |line: &str| {
+        let mut d = Diagnoser::new(Options::default());
+        d.read("line", line.as_bytes()).unwrap();
+        let report = d.finish();
+        assert_eq!(report.requests, 1, "{line}");
+        report.diagnoses.first().map(|d| d.code.clone())
+    };
+    let strict = Some("plaintext_to_strict_mtls".to_string());
+    let tail = "\"-\" \"-\" \"-\" \"-\" \"10.4.1.7:8080\"";
+    let ends = "10.4.0.9:51234 10.4.1.7:8080 10.4.0.9:51232 - -";
+    // Plaintext through PassthroughCluster, nothing back: 1.8, today.
+    let v18 = format!(
+        "[2026-12-07T05:28:00.000Z] \"- - -\" 0 - \"-\" 88 0 3 - {tail} PassthroughCluster {ends}"
+    );
+    let now = format!("[2026-12-07T05:28:00.000Z] \"- - -\" 0 - - - \"-\" 88 0 3 - {tail} PassthroughCluster {ends}");
+    assert_eq!(named(&v18), strict);
+    assert_eq!(named(&now), strict);
+    // A destination that answered (PERMISSIVE, or outside the mesh).
+    let answered = now.replace(" 88 0 3 ", " 88 231 3 ");
+    assert_eq!(named(&answered), None);
+    // A mesh cluster: the sidecar originated mTLS.
+    let mesh = now.replace(
+        "PassthroughCluster",
+        "outbound|8080||backend.lab.svc.cluster.local",
+    );
+    assert_eq!(named(&mesh), None);
+    // A connect that failed (a destination outside the mesh refusing).
+    let refused = now.replace("\"- - -\" 0 - - -", "\"- - -\" 0 UF,URX - -");
+    assert_ne!(named(&refused), strict);
+    // An HTTP 503 a destination outside the mesh answered through
+    // PassthroughCluster (via_upstream): nothing.
+    let http_503 = format!("[2026-12-07T05:28:00.000Z] \"GET / HTTP/1.1\" 503 - via_upstream - \"-\" 0 95 4 4 \"-\" \"curl/8.5.0\" \"id-1\" \"10.4.1.7:8080\" \"10.4.1.7:8080\" PassthroughCluster {ends}");
+    assert_eq!(named(&http_503), None);
+    // A plain UC race on a mesh cluster stays what it was.
+    let race = format!("[2026-12-07T05:28:00.000Z] \"GET / HTTP/1.1\" 503 UC upstream_reset_before_response_started{{connection_termination}} - \"-\" 0 95 1 - \"-\" \"curl/8.5.0\" \"id-2\" \"10.4.1.7:8080\" \"10.4.1.7:8080\" outbound|8080||backend.lab.svc.cluster.local {ends}");
+    assert_eq!(named(&race), Some("keepalive_race".to_string()));
+}
