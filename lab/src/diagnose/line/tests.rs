@@ -160,6 +160,38 @@ fn istio_1_5_to_1_7_lines_http_and_tcp() {
         (r.code, r.flags, r.duration_ms),
         (Some(0), UF | URX, Some(10_001))
     );
+    assert!(r.tcp, "`\"- - -\"`: a TCP line");
+    assert_eq!((r.bytes_received, r.bytes_sent), (Some(0), Some(0)));
+    let Line::Request(_, r) = formats().parse(http) else {
+        panic!()
+    };
+    assert!(!r.tcp, "an HTTP line");
+    assert_eq!((r.bytes_received, r.bytes_sent), (Some(0), Some(95)));
+}
+
+/// Only a format with `%PROTOCOL%` tells a TCP line: without it (a user's
+/// own format), a line is never taken for one.
+#[test]
+fn a_tcp_line_needs_the_protocol_field() {
+    let custom =
+        Template::compile("%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT%")
+            .unwrap();
+    let Line::Request(Format::Custom, r) = Formats::new(Some(custom)).parse("0 - 88 0") else {
+        panic!()
+    };
+    assert!(!r.tcp);
+    assert_eq!((r.bytes_received, r.bytes_sent), (Some(88), Some(0)));
+    let json = r#"{"protocol":"-","response_code":0,"response_flags":"-","bytes_received":88,"bytes_sent":0,"upstream_cluster":"PassthroughCluster"}"#;
+    let Line::Request(Format::Json, r) = formats().parse(json) else {
+        panic!()
+    };
+    assert!(r.tcp);
+    assert_eq!((r.bytes_received, r.bytes_sent), (Some(88), Some(0)));
+    let http = r#"{"protocol":"HTTP/1.1","response_code":0,"response_flags":"DC","bytes_received":88,"bytes_sent":0}"#;
+    let Line::Request(Format::Json, r) = formats().parse(http) else {
+        panic!()
+    };
+    assert!(!r.tcp);
 }
 
 #[test]
@@ -257,9 +289,8 @@ fn istio_with_connection_fields() {
 /// pieces once.
 fn text_one_by_one<'a>(formats: &Formats, line: &'a str) -> Option<Line<'a>> {
     formats.known.iter().find_map(|(format, template)| {
-        let mut request = from_values(&template.matches(line)?)?;
-        request.has = template.fields;
-        Some(Line::Request(*format, request))
+        let request = from_values(&template.matches(line)?)?;
+        Some(Line::Request(*format, request.with_fields(template.fields)))
     })
 }
 
@@ -268,7 +299,11 @@ fn shared_pieces_matched_once_answer_as_each_format_from_the_start() {
     let formats = formats();
     // Istio's format with the connection fields shares all but its last
     // field with Istio's.
-    assert!(formats.shared_with_next[0] > 40, "{:?}", formats.shared_with_next);
+    assert!(
+        formats.shared_with_next[0] > 40,
+        "{:?}",
+        formats.shared_with_next
+    );
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data");
     let mut lines = vec![ISTIO.to_string()];
     let mut dirs = vec![std::path::PathBuf::from(root)];
@@ -277,7 +312,10 @@ fn shared_pieces_matched_once_answer_as_each_format_from_the_start() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "log" || e == "default") {
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "log" || e == "default")
+            {
                 let text = std::fs::read_to_string(&path).unwrap();
                 lines.extend(text.lines().map(str::to_string));
             }
@@ -288,13 +326,18 @@ fn shared_pieces_matched_once_answer_as_each_format_from_the_start() {
     for line in &lines {
         // Cut short and damaged too: where matching stops must agree.
         for cut in [line.len(), line.len() * 2 / 3, line.len() / 3] {
-            let Some(line) = line.get(..cut) else { continue };
+            let Some(line) = line.get(..cut) else {
+                continue;
+            };
             let answer = formats.text(line);
             assert_eq!(answer, text_one_by_one(&formats, line), "{line}");
             read += usize::from(answer.is_some());
         }
         let with_fields = format!("{line} 7 1");
-        assert_eq!(formats.text(&with_fields), text_one_by_one(&formats, &with_fields));
+        assert_eq!(
+            formats.text(&with_fields),
+            text_one_by_one(&formats, &with_fields)
+        );
     }
     assert!(read > 100, "{read}");
 }
