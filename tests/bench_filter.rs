@@ -196,7 +196,7 @@ fn bench_envoy(backend: SocketAddr, dir: &std::path::Path) -> EnvoyProcess {
     ];
     let modules = other_modules()
         .into_iter()
-        .map(|(name, path)| own_vm(&name, &path, "connlab_http", None));
+        .map(|(name, path, root_id)| own_vm(&name, &path, &root_id, None));
     let listeners = listeners
         .into_iter()
         .chain(modules)
@@ -239,18 +239,21 @@ fn workloads() -> bool {
     std::env::var("BENCH_WORKLOADS").as_deref() != Ok("0")
 }
 
-/// `BENCH_MODULES`: (listener name, module path) per entry.
-fn other_modules() -> Vec<(String, std::path::PathBuf)> {
+/// `BENCH_MODULES`: (listener name, module path, root_id) per entry;
+/// `name=path.wasm` runs `connlab_http`, `name=path.wasm@root_id` another
+/// root of that module (the cost probes, scripts/cost/probes.patch).
+fn other_modules() -> Vec<(String, std::path::PathBuf, String)> {
     let list = std::env::var("BENCH_MODULES").unwrap_or_default();
     list.split(',')
         .filter(|e| !e.is_empty())
         .map(|entry| {
             let (name, path) = entry
                 .split_once('=')
-                .expect("BENCH_MODULES entries are name=path.wasm");
+                .expect("BENCH_MODULES entries are name=path.wasm[@root_id]");
+            let (path, root_id) = path.split_once('@').unwrap_or((path, "connlab_http"));
             let path = std::path::PathBuf::from(path);
             assert!(path.exists(), "{} is missing", path.display());
-            (format!("module {name}"), path)
+            (format!("module {name}"), path, root_id.to_string())
         })
         .collect()
 }
@@ -268,7 +271,7 @@ fn variants() -> Vec<(String, String)> {
         .chain(
             other_modules()
                 .into_iter()
-                .map(|(name, _)| (name.clone(), name)),
+                .map(|(name, _, _)| (name.clone(), name)),
         )
         .collect()
 }
