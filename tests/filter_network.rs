@@ -156,6 +156,11 @@ fn classes_of_first_bytes_through_a_tcp_proxy_chain() {
 /// 000 had 100 ms; 300 ms here keeps an in-time client in time on a busy
 /// test machine.
 fn sniffing_listener(config: &Value) -> Value {
+    sniffing_listener_falling_to("passthrough", config)
+}
+
+/// A sniffing listener whose default (fall-through) chain is `fallthrough`.
+fn sniffing_listener_falling_to(fallthrough: &str, config: &Value) -> Value {
     let mut http = chain("http", config);
     http["filter_chain_match"] = json!({"application_protocols": ["http/1.1", "http/1.0", "h2c"]});
     json!({
@@ -170,8 +175,61 @@ fn sniffing_listener(config: &Value) -> Value {
         "listener_filters_timeout": "0.3s",
         "continue_on_listener_filters_timeout": true,
         "filter_chains": [http],
-        "default_filter_chain": chain("passthrough", config),
+        "default_filter_chain": chain(fallthrough, config),
     })
+}
+
+/// With no `fallthrough_chains` in its config, the filter takes Istio's
+/// inbound passthrough chain `virtualInbound` for a fall-through (where a
+/// SERVER-mode WasmPlugin runs) and not the outbound `PassthroughFilterChain`
+/// (where Istio runs no plugin, so a name there would be a plain Envoy's,
+/// which lists its own).
+#[test]
+fn by_default_virtual_inbound_is_a_fall_through_and_passthrough_filter_chain_is_not() {
+    let request = b"GET / HTTP/1.1\r\nhost: a\r\n\r\n";
+    let config = json!({"sniff_threshold_ms": 300});
+    let inbound = Lab::start(
+        vec![sniffing_listener_falling_to("virtualInbound", &config)],
+        sink(),
+    );
+    client(
+        &inbound,
+        inbound.addr("sniff"),
+        Duration::from_millis(700),
+        request,
+    );
+    let event = inbound.event(1);
+    assert_eq!(event["diagnosis"], "sniff_fallthrough", "{event:#?}");
+    assert_eq!(event["chain"], "virtualInbound");
+    let outbound = Lab::start(
+        vec![sniffing_listener_falling_to(
+            "PassthroughFilterChain",
+            &config,
+        )],
+        sink(),
+    );
+    client(
+        &outbound,
+        outbound.addr("sniff"),
+        Duration::from_millis(700),
+        request,
+    );
+    // events: failures, so a connection with no diagnosis is not logged;
+    // the metric says the filter saw it and named nothing.
+    let seen = "wasmcustom.connlab_net_connections_total";
+    assert_eq!(
+        wait_stat(&outbound.envoy, seen, 1, TIMEOUT),
+        1,
+        "{}",
+        outbound.envoy.log_tail()
+    );
+    assert!(
+        outbound.envoy.events().is_empty(),
+        "{:#?}",
+        outbound.envoy.events()
+    );
+    let named = "wasmcustom.connlab_net_diagnosis_sniff_fallthrough_total";
+    assert_eq!(outbound.envoy.stat(named), 0);
 }
 
 #[test]

@@ -38,7 +38,8 @@ pub struct Config {
     /// listener's `listener_filters_timeout` (protocol detection timeout).
     pub sniff_threshold_ms: u64,
     /// The filter chains a sniffing listener falls through to when protocol
-    /// detection times out; `sniff_fallthrough` is only named on these.
+    /// detection times out; `sniff_fallthrough` is only named on these
+    /// (default: `DEFAULT_FALLTHROUGH_CHAINS`, where Istio lets the filter see one).
     pub fallthrough_chains: Vec<String>,
     /// A reset this soon after the request is prompt enough for a
     /// keep-alive race (one round trip, with room for a cross-region RTT
@@ -102,11 +103,18 @@ impl Default for Config {
     }
 }
 
-/// Istio's catch-all TCP chains: where a sidecar sends a connection whose
-/// protocol was not detected (`PassthroughFilterChain` in older releases,
-/// `virtualOutbound-catchall-tcp` in current ones).
-pub const DEFAULT_FALLTHROUGH_CHAINS: [&str; 2] =
-    ["PassthroughFilterChain", "virtualOutbound-catchall-tcp"];
+/// The fall-through chain a NETWORK WasmPlugin can sit on in an Istio
+/// sidecar: the inbound listener's passthrough TCP chain `virtualInbound`
+/// (0.0.0.0:15006), where a slow plaintext client lands when detection
+/// times out on a port with no Service. Istio places a SERVER-mode plugin
+/// on every virtualInbound chain but the blackhole one and a CLIENT-mode
+/// plugin on the outbound per-port chains (pilot/pkg/networking/core), and
+/// never on the outbound fall-through chains (`PassthroughFilterChain`,
+/// `virtualOutbound-catchall-tcp`: stats filters and tcp_proxy only), so
+/// naming those would be naming chains the filter never runs on. A port's
+/// own chains (`0.0.0.0_<port>`) are named alike for HTTP and TCP, so they
+/// are not fall-throughs. A plain Envoy names its own chains in the config.
+pub const DEFAULT_FALLTHROUGH_CHAINS: [&str; 1] = ["virtualInbound"];
 
 /// A rejected configuration: the key at fault and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,6 +298,24 @@ mod tests {
         assert_eq!(parse(b"  \n"), Ok(Config::default()));
         assert_eq!(parse(b"{}"), Ok(Config::default()));
         assert_eq!(Config::default().events, Events::Failures);
+    }
+
+    /// The default is the fall-through chain Istio puts a NETWORK plugin
+    /// on (SERVER mode: virtualInbound); the outbound fall-through chains
+    /// carry no plugin in Istio, so they are not in it. A plain Envoy (or
+    /// the lab's own sniffing listener) names its chain explicitly, and the
+    /// list replaces the default rather than adding to it.
+    #[test]
+    fn fallthrough_chains_default_to_where_istio_places_the_plugin() {
+        let default = Config::default().fallthrough_chains;
+        assert_eq!(default, vec!["virtualInbound".to_string()]);
+        for outbound in ["PassthroughFilterChain", "virtualOutbound-catchall-tcp"] {
+            assert!(!default.iter().any(|c| c == outbound), "{outbound}");
+        }
+        let plain = parse(br#"{"fallthrough_chains":["PassthroughFilterChain"]}"#).unwrap();
+        assert_eq!(plain.fallthrough_chains, vec!["PassthroughFilterChain"]);
+        let off = parse(br#"{"fallthrough_chains":[]}"#).unwrap();
+        assert!(off.fallthrough_chains.is_empty());
     }
 
     #[test]

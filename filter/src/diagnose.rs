@@ -4,7 +4,7 @@
 //! human sentence. The codes are a contract (README "Diagnosis codes").
 
 use crate::config::Config;
-use crate::flags::{DC, LR, NR, UC, UF, UH, UMSDR, UO, UPE, UR, URX, UT};
+use crate::flags::{DC, LR, NR, UAEX, UC, UF, UH, UMSDR, UO, UPE, UR, URX, UT};
 use crate::reuse::{History, Reuse};
 use crate::sniff::Class;
 
@@ -49,9 +49,14 @@ pub const HTTP_CODES: [&str; 16] = [
     "plaintext_to_strict_mtls",
 ];
 /// Codes only a log line gets (`line_only`): what the HTTP filter never
-/// sees (a connection that matched no filter chain) or does not count as an
-/// upstream failure (the client left).
-pub const LINE_CODES: [&str; 2] = ["no_filter_chain", "downstream_disconnect"];
+/// sees (a connection that matched no filter chain), does not count as an
+/// upstream failure (the client left), or that no upstream was asked for
+/// (the external authorization check refused the request).
+pub const LINE_CODES: [&str; 3] = [
+    "no_filter_chain",
+    "downstream_disconnect",
+    "ext_authz_rejected",
+];
 pub const CONN_CODES: [&str; 3] = [
     "plaintext_on_tls",
     "tls_handshake_failed",
@@ -206,6 +211,9 @@ pub fn line_only(facts: &HttpFacts<'_>) -> Option<Diagnosis> {
             ],
         );
     }
+    if facts.flags & UAEX != 0 {
+        return ext_authz_rejected(facts);
+    }
     if facts.flags & DC != 0 {
         let after = facts.elapsed_ms.map_or(String::new(), |ms| {
             format!(" {} after the request started", human_ms(ms))
@@ -222,6 +230,68 @@ pub fn line_only(facts: &HttpFacts<'_>) -> Option<Diagnosis> {
         );
     }
     None
+}
+
+/// `UAEX`: the external authorization check refused the request before any
+/// upstream was asked. Envoy sets the flag both when the authorization
+/// service said no (details `ext_authz_denied`, any status it chose: a 401,
+/// a 403, a 302 to a login page) and when it could not be asked
+/// (`ext_authz_error`: Envoy answers `status_on_error`, 403 by default;
+/// Istio's Mixer policy check answered 503 with the same flag). The details
+/// tell them apart; without them (older formats) only a 401 or a redirect
+/// is surely the service's own answer.
+fn ext_authz_rejected(facts: &HttpFacts<'_>) -> Option<Diagnosis> {
+    const NOT_BACKEND: &str = "no upstream saw the request: look at the authorization \
+                               service and its policy, not at the backend";
+    const CODE: &str = "ext_authz_rejected";
+    let details = normalized(facts.details);
+    let status = facts
+        .code
+        .map_or("no status".to_string(), |c| c.to_string());
+    let denied = || {
+        format!(
+            "the external authorization service denied the request ({status} UAEX): its own \
+             decision (a 401/403, or a redirect to a login page); {NOT_BACKEND}"
+        )
+    };
+    let error = || {
+        format!(
+            "the external authorization check could not decide ({status} UAEX): the \
+             authorization service (or Istio's Mixer policy check, before 1.5) was unavailable \
+             or failed, and Envoy refused the request without its answer (status_on_error, 403 \
+             by default, when failure_mode_allow is off); {NOT_BACKEND}"
+        )
+    };
+    if details.contains("ext authz denied") {
+        return diagnosis(CODE, denied());
+    }
+    if details.contains("ext authz error") {
+        return diagnosis(CODE, error());
+    }
+    match facts.code {
+        Some(401 | 300..=399) => likely(
+            CODE,
+            denied(),
+            &["an authorization service configured to answer errors with this status"],
+        ),
+        Some(403) => likely(
+            CODE,
+            format!(
+                "the external authorization check refused the request (403 UAEX): the \
+                 authorization service denied it, or could not be reached (Envoy answers \
+                 status_on_error, 403 by default, when failure_mode_allow is off); {NOT_BACKEND}"
+            ),
+            &[
+                "the authorization service failed or timed out (its cluster's stats, \
+                ext_authz.error / ext_authz.failure_mode_allowed)",
+            ],
+        ),
+        _ => likely(
+            CODE,
+            error(),
+            &["the authorization service answered this status itself as its denial"],
+        ),
+    }
 }
 
 fn failure(facts: &HttpFacts<'_>, config: &Config) -> Option<Diagnosis> {
@@ -448,13 +518,18 @@ fn unknown_history_termination(facts: &HttpFacts<'_>, config: &Config) -> Option
             "the upstream connection ended {} after the request started, before any response \
              ({shown}): the backend, or something between, closed it mid-request after that long \
              (a server-side request timeout, a crash or kill, a proxy or load balancer timeout); \
-             not a keep-alive race, which ends within one round trip of the request",
+             not a keep-alive race, which ends within one round trip of the request being sent \
+             upstream, unless the request waited about that long before it was sent (%DURATION% \
+             counts from its first byte: a slow upload, an authorization or policy check, a wait \
+             for a pooled connection)",
             human_ms(ms)
         ),
         &[
             "a server-side timeout of about that long (the backend's own request or read timeout)",
             "a backend crash, OOM kill or restart while it handled the request",
             "a proxy, load balancer or NAT between that dropped the connection",
+            "a keep-alive race after a wait before the upstream send (%REQUEST_DURATION% and \
+             %RESPONSE_DURATION% in the format tell)",
         ],
     )
 }
@@ -466,21 +541,79 @@ fn plaintext_to_strict_mtls(facts: &HttpFacts<'_>) -> Option<Diagnosis> {
     let shown = facts.details.unwrap_or("no details");
     likely(
         "plaintext_to_strict_mtls",
-        format!(
+        plaintext_to_strict_explain(&format!(
             "the request left through {PASSTHROUGH_CLUSTER} (plaintext: this sidecar did not route \
-             it as mesh traffic) and the destination reset the connection ({shown}): a destination \
-             whose sidecar requires mTLS (PeerAuthentication mode STRICT) resets plaintext; this \
-             sidecar sends plaintext there when the host is not in its registry (no Service or \
-             ServiceEntry, a Sidecar resource that hides it), when the port's protocol is not \
-             declared and detection fell through (protocolDetectionTimeout was 100 ms up to Istio \
-             1.6), or when a DestinationRule sets tls mode DISABLE; fix it in Istio's terms: \
-             declare the port (name http-*, appProtocol), make the host known (ServiceEntry), or \
-             set the destination's PeerAuthentication to PERMISSIVE while you migrate"
-        ),
+             it as mesh traffic) and the destination reset the connection ({shown})"
+        )),
         &[
             "a destination outside the mesh that reset the connection for its own reasons",
             "a keep-alive race on the passthrough connection (the evidence has no earlier request \
              on it)",
+        ],
+    )
+}
+
+/// Why plaintext through PassthroughCluster meets a STRICT destination, and
+/// the fix in Istio's terms, after what the evidence showed.
+fn plaintext_to_strict_explain(seen: &str) -> String {
+    format!(
+        "{seen}: a destination whose sidecar requires mTLS (PeerAuthentication mode STRICT) \
+         resets plaintext; this sidecar sends plaintext there when the host is not in its registry \
+         (no Service or ServiceEntry, a Sidecar resource that hides it), when the port's protocol \
+         is not declared and detection fell through (protocolDetectionTimeout was 100 ms up to \
+         Istio 1.6), or when a DestinationRule sets tls mode DISABLE; fix it in Istio's terms: \
+         declare the port (name http-*, appProtocol), make the host known (ServiceEntry), or set \
+         the destination's PeerAuthentication to PERMISSIVE while you migrate"
+    )
+}
+
+/// What a tcp_proxy access-log line says (no HTTP request: Istio prints
+/// `"- - -"`). Only a log has it for a sidecar's fall-through: Istio runs no
+/// plugin on `PassthroughFilterChain` / `virtualOutbound-catchall-tcp`.
+#[derive(Debug, Clone, Default)]
+pub struct TcpFacts<'a> {
+    pub flags: u64,
+    pub cluster: Option<&'a str>,
+    /// The line names the upstream host it connected to.
+    pub connected: bool,
+    /// Bytes from the downstream (the application) and back to it.
+    pub bytes_received: Option<u64>,
+    pub bytes_sent: Option<u64>,
+    pub elapsed_ms: Option<u64>,
+}
+
+/// A TCP connection that left through `PassthroughCluster`, delivered the
+/// application's bytes and got none back before it closed: what plaintext
+/// into a STRICT destination looks like from the sender (Istio 1.6: the
+/// callee's TLS handshake fails on it; from 1.8 no inbound chain matches
+/// it), likely, never confirmed: the line cannot tell who closed. A
+/// destination that answered a byte, a connect that failed (the flags say
+/// so: the request rules name it), a client that sent nothing, or a mesh
+/// cluster (mTLS originated) is not this.
+pub fn tcp_line(facts: &TcpFacts<'_>) -> Option<Diagnosis> {
+    let (Some(received), Some(0)) = (facts.bytes_received, facts.bytes_sent) else {
+        return None;
+    };
+    if facts.flags != 0
+        || !facts.connected
+        || received == 0
+        || facts.cluster != Some(PASSTHROUGH_CLUSTER)
+    {
+        return None;
+    }
+    let after = facts.elapsed_ms.map_or(String::new(), |ms| {
+        format!(" {} after accept", human_ms(ms))
+    });
+    likely(
+        "plaintext_to_strict_mtls",
+        plaintext_to_strict_explain(&format!(
+            "the connection left through {PASSTHROUGH_CLUSTER} as plaintext TCP (this sidecar did \
+             not route it as mesh traffic), delivered {received} bytes and closed{after} with not \
+             one byte back"
+        )),
+        &[
+            "a destination outside the mesh that closed without answering",
+            "the client closing first (its own timeout of about the connection's duration)",
         ],
     )
 }
@@ -611,13 +744,26 @@ fn reset_explain(facts: &HttpFacts<'_>, details: &str, config: &Config) -> Strin
 }
 
 /// A connect failure (UF) with no reason given whose duration is a round
-/// connect timeout (a multiple of 250 ms, to 25 ms): the timeout, likely.
+/// connect timeout (a multiple of 250 ms, within 25 ms either side): the
+/// timeout, likely. Either side: `%DURATION%` and the connect timer are
+/// two clocks, and real lines put the same 10 s timeout at 9994-10007 ms
+/// (tests/data/diagnose/real/13-tcp-uf-round-ten-seconds.log's thread).
 fn round_connect_timeout(facts: &HttpFacts<'_>) -> Option<u64> {
+    const SLACK_MS: u64 = 25;
     let ms = facts.elapsed_ms?;
     let unexplained = facts.failure.is_none();
-    let single = facts.attempts.unwrap_or(1) <= 1 && facts.flags & URX == 0;
-    (facts.flags & UF != 0 && unexplained && single && ms >= 250 && ms % 250 <= 25)
-        .then_some(ms - ms % 250)
+    // URX on a TCP proxy's line (status 0, no client that left) is its
+    // connect-attempt limit, one attempt by default (Istio sets no other):
+    // on an HTTP line it is retries that ran out, several attempts.
+    let tcp = facts.code == Some(0) && facts.flags & DC == 0;
+    let single = facts.attempts.unwrap_or(1) <= 1 && (facts.flags & URX == 0 || tcp);
+    let nearest = (ms + 125) / 250 * 250;
+    (facts.flags & UF != 0
+        && unexplained
+        && single
+        && nearest >= 250
+        && ms.abs_diff(nearest) <= SLACK_MS)
+        .then_some(nearest)
 }
 
 /// connect() failed with EADDRNOTAVAIL (errno 99): no local port was free
@@ -722,7 +868,7 @@ pub fn conn(facts: &ConnFacts<'_>, config: &Config) -> Option<Diagnosis> {
         );
     }
     // Only a connection that took a chain configured as the fall-through
-    // (Istio's passthrough chains by default) fell through: on a listener
+    // (Istio's inbound passthrough chain by default) fell through: on a listener
     // that does not sniff, a slow client is just slow.
     let fell_through = facts
         .chain

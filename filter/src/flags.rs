@@ -18,6 +18,7 @@ pub const UF: u64 = 0x20;
 pub const UC: u64 = 0x40;
 pub const UO: u64 = 0x80;
 pub const NR: u64 = 0x100;
+pub const UAEX: u64 = 0x1000;
 pub const DC: u64 = 0x4000;
 pub const URX: u64 = 0x8000;
 pub const UMSDR: u64 = 0x80000;

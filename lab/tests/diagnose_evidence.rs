@@ -146,8 +146,44 @@ fn the_retry_note_follows_the_release() {
         "{:?}",
         new.notes
     );
-    // Unknown release, current format: nothing claimed.
-    assert!(diagnose(INBOUND_UC).notes.is_empty());
+    // Unknown release, current format: nothing claimed about retries; only
+    // the line that says client-side races are not in an access log.
+    assert_eq!(
+        diagnose(INBOUND_UC).notes,
+        vec![connlab::diagnose::report::CLIENT_SIDE_UNSEEN.to_string()]
+    );
+}
+
+/// Client-library error lines: the client-side pool race gets its verdict
+/// from the client's log (Envoy writes no line for it), with its
+/// alternatives and what to collect; a refused connect in the same log is
+/// not one; and the "not in an access log" line is said only when no
+/// client log was given.
+#[test]
+fn a_client_log_names_the_client_side_pool_race() {
+    let client = "2026-12-07T05:00:00Z ERROR request failed: error sending request for url \
+                  (http://envoy:10000/): client error (SendRequest): connection error: \
+                  Connection reset by peer (os error 104)\n\
+                  2026-12-07T05:00:01Z ERROR request failed: error sending request for url \
+                  (http://envoy:10000/): client error (Connect): tcp connect error: Connection \
+                  refused (os error 111)\n";
+    let report = diagnose(client);
+    assert_eq!(report.diagnoses.len(), 1, "{:?}", report.diagnoses);
+    let d = &report.diagnoses[0];
+    assert_eq!(
+        (d.code.as_str(), d.count, d.confidence),
+        ("client_pool_race", 1, Some(Confidence::Likely))
+    );
+    assert!(!d.alternatives.is_empty());
+    assert!(d
+        .collect_next
+        .iter()
+        .any(|c| c.contains("downstream_cx_idle_timeout")));
+    assert_eq!(report.inputs[0].client_lines, 1);
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
+    let human = connlab::diagnose::render::human(&report);
+    assert!(human.contains("client_pool_race"), "{human}");
+    assert!(human.contains("1 client-library errors"), "{human}");
 }
 
 /// Pretty-printed JSON entries (a log store's export as an array, `jq .`)

@@ -34,7 +34,7 @@ fn verdict(file: &str, istio_minor: Option<u32>) -> (String, Report) {
 /// (file, release minor the thread states, what diagnose says, whether that
 /// matches the cause the thread established; `None`: no cause established,
 /// not scored).
-const CASES: [(&str, Option<u32>, &str, Option<bool>); 10] = [
+const CASES: [(&str, Option<u32>, &str, Option<bool>); 23] = [
     (
         "01-gateway-uc-after-60s-idle.log",
         None,
@@ -82,17 +82,107 @@ const CASES: [(&str, Option<u32>, &str, Option<bool>); 10] = [
     (
         "10-json-uaex-policy-unavailable.log",
         Some(4),
-        "none",
+        "ext_authz_rejected",
+        Some(true),
+    ),
+    (
+        "11-uf-connect-timeout-stale-endpoint.log",
+        None,
+        "connect_timeout",
+        Some(true),
+    ),
+    (
+        "12-uf-connect-timeout-three-attempts.log",
+        None,
+        "connect_timeout",
+        Some(true),
+    ),
+    (
+        "13-tcp-uf-round-ten-seconds.log",
+        None,
+        "connect_timeout",
+        None,
+    ),
+    (
+        "14-docker-json-uf-gone-pod.log",
+        Some(0),
+        "not read",
         Some(false),
+    ),
+    (
+        "15-inbound-uf-no-listener.log",
+        None,
+        "connect_failed",
+        Some(true),
+    ),
+    (
+        "16-inbound-uc-body-read-timeout.log",
+        Some(0),
+        "upstream_reset",
+        Some(true),
+    ),
+    (
+        "17-uaex-denied-401.log",
+        None,
+        "ext_authz_rejected",
+        Some(true),
+    ),
+    (
+        "18-passthrough-uc-scrape-strict-mtls.log",
+        Some(26),
+        "plaintext_to_strict_mtls",
+        Some(true),
+    ),
+    (
+        "19-json-inbound-uc-server-rst-after-1s.log",
+        None,
+        "upstream_reset",
+        Some(true),
+    ),
+    (
+        "20-json-inbound-uc-server-close-after-1s.log",
+        None,
+        "upstream_reset",
+        Some(true),
+    ),
+    (
+        "21-json-dc-curl-interrupted.log",
+        None,
+        "downstream_disconnect",
+        Some(true),
+    ),
+    (
+        "22-json-uo-circuit-breaker.log",
+        None,
+        "circuit_breaker_overflow",
+        Some(true),
+    ),
+    (
+        "23-uaex-302-login-redirect.log",
+        None,
+        "ext_authz_rejected",
+        Some(true),
     ),
 ];
 
 #[test]
 fn each_real_line_gets_its_verdict() {
+    let mut wrong = Vec::new();
     for (file, minor, expected, _) in CASES {
-        let (said, _) = verdict(file, minor);
-        assert_eq!(said, expected, "{file}");
+        let (said, report) = verdict(file, minor);
+        if said != expected {
+            let explain: Vec<_> = report
+                .diagnoses
+                .iter()
+                .map(|d| (&d.code, &d.confidence, &d.explain))
+                .collect();
+            wrong.push(format!(
+                "{file}: said {said}, expected {expected}: {explain:?} unread {:?}",
+                report.inputs[0].malformed_first
+            ));
+        }
     }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 /// The class-level claims on these lines: the two-minute reset is not a

@@ -4,7 +4,9 @@
 //! route configurations; `cluster` and `routes` read the facts the rules
 //! need; `rules` says, per cluster and listener, which catalogued failure
 //! the config is exposed to, why, and the fix in the config's own terms
-//! (`shape`: Envoy fields, or Istio resources for Istio's dumps).
+//! (`shape`: Envoy fields, or Istio resources for Istio's dumps). The top
+//! of the stack: `replay` re-runs a catalogued failure the dump is exposed
+//! to (through `scenario`, `run` and `outputs`); the rules read only the dump.
 
 pub mod backend;
 pub mod cli;

@@ -348,3 +348,88 @@ fn a_scenario_without_timeline_checks_or_scheduled_faults_has_no_timeline() {
     let json = serde_json::to_value(&seen).unwrap();
     assert!(json.get("timeline").is_none(), "absent, not null: {json}");
 }
+
+/// Issue 17's report line for a library client: which side closed (the
+/// target, with Envoy's counter that says why) and which side wrote into
+/// it (the client, after how long idle, in its library's words).
+#[test]
+fn a_pooled_client_failure_says_which_side_closed_and_which_wrote() {
+    let path = crate::paths::root().join("scenarios/client-pool-race.toml");
+    let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let variant = scenario
+        .variants
+        .iter()
+        .find(|v| v.name == "reqwest-envoy-idle")
+        .unwrap();
+    let text = "error sending request for url (http://envoy:10000/): client error \
+                (SendRequest): connection error: Connection reset by peer (os error 104)";
+    let ok = Record {
+        end_ms: 2.0,
+        ..record(200)
+    };
+    let failed = Record {
+        seq: 1,
+        start_ms: 9_002.0,
+        end_ms: 9_003.0,
+        status: None,
+        error: Some(crate::programs::http1::ErrorKind::Reset),
+        reused: true,
+        library_error: Some(text.to_string()),
+        ..record(200)
+    };
+    let with = |idle_stat: u64| Evidence {
+        clients: [(
+            "client".to_string(),
+            Output {
+                records: vec![ok.clone(), failed.clone()],
+                summary: None,
+            },
+        )]
+        .into(),
+        envoys: [(
+            "envoy".to_string(),
+            EnvoyEvidence {
+                stats: [(
+                    "http.main.downstream_cx_idle_timeout".to_string(),
+                    idle_stat,
+                )]
+                .into(),
+                ..Default::default()
+            },
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let said = pooled_client_explanation(variant, &with(1)).unwrap();
+    assert!(said.contains("after 9.0 s idle"), "{said}");
+    assert!(said.contains("Connection reset by peer"), "{said}");
+    assert!(
+        said.contains(
+            "envoy had closed them for idle_timeout (http.main.downstream_cx_idle_timeout = 1)"
+        ),
+        "{said}"
+    );
+    assert!(
+        said.contains("the client wrote into the closed connection"),
+        "{said}"
+    );
+    // Without Envoy's counter it still says who closed, not why.
+    let bare = pooled_client_explanation(variant, &with(0)).unwrap();
+    assert!(bare.contains("envoy had closed them and"), "{bare}");
+    // A fresh connection that failed is not this failure.
+    let fresh = Evidence {
+        clients: [(
+            "client".to_string(),
+            Output {
+                records: vec![Record {
+                    reused: false,
+                    ..failed.clone()
+                }],
+                summary: None,
+            },
+        )]
+        .into(),
+        ..with(1)
+    };
+    assert_eq!(pooled_client_explanation(variant, &fresh), None);
+}

@@ -77,6 +77,18 @@ pub fn fix(code: &str) -> Option<&'static str> {
             "look at the client's timeout (the duration is often exactly it) and at why the \
              upstream took that long; nothing to fix between Envoy and the upstream"
         }
+        "client_pool_race" => {
+            "set the client pool's idle timeout below every server's on the path (reqwest \
+             pool_idle_timeout; Node new http.Agent({keepAlive: true, timeout}); Java \
+             -Djdk.httpclient.keepalive.timeout; urllib3 has none: retry idempotent requests on \
+             RemoteDisconnected / ConnectionResetError), or the server's idle timeout above the \
+             pool's (Envoy's HCM idle_timeout, Node's server.keepAliveTimeout)"
+        }
+        "ext_authz_rejected" => {
+            "look at the external authorization service: its decision log for this request id \
+             (a 401/403 it chose), or its health and Envoy's ext_authz stats (error, \
+             failure_mode_allowed) when it could not be asked; nothing to fix in the backend"
+        }
         "plaintext_on_tls" | "sniff_fallthrough" => {
             "raise the client listener's protocol detection timeout (listener_filters_timeout, \
              Istio protocolDetectionTimeout) or declare the protocol (port name http-*/appProtocol)"
@@ -129,6 +141,30 @@ pub fn collect_next(code: &str, has_connection: bool) -> Vec<String> {
              (istioctl proxy-config cluster <pod> -o json)"
                 .to_string(),
         ],
+        "client_pool_race" => vec![
+            "the idle timeouts on both sides: the server's (Envoy's HCM idle_timeout: Istio \
+             leaves Envoy's 1 h default; an app server's keep-alive timeout: Node 5 s, gunicorn \
+             2 s) against the client pool's (reqwest 90 s; urllib3, Node's agent and Java keep \
+             idle connections for far longer); a pool that outlives the server's timeout races"
+                .to_string(),
+            "Envoy's downstream_cx_idle_timeout counter on the server-side proxy (kubectl exec \
+             <pod> -c istio-proxy -- pilot-agent request GET stats | grep \
+             downstream_cx_idle_timeout): rising at the failures, Envoy closed the idle \
+             connections"
+                .to_string(),
+            "whether the failed request went out on a reused connection and after how long idle \
+             (Node's req.reusedSocket; urllib3's debug log \"Resetting dropped connection\"; \
+             hyper's debug log \"reuse idle connection\"), or a capture on the client's side: \
+             the server's FIN, then the client's request, then the RST"
+                .to_string(),
+        ],
+        "ext_authz_rejected" => vec![
+            "the authorization service's own log for this request (the line's x-request-id) \
+             and Envoy's ext_authz stats on this proxy (curl localhost:15000/stats | grep \
+             ext_authz: ok, denied, error, failure_mode_allowed): denied is its decision, error \
+             is a service that could not be asked"
+                .to_string(),
+        ],
         _ => vec![snippet],
     }
 }
@@ -155,6 +191,7 @@ pub fn replay(
             ("keepalive-race", variant.map(str::to_string))
         }
         "retried_then_ok" => ("keepalive-race", Some("retry-hidden".to_string())),
+        "client_pool_race" => ("client-pool-race", None),
         "source_address_conflict" => ("source-port-reuse", None),
         "plaintext_on_tls"
         | "sniff_fallthrough"
@@ -195,6 +232,7 @@ mod tests {
             .iter()
             .chain(connlab_filter::diagnose::CONN_CODES.iter())
             .chain(connlab_filter::diagnose::LINE_CODES.iter())
+            .chain([super::super::client_log::CODE].iter())
         {
             assert!(fix(code).is_some(), "{code}");
         }

@@ -77,8 +77,24 @@ impl Connections {
 
 /// What the line alone says when the request rules name nothing
 /// (`connlab_filter::diagnose::line_only`: no filter chain, a client that
-/// left).
+/// left; `tcp_line` for a TCP line: plaintext through PassthroughCluster
+/// that got nothing back).
 pub fn line_only(r: &Request<'_>) -> Option<connlab_filter::diagnose::Diagnosis> {
+    let tcp = connlab_filter::diagnose::TcpFacts {
+        flags: r.flags,
+        cluster: r.cluster.as_deref(),
+        connected: r.upstream_host.is_some(),
+        bytes_received: r.bytes_received,
+        bytes_sent: r.bytes_sent,
+        elapsed_ms: r.duration_ms,
+    };
+    if let Some(d) = r
+        .tcp
+        .then(|| connlab_filter::diagnose::tcp_line(&tcp))
+        .flatten()
+    {
+        return Some(d);
+    }
     connlab_filter::diagnose::line_only(&connlab_filter::diagnose::HttpFacts {
         code: r.code,
         flags: r.flags,

@@ -84,6 +84,23 @@ pub struct Request<'a> {
     pub connect_after_start: Option<Cow<'a, str>>,
     /// The fields its format has (bits of `Field::bit`), present or `-`.
     pub has: u32,
+    /// A TCP (tcp_proxy) line: its format has `%PROTOCOL%` and it is `-`
+    /// (no HTTP request on the connection).
+    pub tcp: bool,
+    /// Bytes from the downstream and to it (`%BYTES_RECEIVED%`,
+    /// `%BYTES_SENT%`).
+    pub bytes_received: Option<u64>,
+    pub bytes_sent: Option<u64>,
+}
+
+impl Request<'_> {
+    /// The request with the field set of the format it was read in: a line
+    /// is TCP only when its format has `%PROTOCOL%` (and it printed `-`).
+    fn with_fields(mut self, has: u32) -> Self {
+        self.has = has;
+        self.tcp &= has & Field::Protocol.bit() != 0;
+        self
+    }
 }
 
 /// One of the filter's own events (`{"v":1,"event":...}`), as logged.
@@ -204,9 +221,8 @@ impl Formats {
                 let found = template
                     .matches(&trimmed[at..])
                     .and_then(|v| from_values(&v));
-                if let Some(mut request) = found {
-                    request.has = template.fields;
-                    return Line::Request(Format::Untimed, request);
+                if let Some(request) = found {
+                    return Line::Request(Format::Untimed, request.with_fields(template.fields));
                 }
             }
         }
@@ -232,9 +248,8 @@ impl Formats {
             let Some(values) = template.matches(line) else {
                 continue;
             };
-            if let Some(mut request) = from_values(&values) {
-                request.has = template.fields;
-                return Some(Line::Request(format, request));
+            if let Some(request) = from_values(&values) {
+                return Some(Line::Request(format, request.with_fields(template.fields)));
             }
         }
         None
@@ -332,6 +347,10 @@ fn from_values<'a>(v: &Values<'a>) -> Option<Request<'a>> {
         connection_id: number(v.connection_id).ok()?,
         connect_after_start: v.connect_after_start.map(Cow::Borrowed),
         has: 0,
+        // Until `with_fields` says the format has the field at all.
+        tcp: v.protocol.is_none(),
+        bytes_received: number(v.bytes_received).ok()?,
+        bytes_sent: number(v.bytes_sent).ok()?,
     })
 }
 
@@ -365,7 +384,7 @@ fn access_json(map: &Map<String, Value>) -> Line<'static> {
         return Line::Other;
     }
     match from_values(&values) {
-        Some(request) => Line::Request(Format::Json, into_owned(Request { has, ..request })),
+        Some(request) => Line::Request(Format::Json, into_owned(request.with_fields(has))),
         None => Line::Malformed("JSON access log with a non-numeric code, duration or count"),
     }
 }
@@ -391,6 +410,9 @@ pub fn into_owned(r: Request<'_>) -> Request<'static> {
         connection_id: r.connection_id,
         connect_after_start: own(r.connect_after_start),
         has: r.has,
+        tcp: r.tcp,
+        bytes_received: r.bytes_received,
+        bytes_sent: r.bytes_sent,
     }
 }
 

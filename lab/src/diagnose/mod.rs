@@ -5,9 +5,13 @@
 //! is in (`line`), put on its upstream connection and judged by the
 //! filter's own rules (`connections`), and counted per diagnosis (`report`).
 //! `tcp` does the same for packet captures, over `crate::evidence::pcap`.
+//! Uses `evidence` (the capture and access-log parsers, the TIME_WAIT
+//! facts), `paths`, and the filter crate's `judge`, `reuse` and `diagnose`,
+//! so a log line and the live filter get the same diagnosis; never the run.
 
 pub mod catalogue;
 pub mod cli;
+pub mod client_log;
 pub mod connections;
 pub mod idle;
 pub mod istio_formats;
@@ -161,7 +165,20 @@ impl Diagnoser {
     ) {
         let at = || format!("{}:{}", input.name, input.lines);
         match parsed {
-            Line::Other => input.other += 1,
+            Line::Other => match client_log::read(text) {
+                Some(client) => {
+                    input.client_lines += 1;
+                    if let Some(d) = &client.diagnosis {
+                        let stats = self.codes_entry(Source::ClientLog, d.code);
+                        stats.add(None, || Example::from_client(at(), text, &client));
+                        stats.count_confidence(Some(d.confidence), &d.alternatives);
+                        if stats.explain.is_none() {
+                            stats.explain = Some(d.explain.clone());
+                        }
+                    }
+                }
+                None => input.other += 1,
+            },
             Line::Malformed(why) => input.malformed(MALFORMED_SHOWN, why),
             Line::Event(event) => {
                 input.events += 1;

@@ -110,7 +110,12 @@ fn header(out: &mut String, r: &Report) {
     if !formats.is_empty() {
         let _ = write!(out, " ({})", formats.join(", "));
     }
-    let _ = writeln!(out, ", {} filter events", thousands(events));
+    let client: u64 = r.inputs.iter().map(|i| i.client_lines).sum();
+    let _ = write!(out, ", {} filter events", thousands(events));
+    if client > 0 {
+        let _ = write!(out, ", {} client-library errors", thousands(client));
+    }
+    out.push('\n');
     let _ = writeln!(
         out,
         "  {} diagnosed; skipped {} malformed and {} other lines",
@@ -124,6 +129,7 @@ fn source_name(s: Source) -> &'static str {
     match s {
         Source::AccessLog => "access log",
         Source::FilterEvent => "filter event",
+        Source::ClientLog => "client log",
     }
 }
 

@@ -25,6 +25,11 @@ pub enum Field {
     /// `%COMMON_DURATION(DS_RX_BEG:US_CX_BEG:…)%`: a value only when the
     /// upstream connect began after the request arrived (a new connection).
     ConnectAfterStart,
+    /// `%PROTOCOL%`: `-` on a TCP (tcp_proxy) line, which has no request.
+    Protocol,
+    /// `%BYTES_RECEIVED%` and `%BYTES_SENT%`: from and to the downstream.
+    BytesReceived,
+    BytesSent,
     Other,
 }
 
@@ -51,6 +56,9 @@ impl Field {
             "UPSTREAM_REQUEST_ATTEMPT_COUNT" => Field::Attempts,
             "UPSTREAM_CONNECTION_ID" => Field::UpstreamConnectionId,
             "ROUTE_NAME" => Field::Route,
+            "PROTOCOL" => Field::Protocol,
+            "BYTES_RECEIVED" => Field::BytesReceived,
+            "BYTES_SENT" => Field::BytesSent,
             _ => Field::Other,
         }
     }
@@ -96,6 +104,9 @@ pub struct Values<'a> {
     pub connection_id: Option<&'a str>,
     pub route: Option<&'a str>,
     pub connect_after_start: Option<&'a str>,
+    pub protocol: Option<&'a str>,
+    pub bytes_received: Option<&'a str>,
+    pub bytes_sent: Option<&'a str>,
 }
 
 impl<'a> Values<'a> {
@@ -119,6 +130,9 @@ impl<'a> Values<'a> {
             Field::UpstreamConnectionId => self.connection_id = value,
             Field::Route => self.route = value,
             Field::ConnectAfterStart => self.connect_after_start = value,
+            Field::Protocol => self.protocol = value,
+            Field::BytesReceived => self.bytes_received = value,
+            Field::BytesSent => self.bytes_sent = value,
             Field::Other => {}
         }
     }

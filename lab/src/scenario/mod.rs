@@ -12,8 +12,9 @@
 //! A variant leaves out a node of the base with `nodes.NAME = false`.
 //!
 //! The bottom of the pipeline, data only: it uses `evidence` (the names a
-//! check can measure), `outcome` (the verdict a variant expects) and
-//! `programs` (the client's plan), never the run.
+//! check can measure), `outcome` (the verdict a variant expects),
+//! `programs` (the client's plan) and `envoy` (Istio's releases and modes, a
+//! listener's timeouts block), never the run.
 
 pub mod checks;
 pub mod envoy;

@@ -1,7 +1,8 @@
 //! One file per catalogued failure; each reads the `Context` and returns its
 //! findings. A rule says `exposed` only from what the dump (and the
 //! command line) shows; what they cannot show is `unknown`, with what
-//! would decide it.
+//! would decide it. Rules use only the audit's own readers (`dump`,
+//! `cluster`, `routes`, `value`) and its `finding` and `shape` types.
 
 mod half_open;
 mod keepalive_race;

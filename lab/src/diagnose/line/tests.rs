@@ -160,6 +160,38 @@ fn istio_1_5_to_1_7_lines_http_and_tcp() {
         (r.code, r.flags, r.duration_ms),
         (Some(0), UF | URX, Some(10_001))
     );
+    assert!(r.tcp, "`\"- - -\"`: a TCP line");
+    assert_eq!((r.bytes_received, r.bytes_sent), (Some(0), Some(0)));
+    let Line::Request(_, r) = formats().parse(http) else {
+        panic!()
+    };
+    assert!(!r.tcp, "an HTTP line");
+    assert_eq!((r.bytes_received, r.bytes_sent), (Some(0), Some(95)));
+}
+
+/// Only a format with `%PROTOCOL%` tells a TCP line: without it (a user's
+/// own format), a line is never taken for one.
+#[test]
+fn a_tcp_line_needs_the_protocol_field() {
+    let custom =
+        Template::compile("%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT%")
+            .unwrap();
+    let Line::Request(Format::Custom, r) = Formats::new(Some(custom)).parse("0 - 88 0") else {
+        panic!()
+    };
+    assert!(!r.tcp);
+    assert_eq!((r.bytes_received, r.bytes_sent), (Some(88), Some(0)));
+    let json = r#"{"protocol":"-","response_code":0,"response_flags":"-","bytes_received":88,"bytes_sent":0,"upstream_cluster":"PassthroughCluster"}"#;
+    let Line::Request(Format::Json, r) = formats().parse(json) else {
+        panic!()
+    };
+    assert!(r.tcp);
+    assert_eq!((r.bytes_received, r.bytes_sent), (Some(88), Some(0)));
+    let http = r#"{"protocol":"HTTP/1.1","response_code":0,"response_flags":"DC","bytes_received":88,"bytes_sent":0}"#;
+    let Line::Request(Format::Json, r) = formats().parse(http) else {
+        panic!()
+    };
+    assert!(!r.tcp);
 }
 
 #[test]

@@ -5,10 +5,11 @@
 //! One function per Envoy block; each returns the block and nothing else.
 //!
 //! Blocks, not shapes: a shape (the plain lab Envoy, `roles::envoy::bootstrap`;
-//! Istio's sidecar, `run::istio::sidecar`) composes these blocks, so a second
+//! Istio's sidecar, `envoy::istio::sidecar`) composes these blocks, so a second
 //! shape sits beside the first without a branch in any block. One file per
 //! part of a bootstrap: `listeners`, `clusters`, `filters` (HTTP and network,
-//! routes), `tls`, `access_log`, `bootstrap`.
+//! routes), `tls`, `access_log`, `bootstrap`. Uses only `evidence` (the
+//! access-log format the checker parses back).
 
 mod access_log;
 mod bootstrap;

@@ -1,8 +1,12 @@
 //! Mesh mode: Envoy in the shape an Istio sidecar has, for a pinned
 //! release, built from Istio's own rules rather than connlab's (`release`:
 //! what differs between releases, as data; `sidecar`: listeners, chains,
-//! clusters and routes; `iptables`: the pod's capture rules). Pure
-//! functions: the roles put them in containers.
+//! clusters and routes; `iptables`: the pod's capture rules; `wasmplugin`:
+//! a WasmPlugin resource as pilot turns it into ECDS; `module`: the agent's
+//! fetch of the plugin from the OCI image layout). Pure functions: the roles
+//! put them in containers. Uses `envoy::config` (the blocks), `envoy::certs`,
+//! `evidence` (the access-log format) and `paths` (the filter image, Istio's
+//! data files).
 
 pub mod iptables;
 pub mod module;

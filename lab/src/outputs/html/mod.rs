@@ -3,7 +3,8 @@
 //! fetched) rendered from recorded runs on disk: a summary table, then per
 //! run its verdict, explanation, request timeline, throughput (when the run
 //! had load), packet ladders (when the run captured packets), the Outcome's
-//! values and links to the raw evidence files.
+//! values and links to the raw evidence files. Reads only what `recorded`
+//! put on disk, drawing with `plots` and the evidence parsers (`timeline`).
 
 mod timeline;
 

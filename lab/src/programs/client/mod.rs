@@ -3,7 +3,8 @@
 //! connection), what it records (`record`: one [`Record`] per request), the
 //! summary statistics of records (`summary`) and the record format on stdout
 //! (`output`: JSON lines, parsed back for the checker, which runs the same
-//! summary code on them).
+//! summary code on them). Uses only `programs::http`, the connection-level
+//! client.
 
 mod output;
 mod plan;
