@@ -377,7 +377,7 @@ fn callgrind(backend: SocketAddr, dir: &std::path::Path) {
     // a VM of its own, warmed up alike (`bench_envoy`). Without the flag
     // and without taking idle work off (below), two VMs of the empty filter
     // counted 176,590 and 170,080 (3.7 % apart); with both, they agree
-    // within 0.5 % (filter/README.md, Cost).
+    // within 1 % (filter/README.md, Cost).
     let warmup = env("BENCH_CALLGRIND_WARMUP", 2_000);
     let envoy_bin = connlab::envoy::process::envoy_bin().expect("Envoy binary");
     // BENCH_CALLGRIND_DUMPS=<dir> keeps the dumps (one per variant, in
