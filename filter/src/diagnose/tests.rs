@@ -1,6 +1,7 @@
 use super::*;
 use crate::client_hello::ClientHello;
-use crate::flags::{DC, NR, UAEX, URX};
+use crate::flags::{DC, LR, NR, UAEX, UC, UF, UH, UO, UPE, UR, URX, UT};
+use crate::sniff::Class;
 
 fn code(facts: &HttpFacts<'_>) -> Option<&'static str> {
     http(facts, &Config::default()).map(|d| d.code)
