@@ -85,6 +85,9 @@ pub struct Template {
     /// Which fields it has (bits of `Field::bit`), so a report can say
     /// what it cannot tell.
     pub fields: u32,
+    /// Per piece, a searcher for a literal of two bytes or more, built once:
+    /// building one per search cost more than the search.
+    finders: Vec<Option<memmem::Finder<'static>>>,
 }
 
 /// Values of one matched line, by field; `None` for absent or `-`.
@@ -197,15 +200,27 @@ impl Template {
         if fields & (Field::ResponseCode.bit() | Field::ResponseFlags.bit()) == 0 {
             return Err(TemplateError::NothingToRead);
         }
-        Ok(Template { pieces, fields })
+        Ok(Template::new(pieces, fields))
+    }
+
+    fn new(pieces: Vec<Piece>, fields: u32) -> Template {
+        let finders = pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Literal(lit) if lit.len() > 1 => Some(memmem::Finder::new(lit).into_owned()),
+                _ => None,
+            })
+            .collect();
+        Template {
+            pieces,
+            fields,
+            finders,
+        }
     }
 
     /// A template that matches nothing a log holds (only a line of two NULs).
     pub fn never() -> Template {
-        Template {
-            pieces: vec![Piece::Literal(b"\0\0".to_vec())],
-            fields: 0,
-        }
+        Template::new(vec![Piece::Literal(b"\0\0".to_vec())], 0)
     }
 
     /// The same format without its leading `[%START_TIME%] `: how a line
@@ -223,10 +238,7 @@ impl Template {
         }
         let mut pieces = vec![Piece::Literal(after.to_vec())];
         pieces.extend(rest.iter().cloned());
-        Some(Template {
-            pieces,
-            fields: self.fields & !Field::StartTime.bit(),
-        })
+        Some(Template::new(pieces, self.fields & !Field::StartTime.bit()))
     }
 
     pub fn has(&self, field: Field) -> bool {
@@ -274,9 +286,13 @@ impl Template {
                 Piece::Literal(lit) => bytes[m.pos..].starts_with(lit).then(|| m.pos += lit.len()),
                 Piece::Field(field) => {
                     let end = match self.pieces.get(m.piece + 1) {
-                        Some(Piece::Literal(lit)) => {
-                            find(&bytes[m.pos..], lit).map(|at| m.pos + at)
+                        Some(Piece::Literal(lit)) => match &self.finders[m.piece + 1] {
+                            Some(finder) => finder.find(&bytes[m.pos..]),
+                            None => lit
+                                .first()
+                                .and_then(|b| memchr::memchr(*b, &bytes[m.pos..])),
                         }
+                        .map(|at| m.pos + at),
                         _ => Some(bytes.len()),
                     };
                     // Both ends sit next to ASCII literals (or the line's
@@ -318,13 +334,6 @@ impl Partial<'_> {
     /// The whole line is matched.
     pub fn done(&self, template: &Template, line: &str) -> bool {
         self.piece == template.pieces.len() && self.pos == line.len()
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    match needle {
-        [b] => memchr::memchr(*b, haystack),
-        _ => memmem::find(haystack, needle),
     }
 }
 
