@@ -16,6 +16,10 @@ CHECK_JSONSCHEMA_STAMP := $(VENV)/.check-jsonschema-$(CHECK_JSONSCHEMA_VERSION)
 PYYAML_VERSION := 6.0.3
 JSONSCHEMA_VERSION := 4.26.0
 MANIFEST_TOOLS_STAMP := $(VENV)/.manifest-tools-$(PYYAML_VERSION)-$(JSONSCHEMA_VERSION)
+# The fuzzer (`make fuzz`, scripts/fuzz.sh); it builds on the stable
+# toolchain (no sanitizer, see the script).
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ_STAMP := target/tools/.cargo-fuzz-$(CARGO_FUZZ_VERSION)
 REPORT_DIR := target/connlab-report
 WASM := target/wasm32-unknown-unknown/wasm/connlab_filter.wasm
 
@@ -30,7 +34,7 @@ export INSTA_UPDATE ?= no
 # real-Envoy tests against each.
 ENVOY_VERSIONS := 1.36.4 1.37.0 1.38.2 1.39.3 1.40.0
 
-.PHONY: help host-tools filter envoy image test lint-workflows lab-run lab-stability bench-filter fuzz-filter soak-filter filter-image test-envoy-versions compose-files audit-dumps
+.PHONY: help host-tools filter envoy image test lint-workflows lab-run lab-stability bench-filter fuzz soak-filter filter-image test-envoy-versions compose-files audit-dumps
 
 help:
 	@echo "make lab-run   replay every scenario; HTML report in $(REPORT_DIR)/index.html"
@@ -42,7 +46,7 @@ help:
 	@echo "make image     build the lab image (no registry needed), tag in target/lab-image.tag"
 	@echo "make compose-files  regenerate compose/<scenario>/<variant>.yaml from every scenario file"
 	@echo "make bench-filter  Envoy CPU per request: no filter, empty wasm, connlab, native log"
-	@echo "make fuzz-filter   long fuzz run of the filter's wire and config parsers"
+	@echo "make fuzz      coverage-guided fuzzing (libFuzzer) of every wire and config parser, 10 M runs each"
 	@echo "make soak-filter   1,000,000 requests through Envoy with the filter: memory flat, limits kept"
 	@echo "make test-envoy-versions  the filter's real-Envoy tests on Envoy $(ENVOY_VERSIONS)"
 	@echo "make audit-dumps  regenerate tests/data/audit: every lab Envoy's config dump, and on Envoy $(ENVOY_VERSIONS)"
@@ -77,8 +81,9 @@ $(ENVOY_STAMP):
 	@touch $@
 
 # The image is built (or found) once here; the tests and the CLI use its tag.
-test: host-tools filter filter-image envoy image lint-workflows $(MANIFEST_TOOLS_STAMP)
+test: host-tools filter filter-image envoy image lint-workflows $(MANIFEST_TOOLS_STAMP) $(CARGO_FUZZ_STAMP)
 	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo test --locked --workspace
+	scripts/fuzz.sh 20000
 
 lab-run: filter filter-image envoy image $(MANIFEST_TOOLS_STAMP)
 	CONNLAB_IMAGE=$$(cat target/lab-image.tag) cargo run --locked --quiet -p connlab-lab --bin connlab -- run --all --report $(REPORT_DIR) --junit $(REPORT_DIR)/junit.xml
@@ -95,9 +100,16 @@ lab-stability: filter filter-image envoy image $(MANIFEST_TOOLS_STAMP)
 bench-filter: filter envoy
 	cargo run --locked --release --quiet -p connlab-tests --bin bench-filter
 
-# A short run of the same target is part of `make test`.
-fuzz-filter:
-	CONNLAB_FUZZ_ITERS=$${CONNLAB_FUZZ_ITERS:-5000000} cargo test --locked --release -p connlab-filter --test fuzz_parsers
+# Coverage-guided fuzzing (scripts/fuzz.sh: targets in fuzz/, seeds from
+# the test data); FUZZ_RUNS executions per target, one target at a time at
+# low priority. `make test` runs 20,000 per target.
+fuzz: $(CARGO_FUZZ_STAMP)
+	nice -n 10 scripts/fuzz.sh $${FUZZ_RUNS:-10000000}
+
+# cargo-fuzz, project-local (no cargo install into the user's ~/.cargo).
+$(CARGO_FUZZ_STAMP):
+	cargo install --locked --quiet --root target/tools cargo-fuzz --version $(CARGO_FUZZ_VERSION)
+	@touch $@
 
 # The make-test version of the same test sends 20,000.
 soak-filter: filter envoy

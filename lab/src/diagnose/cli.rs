@@ -152,7 +152,20 @@ pub fn tcp_report(
     scenarios: &std::path::Path,
 ) -> anyhow::Result<TcpReport> {
     let capture = pcap::read(path)?;
-    let findings = tcp::findings(&capture);
+    Ok(tcp_report_of(
+        path.display().to_string(),
+        &capture,
+        scenarios,
+    ))
+}
+
+/// The report on a capture already read (`file` names it).
+pub fn tcp_report_of(
+    file: String,
+    capture: &pcap::Capture,
+    scenarios: &std::path::Path,
+) -> TcpReport {
+    let findings = tcp::findings(capture);
     let mut signatures: Vec<Signature> = Vec::new();
     for finding in findings {
         let name = finding.name();
@@ -171,13 +184,13 @@ pub fn tcp_report(
             findings: vec![finding],
         });
     }
-    Ok(TcpReport {
-        file: path.display().to_string(),
+    TcpReport {
+        file,
         segments: capture.segments.len(),
         conversations: capture.conversations().len(),
         skipped: capture.skipped,
         signatures,
-    })
+    }
 }
 
 /// How many findings per signature the human output lists.

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::istio_formats::{self, ISTIO_FORMATS};
-use super::template::{Field, Template, Values};
+use super::template::{Field, Partial, Template, Values};
 use super::time;
 
 /// Where a request line came from.
@@ -140,6 +140,9 @@ pub struct Formats {
     pub known: Vec<(Format, Template)>,
     /// The same without their leading `[%START_TIME%] `, for pasted lines.
     pub untimed: Vec<Template>,
+    /// For each known format, the leading pieces it matches alike with the
+    /// next one (`Template::shared_with`): matched once for both.
+    shared_with_next: Vec<usize>,
 }
 
 /// Longest JSON entry spread over several lines that is joined (a longer
@@ -170,10 +173,17 @@ impl Formats {
             .chain(known.iter().map(|(_, t)| t))
             .filter_map(Template::untimed)
             .collect();
+        let shared_with_next = known
+            .iter()
+            .zip(known.iter().skip(1))
+            .map(|((_, t), (_, next))| t.shared_with(next))
+            .chain([0])
+            .collect();
         Formats {
             custom,
             known,
             untimed,
+            shared_with_next,
         }
     }
 
@@ -238,18 +248,53 @@ impl Formats {
         }
     }
 
+    /// The first format (the user's, then the known ones in order) that
+    /// matches the line with numbers where it has numbers.
     fn text<'a>(&self, line: &'a str) -> Option<Line<'a>> {
-        let tries = self
-            .custom
-            .iter()
-            .map(|t| (Format::Custom, t))
-            .chain(self.known.iter().map(|(f, t)| (*f, t)));
-        for (format, template) in tries {
-            let Some(values) = template.matches(line) else {
+        if let Some(template) = &self.custom {
+            if let Some(request) = template.matches(line).and_then(|v| from_values(&v)) {
+                return Some(Line::Request(
+                    Format::Custom,
+                    request.with_fields(template.fields),
+                ));
+            }
+        }
+        // The known formats' shared leading pieces are matched once: each
+        // format starts from where the one before it stood after them, or
+        // fails where it failed inside them. The same answers as matching
+        // each from the start, for less than half the work on Istio's
+        // lines.
+        let mut snapshot: Option<Partial<'a>> = None;
+        let mut failed_at = usize::MAX;
+        let mut shared = 0;
+        for ((format, template), &next) in self.known.iter().zip(&self.shared_with_next) {
+            let mut m = Partial::default();
+            if shared > 0 {
+                if failed_at < shared {
+                    shared = next;
+                    snapshot = None;
+                    continue;
+                }
+                if let Some(at) = snapshot.take() {
+                    m = at;
+                }
+            }
+            (snapshot, failed_at, shared) = (None, usize::MAX, next);
+            // What the next format shares with this one, kept for it.
+            if m.piece() <= next {
+                match template.advance(line, &mut m, next) {
+                    Ok(()) => snapshot = Some(m.clone()),
+                    Err(at) => {
+                        failed_at = at;
+                        continue;
+                    }
+                }
+            }
+            if template.advance(line, &mut m, template.len()).is_err() || !m.done(template, line) {
                 continue;
-            };
-            if let Some(request) = from_values(&values) {
-                return Some(Line::Request(format, request.with_fields(template.fields)));
+            }
+            if let Some(request) = from_values(&m.values) {
+                return Some(Line::Request(*format, request.with_fields(template.fields)));
             }
         }
         None

@@ -146,6 +146,9 @@ impl Diagnoser {
             self.take(&mut input, &mut connections, &mut waiting, parsed, &text);
         }
         if joining.open() {
+            // Its lines were counted as joined; its first is the malformed
+            // entry (each line counted once).
+            input.joined = input.joined.saturating_sub(1);
             input.malformed(MALFORMED_SHOWN, "a JSON entry that never closes");
         }
         for w in waiting {
@@ -197,7 +200,13 @@ impl Diagnoser {
             }
             Line::Request(format, request) => {
                 input.requests += 1;
-                *input.formats.entry(format.name().to_string()).or_default() += 1;
+                // Looked up before an owned key is made: once per line.
+                match input.formats.get_mut(format.name()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        input.formats.insert(format.name().to_string(), 1);
+                    }
+                }
                 *self.has.entry(format).or_default() |= request.has;
                 self.requests += 1;
                 if let Some(start) = request.start_ns {
@@ -418,6 +427,19 @@ pub fn read_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `make fuzz` (diagnose_log): an entry that never closed was
+    /// counted twice, its lines as joined and once more as malformed.
+    #[test]
+    fn a_json_entry_that_never_closes_counts_each_line_once() {
+        let mut d = Diagnoser::new(Options::default());
+        d.read("t", &b"{\n  \"code\": 503,\n  \"flags\": \"UC\"\n"[..])
+            .unwrap();
+        let report = d.finish();
+        let input = &report.inputs[0];
+        assert_eq!(input.lines, 3);
+        assert_eq!((input.joined, input.malformed), (2, 1));
+    }
 
     #[test]
     fn lines_are_bounded_and_the_last_needs_no_newline() {

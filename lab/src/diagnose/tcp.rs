@@ -192,7 +192,8 @@ pub fn dead_peer(c: &Conversation) -> Option<Finding> {
                 server: c.server,
                 what: if is_syn { "syn" } else { "data" },
                 transmissions: same.len(),
-                span_ms: ms(last - first.t_ns),
+                // A capture's clock can step back (merged or damaged files).
+                span_ms: ms(last.saturating_sub(first.t_ns)),
                 first_ns: first.t_ns,
             });
         }

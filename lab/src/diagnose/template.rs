@@ -237,31 +237,87 @@ impl Template {
     /// occurrence of the literal after it; `None` when the line does not
     /// fit (another format, or truncated).
     pub fn matches<'a>(&self, line: &'a str) -> Option<Values<'a>> {
+        let mut m = Partial::default();
+        self.advance(line, &mut m, self.pieces.len()).ok()?;
+        (m.pos == line.len()).then_some(m.values)
+    }
+
+    /// Leading pieces this template and `other` match alike on any line:
+    /// their equal leading pieces, less a last field (where a field ends
+    /// depends on the piece after it). `Formats` matches those once for
+    /// both (Istio's format with the connection fields is Istio's plus two
+    /// fields).
+    pub fn shared_with(&self, other: &Template) -> usize {
+        let n = self
+            .pieces
+            .iter()
+            .zip(&other.pieces)
+            .take_while(|(a, b)| a == b)
+            .count();
+        match n.checked_sub(1).map(|last| &self.pieces[last]) {
+            Some(Piece::Field(_)) => n - 1,
+            _ => n,
+        }
+    }
+
+    /// Matches pieces from `m.piece` up to `until` (at most all of them);
+    /// `Err` with the index of the piece that did not fit.
+    pub fn advance<'a>(
+        &self,
+        line: &'a str,
+        m: &mut Partial<'a>,
+        until: usize,
+    ) -> Result<(), usize> {
         let bytes = line.as_bytes();
-        let mut values = Values::default();
-        let mut pos = 0;
-        let mut pieces = self.pieces.iter().peekable();
-        while let Some(piece) = pieces.next() {
-            match piece {
-                Piece::Literal(lit) => {
-                    if !bytes[pos..].starts_with(lit) {
-                        return None;
-                    }
-                    pos += lit.len();
-                }
+        while m.piece < until.min(self.pieces.len()) {
+            let fits = match &self.pieces[m.piece] {
+                Piece::Literal(lit) => bytes[m.pos..].starts_with(lit).then(|| m.pos += lit.len()),
                 Piece::Field(field) => {
-                    let end = match pieces.peek() {
-                        Some(Piece::Literal(lit)) => pos + find(&bytes[pos..], lit)?,
-                        _ => bytes.len(),
+                    let end = match self.pieces.get(m.piece + 1) {
+                        Some(Piece::Literal(lit)) => {
+                            find(&bytes[m.pos..], lit).map(|at| m.pos + at)
+                        }
+                        _ => Some(bytes.len()),
                     };
                     // Both ends sit next to ASCII literals (or the line's
                     // ends), so they are char boundaries.
-                    values.set(*field, line.get(pos..end)?);
-                    pos = end;
+                    end.and_then(|end| line.get(m.pos..end)).map(|value| {
+                        m.values.set(*field, value);
+                        m.pos += value.len();
+                    })
                 }
+            };
+            if fits.is_none() {
+                return Err(m.piece);
             }
+            m.piece += 1;
         }
-        (pos == bytes.len()).then_some(values)
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.pieces.len()
+    }
+}
+
+/// A match in progress: the pieces matched so far, where the line's next
+/// piece starts, and the values read.
+#[derive(Debug, Default, Clone)]
+pub struct Partial<'a> {
+    piece: usize,
+    pos: usize,
+    pub values: Values<'a>,
+}
+
+impl Partial<'_> {
+    /// The pieces matched so far.
+    pub fn piece(&self) -> usize {
+        self.piece
+    }
+
+    /// The whole line is matched.
+    pub fn done(&self, template: &Template, line: &str) -> bool {
+        self.piece == template.pieces.len() && self.pos == line.len()
     }
 }
 

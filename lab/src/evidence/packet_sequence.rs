@@ -140,7 +140,7 @@ pub fn time_wait_reuses(conversation: &Conversation) -> Vec<TimeWaitReuse> {
                 if let Some(previous) = last_challenge_ns {
                     reuse
                         .challenge_gaps_ms
-                        .push((segment.t_ns - previous) / 1_000_000);
+                        .push(segment.t_ns.saturating_sub(previous) / 1_000_000);
                 }
                 last_challenge_ns = Some(segment.t_ns);
                 continue;

@@ -283,3 +283,61 @@ fn istio_with_connection_fields() {
     };
     assert_eq!((r.connection_id, r.attempts), (Some(17), Some(2)));
 }
+
+/// The known formats matched from the start, one after the other: what
+/// `Formats::text` must answer, though it matches their shared leading
+/// pieces once.
+fn text_one_by_one<'a>(formats: &Formats, line: &'a str) -> Option<Line<'a>> {
+    formats.known.iter().find_map(|(format, template)| {
+        let request = from_values(&template.matches(line)?)?;
+        Some(Line::Request(*format, request.with_fields(template.fields)))
+    })
+}
+
+#[test]
+fn shared_pieces_matched_once_answer_as_each_format_from_the_start() {
+    let formats = formats();
+    // Istio's format with the connection fields shares all but its last
+    // field with Istio's.
+    assert!(
+        formats.shared_with_next[0] > 40,
+        "{:?}",
+        formats.shared_with_next
+    );
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data");
+    let mut lines = vec![ISTIO.to_string()];
+    let mut dirs = vec![std::path::PathBuf::from(root)];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "log" || e == "default")
+            {
+                let text = std::fs::read_to_string(&path).unwrap();
+                lines.extend(text.lines().map(str::to_string));
+            }
+        }
+    }
+    assert!(lines.len() > 100);
+    let mut read = 0;
+    for line in &lines {
+        // Cut short and damaged too: where matching stops must agree.
+        for cut in [line.len(), line.len() * 2 / 3, line.len() / 3] {
+            let Some(line) = line.get(..cut) else {
+                continue;
+            };
+            let answer = formats.text(line);
+            assert_eq!(answer, text_one_by_one(&formats, line), "{line}");
+            read += usize::from(answer.is_some());
+        }
+        let with_fields = format!("{line} 7 1");
+        assert_eq!(
+            formats.text(&with_fields),
+            text_one_by_one(&formats, &with_fields)
+        );
+    }
+    assert!(read > 100, "{read}");
+}

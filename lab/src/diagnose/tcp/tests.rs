@@ -211,6 +211,29 @@ fn a_syn_answered_after_retransmits_is_not_dead() {
     assert!(names(s).is_empty());
 }
 
+/// Found by `make fuzz` (pcap): a capture whose timestamps step back
+/// (merged files, a damaged one) overflowed the spans in debug builds.
+#[test]
+fn a_capture_whose_clock_steps_back_is_read() {
+    let s = vec![
+        seg(3_000, true, SYN, 100, 0, 0),
+        seg(1_000, true, SYN, 100, 0, 0),
+        seg(0, true, SYN, 100, 0, 0),
+    ];
+    assert!(matches!(
+        all(s)[..],
+        [Finding::DeadPeer {
+            transmissions: 3,
+            span_ms: 0,
+            ..
+        }]
+    ));
+    let mut s = timewait();
+    // The second challenge ACK stamped before the first.
+    s[12].t_ns = s[10].t_ns - 1_000_000;
+    assert_eq!(names(s), ["snat-timewait"]);
+}
+
 #[test]
 fn conversations_keep_both_directions_and_roles() {
     let convs = conversations(&timewait());
