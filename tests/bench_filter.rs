@@ -1,8 +1,9 @@
 //! `make bench-filter`: what the filter costs Envoy, in one run through one
-//! Envoy (one worker). Five listeners in the same Envoy differ only in their
+//! Envoy (one worker). Listeners in the same Envoy differ only in their
 //! filters: none; an empty proxy-wasm filter (`connlab_noop`, the floor any
-//! proxy-wasm filter pays); connlab with defaults; connlab with
-//! `"events":"all"`; and a native file access log printing the same fields.
+//! proxy-wasm filter pays), twice; connlab with defaults; connlab with
+//! `"events":"all"` (not under callgrind); and a native file access log
+//! printing the same fields.
 //! The same keep-alive load goes through each in turn (interleaved rounds);
 //! Envoy's CPU comes from deltas of its threads' on-CPU time
 //! (/proc/<pid>/task/*/schedstat, the same time as utime + stime in
@@ -13,14 +14,16 @@
 //!
 //! Knobs: BENCH_REQUESTS (per variant per round, default 10000),
 //! BENCH_ROUNDS (default 9), BENCH_CONNECTIONS (default 4).
-//! BENCH_MODULES=name=path.wasm,...: more listeners, each running connlab
-//! (`connlab_http`, defaults) from another build of the module, so a
+//! BENCH_MODULES=name=path.wasm[@root_id],...: more listeners, each running
+//! connlab (`connlab_http`, defaults, or the root given) from another build
+//! of the module, so a
 //! candidate is measured in the same run, the same Envoy and the same
 //! rounds as the module it would replace. Every wasm variant (the empty
 //! filter twice, connlab, each module) runs in a VM of its own, so all are
 //! the same kind of module; the second empty filter shows what the method
-//! itself adds (its ratio should be 1.00). Under callgrind at most two
-//! modules: valgrind's address space holds about six wasm VMs.
+//! itself adds (its ratio should be 1.00). Under callgrind at most one
+//! module: valgrind's address space holds four wasm VMs
+//! (`assert_every_vm_started`).
 //! BENCH_WORKLOADS=0 skips the two throughput workloads.
 //! BENCH_CALLGRIND_DUMPS=<dir> keeps callgrind's dumps there;
 //! BENCH_CALLGRIND_WARMUP (default 2000) requests warm each listener up
