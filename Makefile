@@ -102,7 +102,8 @@ bench-filter: filter envoy
 
 # Coverage-guided fuzzing (scripts/fuzz.sh: targets in fuzz/, seeds from
 # the test data); FUZZ_RUNS executions per target, one target at a time at
-# low priority. `make test` runs 20,000 per target.
+# low priority (FUZZ_SECONDS caps each by time). `make test` runs 20,000
+# per target.
 fuzz: $(CARGO_FUZZ_STAMP)
 	nice -n 10 scripts/fuzz.sh $${FUZZ_RUNS:-10000000}
 

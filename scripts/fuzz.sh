@@ -5,7 +5,7 @@
 # (scripts/fuzz-seeds.py) and the corpus earlier runs grew in
 # target/fuzz/corpus/<target>; a crash stops it, its input saved under
 # target/fuzz/artifacts/<target>/. `make fuzz` runs 10,000,000 per target,
-# `make test` 20,000.
+# `make test` 20,000. FUZZ_SECONDS caps each target's run by time too.
 #
 # --sanitizer none: the parsers are safe Rust (no `unsafe`), so what can go
 # wrong is a panic (index, slice, unwrap), an overflow (--debug-assertions
@@ -37,7 +37,7 @@ for t in "${targets[@]}"; do
   start=$(date +%s)
   # -runs counts every execution, the seeds' first pass included.
   if ! "${fuzz[@]}" run "${opts[@]}" "$t" "$corpus" "target/fuzz/seeds/$t" -- \
-      -runs="$runs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+      -runs="$runs" ${FUZZ_SECONDS:+-max_total_time=$FUZZ_SECONDS} -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
       -artifact_prefix="$artifacts/" -print_final_stats=1 >"$log" 2>&1; then
     tail -40 "$log" >&2
     echo "fuzz $t: FAILED after $(($(date +%s) - start)) s; input in $artifacts/, log $log" >&2
