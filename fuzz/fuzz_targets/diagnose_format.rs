@@ -32,7 +32,12 @@ fuzz_target!(|bytes: &[u8]| {
     let report = diagnoser.finish();
     let input = &report.inputs[0];
     assert_eq!(
-        input.requests + input.events + input.other + input.malformed + input.joined,
+        input.requests
+            + input.events
+            + input.other
+            + input.client_lines
+            + input.malformed
+            + input.joined,
         input.lines
     );
     let _ = render::human(&report);

@@ -33,7 +33,12 @@ fuzz_target!(|bytes: &[u8]| {
     let lines = newlines + usize::from(!bytes.is_empty() && !bytes.ends_with(b"\n"));
     assert_eq!(input.lines, lines as u64);
     assert_eq!(
-        input.requests + input.events + input.other + input.malformed + input.joined,
+        input.requests
+            + input.events
+            + input.other
+            + input.client_lines
+            + input.malformed
+            + input.joined,
         input.lines
     );
     assert!(input.malformed_first.len() <= 5);
