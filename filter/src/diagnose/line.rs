@@ -12,6 +12,11 @@ use crate::flags::{DC, NR, UAEX};
 /// failure, so `http` names none, but the person who pasted the line needs
 /// to hear it). `None` for anything else.
 pub fn line_only(facts: &HttpFacts<'_>) -> Option<Diagnosis> {
+    // Every rule here starts from one of these flags; most lines have none
+    // (a healthy request), so nothing else is looked at.
+    if facts.flags & (NR | UAEX | DC) == 0 {
+        return None;
+    }
     let details = normalized(facts.details);
     if facts.flags & NR != 0 && details.contains("filter chain not found") {
         return likely(

@@ -199,7 +199,11 @@ impl Formats {
         let line = line.trim_end_matches(['\r', '\n']);
         let trimmed = line.trim_start();
         // Blank, or the brackets and commas of a JSON array export.
-        if trimmed.trim_end().trim_matches(['[', ']', ',']).is_empty() {
+        if trimmed
+            .trim_end()
+            .bytes()
+            .all(|b| matches!(b, b'[' | b']' | b','))
+        {
             return Line::Other;
         }
         // JSON: an access log, or one of the filter's events, alone on the

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod client_log;
 pub mod connections;
 pub mod idle;
+pub mod input;
 pub mod istio_formats;
 pub mod line;
 pub mod render;
@@ -25,16 +26,14 @@ pub mod time;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::BufRead;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
 
 use connlab_filter::config::Config;
 
 use connections::{Connections, Judged};
+use input::{Batch, Parsed, What};
 use line::{Format, Formats, Line, Request};
 use report::{CodeStats, Example, InputReport, Report, Source};
-
-/// Longest line kept; the rest of a longer one is skipped and the line
-/// counted as malformed (no log format diagnose reads comes near it).
-pub const MAX_LINE: usize = 64 * 1024;
 
 /// Distinct diagnosis codes a report keeps apart (the filter has about 15).
 const MAX_CODES: usize = 48;
@@ -88,6 +87,14 @@ impl Default for Options {
     }
 }
 
+/// Where one input's reading stands.
+#[derive(Debug)]
+struct Reading {
+    input: InputReport,
+    connections: Connections,
+    waiting: VecDeque<Waiting>,
+}
+
 /// Reads inputs one after the other and builds one report.
 #[derive(Debug)]
 pub struct Diagnoser {
@@ -114,53 +121,109 @@ impl Diagnoser {
 
     /// Streams one input (a file, or stdin as `-`). Each input is one
     /// Envoy's log: its connections are tracked apart from the others'.
-    pub fn read(&mut self, name: &str, mut reader: impl BufRead) -> std::io::Result<()> {
-        let mut input = InputReport::new(name);
-        let mut connections = Connections::default();
-        let mut waiting = VecDeque::new();
-        let mut buf = Vec::with_capacity(1024);
-        let mut joining = Joining::default();
-        while let Some(truncated) = read_line(&mut reader, &mut buf, MAX_LINE)? {
-            input.lines += 1;
-            input.bytes += buf.len() as u64 + 1;
-            if truncated {
-                input.malformed(MALFORMED_SHOWN, "longer than 64 KiB");
-                continue;
+    /// Batches of lines are parsed on a second thread while this one judges
+    /// the batch before (`input`), so lines are judged in log order.
+    pub fn read(&mut self, name: &str, reader: impl BufRead) -> std::io::Result<()> {
+        self.read_lines(name, input::Lines::new(reader))
+    }
+
+    fn read_lines(
+        &mut self,
+        name: &str,
+        mut lines: input::Lines<impl BufRead>,
+    ) -> std::io::Result<()> {
+        let mut at = Reading {
+            input: InputReport::new(name),
+            connections: Connections::default(),
+            waiting: VecDeque::new(),
+        };
+        // Its own copy, so the parsing thread shares nothing `take` changes.
+        let formats = self.options.formats.clone();
+        let (mut a, mut b) = (Batch::default(), Batch::default());
+        lines.fill(&mut a)?;
+        // An input of one batch (most files, every test) starts no thread.
+        let mut parsed_a = a.parse(&formats);
+        loop {
+            if a.end {
+                self.take_batch(&mut at, &a, parsed_a);
+                break;
             }
-            // Checked first as it nearly always is, valid UTF-8: the lossy
-            // conversion's own check is several times slower.
-            let text = match std::str::from_utf8(&buf) {
-                Ok(text) => std::borrow::Cow::Borrowed(text),
-                Err(_) => String::from_utf8_lossy(&buf),
-            };
-            // A JSON entry printed over several lines (a log store's
-            // export, `jq .`) is read as one.
-            let text = match joining.take(&text) {
-                Joined::Line => text,
-                Joined::Inside => {
-                    input.joined += 1;
-                    continue;
-                }
-                Joined::Entry(entry) => std::borrow::Cow::Owned(entry),
-                Joined::TooLong => {
-                    input.malformed(MALFORMED_SHOWN, "a JSON entry over 64 KiB");
-                    continue;
-                }
-            };
-            let parsed = self.options.formats.parse(&text);
-            self.take(&mut input, &mut connections, &mut waiting, parsed, &text);
+            lines.fill(&mut b)?;
+            let parsed_b = self.take_batch_beside(&mut at, &a, parsed_a, &b, &formats);
+            if b.end {
+                self.take_batch(&mut at, &b, parsed_b);
+                break;
+            }
+            lines.fill(&mut a)?;
+            parsed_a = self.take_batch_beside(&mut at, &b, parsed_b, &a, &formats);
         }
-        if joining.open() {
+        let Reading {
+            mut input,
+            mut connections,
+            waiting,
+        } = at;
+        if lines.unclosed() {
             // Its lines were counted as joined; its first is the malformed
             // entry (each line counted once).
             input.joined = input.joined.saturating_sub(1);
             input.malformed(MALFORMED_SHOWN, "a JSON entry that never closes");
         }
         for w in waiting {
-            self.judge(&mut connections, w.at, &w.text, &w.request);
+            self.judge(&mut connections, || w.at, &w.text, &w.request);
         }
         self.inputs.push(input);
         Ok(())
+    }
+
+    /// Takes `batch`'s lines while a second thread parses `next`'s, then
+    /// parses what is left of `next` beside it.
+    fn take_batch_beside<'n>(
+        &mut self,
+        at: &mut Reading,
+        batch: &Batch,
+        parsed: Parsed<'_>,
+        next: &'n Batch,
+        formats: &Formats,
+    ) -> Parsed<'n> {
+        let claimed = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            let parsing = s.spawn(|| next.parse_claimed(formats, &claimed));
+            self.take_batch(at, batch, parsed);
+            let mine = next.parse_claimed(formats, &claimed);
+            parsing
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                .merge(mine)
+        })
+    }
+
+    /// Takes a batch's lines in order; `parsed` holds one line per text.
+    fn take_batch(&mut self, at: &mut Reading, batch: &Batch, parsed: Parsed<'_>) {
+        let mut parsed = parsed.lines();
+        for item in &batch.items {
+            at.input.lines += 1;
+            at.input.bytes += item.bytes;
+            match &item.what {
+                What::TooLong => at.input.malformed(MALFORMED_SHOWN, "longer than 64 KiB"),
+                What::Joined => at.input.joined += 1,
+                What::EntryTooLong => {
+                    at.input
+                        .malformed(MALFORMED_SHOWN, "a JSON entry over 64 KiB");
+                }
+                What::Text(range) => {
+                    if let Some(line) = parsed.next() {
+                        let text = batch.text(range);
+                        self.take(
+                            &mut at.input,
+                            &mut at.connections,
+                            &mut at.waiting,
+                            line,
+                            text,
+                        );
+                    }
+                }
+            }
+        }
     }
 
     fn take(
@@ -234,7 +297,7 @@ impl Diagnoser {
                             request: line::into_owned(request),
                         });
                     }
-                    _ => self.judge(connections, at(), text, &request),
+                    _ => self.judge(connections, at, text, &request),
                 }
             }
         }
@@ -255,7 +318,7 @@ impl Diagnoser {
                 .then(|| waiting.remove(i))
                 .flatten()
             {
-                Some(w) => self.judge(connections, w.at, &w.text, &w.request),
+                Some(w) => self.judge(connections, || w.at, &w.text, &w.request),
                 None => i += 1,
             }
         }
@@ -265,7 +328,9 @@ impl Diagnoser {
     fn judge(
         &mut self,
         connections: &mut Connections,
-        at: String,
+        // The line's place, made only for an example: formatting it for
+        // every line was a tenth of the work.
+        at: impl FnOnce() -> String,
         text: &str,
         request: &Request<'_>,
     ) {
@@ -284,7 +349,7 @@ impl Diagnoser {
         }
         let stats = self.codes_entry(Source::AccessLog, d.code);
         stats.add(request.start_ns, || {
-            Example::from_request(at, text, request, &judged.reuse)
+            Example::from_request(at(), text, request, &judged.reuse)
         });
         stats.count_confidence(Some(d.confidence), &d.alternatives);
         if stats.explain.is_none() {
@@ -323,112 +388,6 @@ impl Diagnoser {
     }
 }
 
-/// Joins a JSON entry spread over lines (pretty-printed: `jq .`, a log
-/// store's export): from a line that is only `{` to the line that closes
-/// it. Only such a line opens one, so a damaged one-line entry (`{"a":` cut
-/// short) never swallows the lines after it.
-#[derive(Debug, Default)]
-struct Joining {
-    text: String,
-    depth: i64,
-}
-
-enum Joined {
-    /// An ordinary line: read it as it is.
-    Line,
-    /// Part of an entry still open.
-    Inside,
-    /// The whole entry.
-    Entry(String),
-    /// The entry grew past `line::MAX_JOINED`: dropped.
-    TooLong,
-}
-
-impl Joining {
-    fn open(&self) -> bool {
-        self.depth > 0
-    }
-
-    fn take(&mut self, line: &str) -> Joined {
-        if self.depth == 0 {
-            if line.trim() != "{" {
-                return Joined::Line;
-            }
-            self.text = line.to_string();
-            self.depth = 1;
-            return Joined::Inside;
-        }
-        self.depth += brace_depth(line);
-        self.text.push('\n');
-        self.text.push_str(line);
-        if self.text.len() > line::MAX_JOINED {
-            *self = Joining::default();
-            return Joined::TooLong;
-        }
-        if self.depth > 0 {
-            return Joined::Inside;
-        }
-        self.depth = 0;
-        // An element of a JSON array ends with `},`.
-        let entry = std::mem::take(&mut self.text);
-        Joined::Entry(entry.trim_end().trim_end_matches(',').to_string())
-    }
-}
-
-/// `{` minus `}` outside JSON strings.
-fn brace_depth(line: &str) -> i64 {
-    let (mut depth, mut in_string, mut escaped) = (0i64, false, false);
-    for b in line.bytes() {
-        match (in_string, escaped, b) {
-            (true, true, _) => escaped = false,
-            (true, false, b'\\') => escaped = true,
-            (true, false, b'"') => in_string = false,
-            (false, _, b'"') => in_string = true,
-            (false, _, b'{') => depth += 1,
-            (false, _, b'}') => depth -= 1,
-            _ => {}
-        }
-    }
-    depth
-}
-
-/// Reads one line (without its `\n`) into `buf`, keeping at most `max`
-/// bytes; `None` at the end, `Some(true)` when the line was longer.
-pub fn read_line(
-    reader: &mut impl BufRead,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> std::io::Result<Option<bool>> {
-    buf.clear();
-    let mut truncated = false;
-    let mut any = false;
-    loop {
-        let available = match reader.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if available.is_empty() {
-            return Ok(any.then_some(truncated));
-        }
-        any = true;
-        let (chunk, done) = match memchr::memchr(b'\n', available) {
-            Some(i) => (&available[..i], Some(i + 1)),
-            None => (available, None),
-        };
-        let room = max.saturating_sub(buf.len());
-        if chunk.len() > room {
-            truncated = true;
-        }
-        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        let used = done.unwrap_or(available.len());
-        reader.consume(used);
-        if done.is_some() {
-            return Ok(Some(truncated));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,17 +405,42 @@ mod tests {
         assert_eq!((input.joined, input.malformed), (2, 1));
     }
 
+    /// Batches are parsed two at a time on two threads and judged in
+    /// order: every checked-in log reads the same in batches of one line,
+    /// of a few, and in one.
     #[test]
-    fn lines_are_bounded_and_the_last_needs_no_newline() {
-        let data = format!("a\n{}\nb", "x".repeat(100));
-        let mut reader = std::io::BufReader::with_capacity(7, data.as_bytes());
-        let mut buf = Vec::new();
-        assert_eq!(read_line(&mut reader, &mut buf, 10).unwrap(), Some(false));
-        assert_eq!(buf, b"a");
-        assert_eq!(read_line(&mut reader, &mut buf, 10).unwrap(), Some(true));
-        assert_eq!(buf.len(), 10);
-        assert_eq!(read_line(&mut reader, &mut buf, 10).unwrap(), Some(false));
-        assert_eq!(buf, b"b");
-        assert_eq!(read_line(&mut reader, &mut buf, 10).unwrap(), None);
+    fn batches_of_any_size_give_the_same_report() {
+        let root = crate::paths::root().join("tests/data/diagnose");
+        let mut files = Vec::new();
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                match path.extension().and_then(|e| e.to_str()) {
+                    _ if path.is_dir() => dirs.push(path),
+                    Some("log" | "jsonl" | "json" | "default") => files.push(path),
+                    _ => {}
+                }
+            }
+        }
+        assert!(files.len() > 50, "{files:?}");
+        for file in files {
+            let data = std::fs::read(&file).unwrap();
+            let report = |lines: usize| {
+                let mut d = Diagnoser::new(Options::default());
+                d.read_lines("f", input::Lines::with_batch_lines(&data[..], lines))
+                    .unwrap();
+                d.finish()
+            };
+            let whole = report(usize::MAX);
+            for lines in [1, 3, 64] {
+                assert_eq!(
+                    report(lines),
+                    whole,
+                    "{} in batches of {lines}",
+                    file.display()
+                );
+            }
+        }
     }
 }
