@@ -49,6 +49,9 @@ pub fn short_names(mask: u64) -> String {
 /// lines to the same rules. `-` and unknown names are 0; `0x...` (what
 /// `short_names` prints for a bit it does not know) is read back.
 pub fn from_short_names(text: &str) -> u64 {
+    if text.is_empty() {
+        return 0;
+    }
     text.split(',')
         .map(str::trim)
         .map(|name| match SHORT_NAMES.iter().position(|n| *n == name) {

@@ -106,7 +106,11 @@ pub fn run(args: &Args, scenarios: &std::path::Path) -> anyhow::Result<()> {
         let mut diagnoser = Diagnoser::new(options);
         for file in &files {
             if file.as_os_str() == "-" {
-                diagnoser.read("(stdin)", std::io::stdin().lock())?;
+                // Not `stdin().lock()`: its lines are read on a thread of their own.
+                diagnoser.read(
+                    "(stdin)",
+                    BufReader::with_capacity(1 << 20, std::io::stdin()),
+                )?;
             } else {
                 let f = std::fs::File::open(file).with_context(|| file.display().to_string())?;
                 diagnoser

@@ -1,14 +1,16 @@
 //! An input's lines in batches. Lines are read, bounded and joined (a JSON
 //! entry printed over several lines is read as one) in order, into a batch
-//! that holds their text; a batch is then parsed as a whole, which
-//! `Diagnoser::read` does on a second thread while it judges the batch
-//! before, in log order. Parsing is most of the work and needs no state
-//! from line to line, so this is where a second core pays; judging keeps
-//! every line's order.
+//! that holds their text, on a thread that reads ahead (`read_ahead`); a
+//! batch is then parsed as a whole, which `Diagnoser::read` does on a
+//! second thread while it judges the batch before, in log order, and then
+//! beside it. Parsing is most of the work and needs no state from line to
+//! line, so this is where a second core pays; judging keeps every line's
+//! order.
 
 use std::io::BufRead;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use super::line::{self, Formats, Line};
 
@@ -54,6 +56,8 @@ pub struct Batch {
     pub items: Vec<Item>,
     /// The input ended with this batch.
     pub end: bool,
+    /// It ended inside a JSON entry that never closed.
+    pub unclosed: bool,
 }
 
 /// One line of the input.
@@ -104,19 +108,20 @@ impl Batch {
     }
 
     fn parse_items<'a>(&'a self, items: &[Item], formats: &Formats) -> Vec<Line<'a>> {
-        items
-            .iter()
-            .filter_map(|item| match &item.what {
-                What::Text(range) => Some(formats.parse(self.text(range))),
-                _ => None,
-            })
-            .collect()
+        let mut lines = Vec::with_capacity(items.len());
+        for item in items {
+            if let What::Text(range) = &item.what {
+                lines.push(formats.parse(self.text(range)));
+            }
+        }
+        lines
     }
 
     fn clear(&mut self) {
         self.text.clear();
         self.items.clear();
         self.end = false;
+        self.unclosed = false;
     }
 }
 
@@ -151,6 +156,7 @@ impl<R: BufRead> Lines<R> {
         while batch.text.len() < BATCH_BYTES && batch.items.len() < self.batch_lines {
             let Some(truncated) = read_line(&mut self.reader, &mut self.buf, MAX_LINE)? else {
                 batch.end = true;
+                batch.unclosed = self.joining.open();
                 break;
             };
             let bytes = self.buf.len() as u64 + 1;
@@ -177,11 +183,55 @@ impl<R: BufRead> Lines<R> {
         }
         Ok(())
     }
+}
 
-    /// A JSON entry was still open at the end of the input.
-    pub fn unclosed(&self) -> bool {
-        self.joining.open()
+/// Batches read ahead of the one being judged (two: reading is a tenth of
+/// the work, and it overlaps parsing and judging).
+const AHEAD: usize = 2;
+
+/// Batches from a thread that reads ahead (`read_ahead`).
+#[derive(Debug)]
+pub struct Feed {
+    full: mpsc::Receiver<std::io::Result<Batch>>,
+    empty: mpsc::Sender<Batch>,
+}
+
+impl Feed {
+    /// The next batch, in order; `used` goes back to be refilled.
+    pub fn next(&mut self, used: Batch) -> std::io::Result<Batch> {
+        // The reading thread is gone once it has sent the last batch.
+        let _ = self.empty.send(used);
+        self.full
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the reading thread stopped")))
     }
+}
+
+/// Runs `body` with the input's remaining batches read on a thread of its
+/// own, `AHEAD` batches ahead of it: reading (the read calls, splitting
+/// lines, checking UTF-8, joining JSON entries) overlaps the rest. The
+/// thread ends after the last batch, or when `body` returns.
+pub fn read_ahead<R: BufRead + Send, T>(
+    mut lines: Lines<R>,
+    body: impl FnOnce(&mut Feed) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let (full_tx, full) = mpsc::sync_channel(AHEAD);
+    let (empty, empty_rx) = mpsc::channel::<Batch>();
+    for _ in 1..AHEAD {
+        let _ = empty.send(Batch::default());
+    }
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            while let Ok(mut batch) = empty_rx.recv() {
+                let read = lines.fill(&mut batch).map(|()| batch);
+                let last = read.as_ref().map_or(true, |b| b.end);
+                if full_tx.send(read).is_err() || last {
+                    return;
+                }
+            }
+        });
+        body(&mut Feed { full, empty })
+    })
 }
 
 fn push(text: &mut String, line: &str) -> What {
@@ -218,7 +268,8 @@ impl Joining {
 
     fn take(&mut self, line: &str) -> Joined {
         if self.depth == 0 {
-            if line.trim() != "{" {
+            // `trim_start` first: it stops at a line's first character.
+            if !line.trim_start().starts_with('{') || line.trim() != "{" {
                 return Joined::Line;
             }
             self.text = line.to_string();

@@ -13,6 +13,11 @@ use super::istio_formats::{self, ISTIO_FORMATS};
 use super::template::{Field, Partial, Template, Values};
 use super::time;
 
+/// `"event":`, searched for in every line that does not start with `{`:
+/// a searcher built once is several times faster than `str::contains`.
+static EVENT_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"event\":"));
+
 /// Where a request line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -210,7 +215,7 @@ impl Formats {
         // line or after Envoy's log prefix (`... wasm log ...: {"v":1,...}`).
         let json_at = if trimmed.starts_with('{') {
             Some(0)
-        } else if trimmed.contains("\"event\":") {
+        } else if EVENT_KEY.find(trimmed.as_bytes()).is_some() {
             trimmed.find("{\"")
         } else {
             None
@@ -372,7 +377,13 @@ fn looks_like_access_log(line: &str) -> bool {
 fn number<T: std::str::FromStr>(text: Option<&str>) -> Result<Option<T>, ()> {
     match text {
         None => Ok(None),
-        Some(t) => t.trim().parse().map(Some).map_err(|_| ()),
+        // Trimmed only when it does not parse as it is: trimming first cost
+        // more than the parse on every field of every line.
+        Some(t) => t
+            .parse()
+            .or_else(|_| t.trim().parse())
+            .map(Some)
+            .map_err(|_| ()),
     }
 }
 

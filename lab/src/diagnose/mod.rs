@@ -123,14 +123,14 @@ impl Diagnoser {
     /// Envoy's log: its connections are tracked apart from the others'.
     /// Batches of lines are parsed on a second thread while this one judges
     /// the batch before (`input`), so lines are judged in log order.
-    pub fn read(&mut self, name: &str, reader: impl BufRead) -> std::io::Result<()> {
+    pub fn read(&mut self, name: &str, reader: impl BufRead + Send) -> std::io::Result<()> {
         self.read_lines(name, input::Lines::new(reader))
     }
 
     fn read_lines(
         &mut self,
         name: &str,
-        mut lines: input::Lines<impl BufRead>,
+        mut lines: input::Lines<impl BufRead + Send>,
     ) -> std::io::Result<()> {
         let mut at = Reading {
             input: InputReport::new(name),
@@ -139,40 +139,55 @@ impl Diagnoser {
         };
         // Its own copy, so the parsing thread shares nothing `take` changes.
         let formats = self.options.formats.clone();
-        let (mut a, mut b) = (Batch::default(), Batch::default());
-        lines.fill(&mut a)?;
-        // An input of one batch (most files, every test) starts no thread.
-        let mut parsed_a = a.parse(&formats);
-        loop {
-            if a.end {
-                self.take_batch(&mut at, &a, parsed_a);
-                break;
-            }
-            lines.fill(&mut b)?;
-            let parsed_b = self.take_batch_beside(&mut at, &a, parsed_a, &b, &formats);
-            if b.end {
-                self.take_batch(&mut at, &b, parsed_b);
-                break;
-            }
-            lines.fill(&mut a)?;
-            parsed_a = self.take_batch_beside(&mut at, &b, parsed_b, &a, &formats);
+        let mut first = Batch::default();
+        lines.fill(&mut first)?;
+        if first.end {
+            // An input of one batch (most files, every test) starts no thread.
+            let parsed = first.parse(&formats);
+            self.take_batch(&mut at, &first, parsed);
+        } else {
+            input::read_ahead(lines, |feed| {
+                self.take_batches(&mut at, first, feed, &formats)
+            })?;
         }
         let Reading {
-            mut input,
+            input,
             mut connections,
             waiting,
         } = at;
-        if lines.unclosed() {
-            // Its lines were counted as joined; its first is the malformed
-            // entry (each line counted once).
-            input.joined = input.joined.saturating_sub(1);
-            input.malformed(MALFORMED_SHOWN, "a JSON entry that never closes");
-        }
         for w in waiting {
             self.judge(&mut connections, || w.at, &w.text, &w.request);
         }
         self.inputs.push(input);
         Ok(())
+    }
+
+    /// Takes the batches from `a` on, each parsed while the one before is
+    /// taken, in two variables that trade places: a batch's parsed lines
+    /// borrow its text until they are taken.
+    fn take_batches(
+        &mut self,
+        at: &mut Reading,
+        mut a: Batch,
+        feed: &mut input::Feed,
+        formats: &Formats,
+    ) -> std::io::Result<()> {
+        let mut parsed_a = a.parse(formats);
+        let mut b = Batch::default();
+        loop {
+            b = feed.next(b)?;
+            let parsed_b = self.take_batch_beside(at, &a, parsed_a, &b, formats);
+            if b.end {
+                self.take_batch(at, &b, parsed_b);
+                return Ok(());
+            }
+            a = feed.next(a)?;
+            parsed_a = self.take_batch_beside(at, &b, parsed_b, &a, formats);
+            if a.end {
+                self.take_batch(at, &a, parsed_a);
+                return Ok(());
+            }
+        }
     }
 
     /// Takes `batch`'s lines while a second thread parses `next`'s, then
@@ -223,6 +238,13 @@ impl Diagnoser {
                     }
                 }
             }
+        }
+        if batch.unclosed {
+            // Its lines were counted as joined; its first is the malformed
+            // entry (each line counted once).
+            at.input.joined = at.input.joined.saturating_sub(1);
+            at.input
+                .malformed(MALFORMED_SHOWN, "a JSON entry that never closes");
         }
     }
 

@@ -281,25 +281,32 @@ impl Template {
         until: usize,
     ) -> Result<(), usize> {
         let bytes = line.as_bytes();
-        while m.piece < until.min(self.pieces.len()) {
+        let until = until.min(self.pieces.len());
+        while m.piece < until {
             let fits = match &self.pieces[m.piece] {
                 Piece::Literal(lit) => bytes[m.pos..].starts_with(lit).then(|| m.pos += lit.len()),
                 Piece::Field(field) => {
-                    let end = match self.pieces.get(m.piece + 1) {
+                    let (end, after) = match self.pieces.get(m.piece + 1) {
                         Some(Piece::Literal(lit)) => match &self.finders[m.piece + 1] {
                             Some(finder) => finder.find(&bytes[m.pos..]),
                             None => lit
                                 .first()
                                 .and_then(|b| memchr::memchr(*b, &bytes[m.pos..])),
                         }
-                        .map(|at| m.pos + at),
-                        _ => Some(bytes.len()),
+                        .map_or((None, 0), |at| (Some(m.pos + at), lit.len())),
+                        _ => (Some(bytes.len()), 0),
                     };
                     // Both ends sit next to ASCII literals (or the line's
                     // ends), so they are char boundaries.
                     end.and_then(|end| line.get(m.pos..end)).map(|value| {
                         m.values.set(*field, value);
                         m.pos += value.len();
+                        // The literal after it is where it was found: taken
+                        // too, unless the match stops before it.
+                        if after > 0 && m.piece + 1 < until {
+                            m.pos += after;
+                            m.piece += 1;
+                        }
                     })
                 }
             };

@@ -39,7 +39,14 @@ fn fraction_ns(text: &[u8]) -> Option<i64> {
 /// Parses `YYYY-MM-DD[T ]HH:MM:SS[.frac][Z|+HH:MM|-HH:MM]` or epoch seconds
 /// `S[.frac]`; returns ns since the epoch (before 1970 is `None`).
 pub fn parse_ns(text: &str) -> Option<u64> {
-    let b = text.trim().as_bytes();
+    // Trimmed only when it has to be (the check is cheaper than `trim`).
+    let graphic = |c: Option<&u8>| c.is_some_and(u8::is_ascii_graphic);
+    let b = text.as_bytes();
+    let b = if graphic(b.first()) && graphic(b.last()) {
+        b
+    } else {
+        text.trim().as_bytes()
+    };
     if b.len() >= 19 && b[4] == b'-' && b[7] == b'-' && (b[10] == b'T' || b[10] == b' ') {
         return iso(b);
     }
