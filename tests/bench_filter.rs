@@ -45,8 +45,8 @@ use std::time::{Duration, Instant};
 use std::io::Write;
 
 use connlab::envoy::config::{
-    bootstrap, cluster, file_access_log, hcm, http_wasm, listener, net_wasm, plugin, route,
-    tcp_proxy,
+    bootstrap, cluster, failures_only_logger, file_access_log, hcm, http_wasm, listener, net_wasm,
+    plugin, route, tcp_proxy,
 };
 use connlab_tests::envoy_process::EnvoyProcess;
 use connlab_tests::{any_local_port, backend, filter_wasm, http1, raw_servers};
@@ -175,6 +175,11 @@ fn bench_envoy(backend: SocketAddr, dir: &std::path::Path) -> EnvoyProcess {
     let with_filter = |name: &str, filter: Vec<Value>, logs: Vec<Value>| {
         listener(name, vec![hcm(name, filter, routes(), logs)])
     };
+    let logger = |name: &str, root_id: &str| {
+        let mut logger = failures_only_logger(&wasm, root_id, None);
+        logger["typed_config"]["config"]["vm_config"]["vm_id"] = json!(name);
+        logger
+    };
     let own_vm = |name: &str, path: &std::path::Path, root_id: &str, config: Option<&Value>| {
         let mut filter = http_wasm(path, root_id, config);
         filter["typed_config"]["config"]["vm_config"]["vm_id"] = json!(name);
@@ -196,6 +201,11 @@ fn bench_envoy(backend: SocketAddr, dir: &std::path::Path) -> EnvoyProcess {
             vec![],
             vec![file_access_log(&dir.join("access.log"), NATIVE_FORMAT)],
         ),
+        // The floor of connlab as a logger that only failed requests reach
+        // (`failures_only_logger`): the empty root behind Envoy's CEL
+        // filter, so a healthy request costs the filter's evaluation alone.
+        with_filter("failonly", vec![], vec![logger("failonly", "connlab_noop")]),
+        with_filter("log", vec![], vec![logger("log", "connlab_log")]),
     ];
     let modules = other_modules()
         .into_iter()
@@ -228,13 +238,15 @@ fn assert_every_vm_started(envoy: &EnvoyProcess) {
     );
 }
 
-const VARIANTS: [(&str, &str); 6] = [
+const VARIANTS: [(&str, &str); 8] = [
     ("no filter", "none"),
     ("empty proxy-wasm filter", "empty"),
     ("empty filter, 2nd VM", "empty2"),
     ("connlab defaults", "defaults"),
     ("connlab events=all", "all"),
     ("native access log", "native"),
+    ("failures-only logger floor", "failonly"),
+    ("connlab_log (failures only)", "log"),
 ];
 
 /// `BENCH_WORKLOADS=0` skips the large-body and long-stream workloads.
@@ -262,14 +274,23 @@ fn other_modules() -> Vec<(String, std::path::PathBuf, String)> {
 }
 
 /// Every variant's (row name, listener name). Under callgrind not
-/// `events=all` (it varies with what the rate limit lets through, and
-/// valgrind holds only four wasm VMs: the empty filter twice, connlab and
-/// one module).
+/// `events=all` (it varies with what the rate limit lets through), and at
+/// most four wasm VMs, what valgrind holds: the empty filter twice and
+/// connlab, then one module (`BENCH_MODULES`) or else the failures-only
+/// logger (`BENCH_LOGGER=floor` for its floor, the empty root).
 fn variants() -> Vec<(String, String)> {
     let callgrind = std::env::var_os("BENCH_CALLGRIND").is_some();
+    let modules = !other_modules().is_empty();
+    let floor = std::env::var("BENCH_LOGGER").as_deref() == Ok("floor");
+    let skipped = |listener: &str| match listener {
+        "all" => true,
+        "failonly" => modules || !floor,
+        "log" => modules || floor,
+        _ => false,
+    };
     VARIANTS
         .iter()
-        .filter(|(_, listener)| !(callgrind && *listener == "all"))
+        .filter(|(_, listener)| !(callgrind && skipped(listener)))
         .map(|(name, listener)| (name.to_string(), listener.to_string()))
         .chain(
             other_modules()

@@ -1,5 +1,8 @@
 //! The HTTP filter (`connlab_http`): one context per request, which reads
-//! the request's upstream outcome when it ends.
+//! the request's upstream outcome when it ends. And the failures-only
+//! access logger (`connlab_log`, `log_failure`): the same reading and
+//! judging for the requests Envoy's own access-log filter lets through,
+//! with no connection history.
 
 use std::rc::Rc;
 
@@ -142,9 +145,11 @@ fn response_map_value(map: MapType, name: &str) -> Option<String> {
     hostcalls::get_map_value(map, name).ok().flatten()
 }
 
-/// The attributes a rule asks for, read when it asks.
+/// The attributes a rule asks for, read when it asks. `request` is `None`
+/// in the failures-only logger, which sees no other request.
 struct Host<'r> {
-    request: &'r Request,
+    shared: &'r Shared,
+    request: Option<&'r Request>,
 }
 
 impl OnDemand for Host<'_> {
@@ -157,7 +162,9 @@ impl OnDemand for Host<'_> {
     }
 
     fn in_flight_ports(&mut self, peer: &str) -> Vec<u16> {
-        self.request.in_flight_ports(peer)
+        self.request
+            .map(|r| r.in_flight_ports(peer))
+            .unwrap_or_default()
     }
 
     fn is_connect(&mut self) -> bool {
@@ -168,7 +175,12 @@ impl OnDemand for Host<'_> {
     /// older than the longest a connection pooled before it could have sat
     /// idle (`judge::opened_since`).
     fn opened(&mut self) -> bool {
-        let shared = &self.request.shared;
+        // The failures-only logger never sees a connection's healthy
+        // requests: it cannot know one is new.
+        if self.request.is_none() {
+            return false;
+        }
+        let shared = self.shared;
         judge::opened_since(shared.born_ns, now_ns(), shared.config.unknown_history_ms)
     }
 
@@ -187,12 +199,72 @@ impl Request {
         let judged = judge::judge(
             &mut self.shared.table.borrow_mut(),
             &attributes.outcome(),
-            &mut Host { request: self },
+            &mut Host {
+                shared: &self.shared,
+                request: Some(self),
+            },
             &self.shared.config,
             bookkeeping,
         );
         (attributes, judged)
     }
+}
+
+/// The failures-only access logger (`connlab_log`): Envoy's access-log
+/// filter in front of it (`response.flags != 0 ||
+/// upstream.request_attempt_count != 1u`, what `Outcome::looks_healthy`
+/// says no to) lets only failed or retried requests into the VM, so a
+/// healthy request costs no VM entry at all. It judges each by the same
+/// rules with no connection history: its reuse table is only peeked at
+/// and stays empty, so `nth` and the idle time are unknown and a reset on
+/// a reused connection is at most `likely` a keep-alive race, as in a log
+/// without the connection's earlier lines. No response header, no filter
+/// state (a logger runs after the response), no pinned-port evidence.
+pub(crate) fn log_failure(shared: &Shared) {
+    let attributes = Attributes::read(shared, true);
+    let judged = judge::judge(
+        &mut shared.table.borrow_mut(),
+        &attributes.outcome(),
+        &mut Host {
+            shared,
+            request: None,
+        },
+        &shared.config,
+        Bookkeeping::Peek,
+    );
+    report(shared, attributes, judged, false);
+}
+
+/// Counts a judged request and logs its event (every one with
+/// `"events":"all"`, otherwise the diagnosed ones).
+fn report(shared: &Shared, attributes: Attributes, judged: Judged, filter_state: bool) {
+    let log_all = shared.config.events == Events::All;
+    let code = judged.code();
+    let upstream = judged.upstream(attributes.local, attributes.peer);
+    shared.metrics.request(code, upstream.nth, upstream.idle_ms);
+    if let (Some(code), true) = (code, filter_state) {
+        set_diagnosis_state(code);
+    }
+    if code.is_none() && !log_all {
+        return;
+    }
+    // A healthy request's reasons are read only to be logged.
+    let reasons = judged.reasons.unwrap_or_else(read_reasons);
+    shared.log_event(|| {
+        HttpEvent {
+            conn: read_uint(&["connection", "id"]),
+            upstream,
+            attempts: attributes.attempts,
+            code: reasons.code,
+            flags: flags::short_names(attributes.flags),
+            details: reasons.details,
+            failure: reasons.failure,
+            diagnosis: code,
+            confidence: judged.diagnosis.as_ref().map(|d| d.confidence),
+            explain: judged.diagnosis.map(|d| d.explain),
+        }
+        .to_json()
+    });
 }
 
 impl Request {
@@ -252,33 +324,6 @@ impl HttpContext for Request {
     fn on_log(&mut self) {
         let log_all = self.shared.config.events == Events::All;
         let (attributes, judged) = self.judge(log_all, Bookkeeping::Record);
-        let code = judged.code();
-        let upstream = judged.upstream(attributes.local, attributes.peer);
-        self.shared
-            .metrics
-            .request(code, upstream.nth, upstream.idle_ms);
-        if let Some(code) = code {
-            set_diagnosis_state(code);
-        }
-        if code.is_none() && !log_all {
-            return;
-        }
-        // A healthy request's reasons are read only to be logged.
-        let reasons = judged.reasons.unwrap_or_else(read_reasons);
-        self.shared.log_event(|| {
-            HttpEvent {
-                conn: read_uint(&["connection", "id"]),
-                upstream,
-                attempts: attributes.attempts,
-                code: reasons.code,
-                flags: flags::short_names(attributes.flags),
-                details: reasons.details,
-                failure: reasons.failure,
-                diagnosis: code,
-                confidence: judged.diagnosis.as_ref().map(|d| d.confidence),
-                explain: judged.diagnosis.map(|d| d.explain),
-            }
-            .to_json()
-        });
+        report(&self.shared, attributes, judged, true);
     }
 }

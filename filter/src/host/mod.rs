@@ -2,8 +2,10 @@
 //! attributes, hands them to the pure modules (config, judge, reuse, sniff,
 //! diagnose, event) and logs, counts and stores what they return.
 //!
-//! One module, four plugin `root_id`s: `connlab_http` (HTTP filter),
-//! `connlab_net` (network filter) and `connlab_noop` / `connlab_noop_net`
+//! One module, five plugin `root_id`s: `connlab_http` (HTTP filter),
+//! `connlab_net` (network filter), `connlab_log` (a wasm access logger that
+//! only failed requests reach: `http::log_failure`) and `connlab_noop` /
+//! `connlab_noop_net`
 //! (HTTP / network filters that do nothing: the floor
 //! every proxy-wasm filter costs, for measuring connlab's own share in your
 //! Envoy).
@@ -40,6 +42,8 @@ enum Kind {
     #[default]
     Http,
     Net,
+    /// The failures-only access logger (`connlab_log`).
+    Log,
     Noop,
     /// The empty network filter (`connlab_noop_net`).
     NoopNet,
@@ -97,11 +101,12 @@ impl RootContext for Root {
         self.kind = match root_id.as_str() {
             "connlab_http" | "" => Kind::Http,
             "connlab_net" => Kind::Net,
+            "connlab_log" => Kind::Log,
             "connlab_noop" => Kind::Noop,
             "connlab_noop_net" => Kind::NoopNet,
             other => {
                 log_error(&format!(
-                    "connlab: unknown root_id `{other}`: use connlab_http, connlab_net, connlab_noop or connlab_noop_net"
+                    "connlab: unknown root_id `{other}`: use connlab_http, connlab_net, connlab_log, connlab_noop or connlab_noop_net"
                 ));
                 return false;
             }
@@ -127,7 +132,7 @@ impl RootContext for Root {
             metrics::Metrics::define()
         };
         let outcome_expression = match self.kind {
-            Kind::Http => create_expression(OUTCOME_EXPRESSION),
+            Kind::Http | Kind::Log => create_expression(OUTCOME_EXPRESSION),
             _ => None,
         };
         self.shared = Some(Rc::new(Shared {
@@ -166,6 +171,7 @@ impl RootContext for Root {
             let event = SuppressedEvent {
                 plugin: match self.kind {
                     Kind::Net => "connlab_net",
+                    Kind::Log => "connlab_log",
                     _ => "connlab_http",
                 },
                 suppressed,
@@ -179,8 +185,17 @@ impl RootContext for Root {
     fn get_type(&self) -> Option<ContextType> {
         Some(match self.kind {
             Kind::Net | Kind::NoopNet => ContextType::StreamContext,
-            Kind::Http | Kind::Noop => ContextType::HttpContext,
+            Kind::Http | Kind::Log | Kind::Noop => ContextType::HttpContext,
         })
+    }
+
+    /// As an access logger (`connlab_log`), Envoy calls this on the root
+    /// context for each request its access-log filter lets through.
+    fn on_log(&mut self) {
+        if let (Some(shared), Kind::Log) = (&self.shared, self.kind) {
+            shared.served.set(true);
+            http::log_failure(shared);
+        }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

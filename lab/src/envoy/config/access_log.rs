@@ -1,5 +1,6 @@
-//! Access logs: a file in a given format (Istio's TEXT by default), and the
-//! JSON fields on stdout the checker reads.
+//! Access logs: a file in a given format (Istio's TEXT by default), the
+//! JSON fields on stdout the checker reads, and connlab as a wasm access
+//! logger that only failed requests reach.
 
 use std::path::Path;
 
@@ -15,6 +16,35 @@ pub fn file_access_log(path: &Path, format: &str) -> Value {
             "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
             "path": path,
             "log_format": {"text_format_source": {"inline_string": format}},
+        },
+    })
+}
+
+/// Which requests reach the failures-only logger: what the filter's
+/// `Outcome::looks_healthy` says no to (a response flag, or more than one
+/// attempt), decided by Envoy's native CEL access-log filter without
+/// entering the wasm VM. A request with no upstream attempt and no flag
+/// (the CEL attribute absent) is healthy to both.
+pub const FAILURES_ONLY: &str = "response.flags != 0 || upstream.request_attempt_count != 1u";
+
+/// connlab's plugin `root_id` (`connlab_log`, or `connlab_noop` for the
+/// floor of the design) as a wasm access logger behind `FAILURES_ONLY`: a
+/// healthy request costs Envoy that filter's evaluation and no VM entry.
+/// The logger sees no healthy request, so it judges failures without the
+/// connection's history (filter/README.md, Configuration).
+pub fn failures_only_logger(wasm: &Path, root_id: &str, config: Option<&Value>) -> Value {
+    json!({
+        "name": "envoy.access_loggers.wasm",
+        "filter": {"extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                "expression": FAILURES_ONLY,
+            },
+        }},
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.wasm.v3.WasmAccessLog",
+            "config": super::plugin(wasm, root_id, config),
         },
     })
 }
