@@ -3,16 +3,22 @@
 //! WasmPlugin schema of every Istio release each one claims (copies in
 //! `deploy/istio/crd/by-release/`). Each `pluginConfig` is then loaded into
 //! real Envoy as the plugin configuration of the root_id it names, so a
-//! manifest that Istio accepts is also one the filter accepts.
+//! manifest that Istio accepts is also one the filter accepts. The
+//! EnvoyFilter that installs the failures-only logger (`connlab_log`) is
+//! checked the same way against the EnvoyFilter schemas, and the logger it
+//! patches in is run in real Envoy.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::time::Duration;
+
 use connlab::envoy::config::{
-    bootstrap, cluster, hcm, http_wasm, listener, net_wasm, route, tcp_proxy,
+    bootstrap, cluster, failures_only_logger, hcm, http_wasm, listener, net_wasm, route, tcp_proxy,
+    FAILURES_ONLY,
 };
 use connlab_tests::envoy_process::EnvoyProcess;
-use connlab_tests::{closed_port, filter_wasm, paths};
+use connlab_tests::{any_local_port, backend, closed_port, filter_wasm, http1, paths};
 use serde_json::Value;
 
 fn deploy() -> PathBuf {
@@ -61,38 +67,60 @@ fn every_manifest_is_valid_for_every_istio_release_it_claims() {
     assert!(ok, "deploy/ as Kubernetes reads it:\n{text}");
 }
 
+/// Each edit of the manifest `name` (`from` replaced by `to`) is rejected
+/// by the checker with a message containing `expected`.
+fn assert_each_edit_rejected(name: &str, edits: &[(&str, &str, &str)]) {
+    let good = std::fs::read_to_string(deploy().join(name)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (from, to, expected)) in edits.iter().enumerate() {
+        let text = good.replace(from, to);
+        assert_ne!(text, good, "{name} case {i} changed nothing");
+        let path = dir.path().join(format!("case{i}.yaml"));
+        std::fs::write(&path, text).unwrap();
+        let (ok, out) = checker(&[&path]);
+        assert!(!ok && out.contains(expected), "{name} case {i}: {out}");
+    }
+}
+
 /// What the API server would reject, the checker rejects: each of these
 /// is one edit away from a shipped manifest.
 #[test]
 fn the_checker_rejects_what_the_api_server_would() {
-    let good = std::fs::read_to_string(deploy().join("wasmplugin-http.yaml")).unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let sha = "\"0000000000000000000000000000000000000000000000000000000000000000\"";
-    let cases = [
-        // YAML 1.1 reads 64 digits as an integer (serde_yaml would not).
-        (good.replace(sha, &sha[1..65]), "is not of type 'string'"),
-        (good.replace("pluginName:", "pluginNmae:"), "pluginNmae"),
-        (
-            good.replace("type: HTTP", "type: TCP"),
-            "'TCP' is not one of",
-        ),
-        (
-            good.replace("# Minimum Istio: 1.20", "# Minimum Istio: 1.19"),
-            "Istio 1.19",
-        ),
-        (
-            good.replace("# Minimum Istio: 1.20", "# Minimum Istio: 1.22"),
-            "too high",
-        ),
-        (good.replace("url: oci://", "url: ftp://"), "scheme"),
-    ];
-    for (i, (text, expected)) in cases.iter().enumerate() {
-        assert_ne!(text, &good, "case {i} changed nothing");
-        let path = dir.path().join(format!("case{i}.yaml"));
-        std::fs::write(&path, text).unwrap();
-        let (ok, out) = checker(&[&path]);
-        assert!(!ok && out.contains(expected), "case {i}: {out}");
-    }
+    assert_each_edit_rejected(
+        "wasmplugin-http.yaml",
+        &[
+            // YAML 1.1 reads 64 digits as an integer (serde_yaml would not).
+            (sha, &sha[1..65], "is not of type 'string'"),
+            ("pluginName:", "pluginNmae:", "pluginNmae"),
+            ("type: HTTP", "type: TCP", "'TCP' is not one of"),
+            (
+                "# Minimum Istio: 1.20",
+                "# Minimum Istio: 1.19",
+                "Istio 1.19",
+            ),
+            ("# Minimum Istio: 1.20", "# Minimum Istio: 1.22", "too high"),
+            ("url: oci://", "url: ftp://", "scheme"),
+        ],
+    );
+    assert_each_edit_rejected(
+        "envoyfilter-logger.yaml",
+        &[
+            (
+                "context: SIDECAR_INBOUND",
+                "context: SIDECAR_INBOND",
+                "'SIDECAR_INBOND' is not one of",
+            ),
+            ("    match:", "    matsh:", "'matsh' was unexpected"),
+            (
+                "operation: MERGE",
+                "operation: MERGED",
+                "'MERGED' is not one of",
+            ),
+            ("# Minimum Istio: 1.20", "# Minimum Istio: 1.22", "too high"),
+            ("app: checkout", "app: \"*\"", "wildcard"),
+        ],
+    );
 }
 
 /// A `selector` rather than mesh-wide, and the module pinned by `sha256`.
@@ -147,6 +175,98 @@ fn network_wasmplugin_is_valid_and_loads() {
         (&"NETWORK".into(), &"connlab_net".into())
     );
     loads_in_envoy(&m);
+}
+
+/// The EnvoyFilter MERGEs connlab's failures-only logger into the HTTP
+/// connection manager of both sidecar directions; each patch's logger is
+/// the one `failures_only_logger` builds, and in real Envoy a refused
+/// connect reaches it while healthy requests do not.
+#[test]
+fn logger_envoyfilter_patches_both_directions_and_its_logger_runs_in_envoy() {
+    let m = manifest("envoyfilter-logger.yaml");
+    assert_eq!(m["kind"], "EnvoyFilter", "{m:#?}");
+    assert_eq!(
+        m["spec"]["workloadSelector"]["labels"]["app"], "checkout",
+        "{m:#?}"
+    );
+    let patches = m["spec"]["configPatches"]
+        .as_array()
+        .expect("configPatches");
+    let contexts: Vec<&str> = patches
+        .iter()
+        .map(|p| p["match"]["context"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(contexts, ["SIDECAR_INBOUND", "SIDECAR_OUTBOUND"]);
+    for p in patches {
+        assert_eq!(p["applyTo"], "NETWORK_FILTER", "{p:#?}");
+        assert_eq!(p["patch"]["operation"], "MERGE", "{p:#?}");
+        assert_eq!(
+            p["match"]["listener"]["filterChain"]["filter"]["name"],
+            "envoy.filters.network.http_connection_manager"
+        );
+        let hcm_config = &p["patch"]["value"]["typed_config"];
+        assert_eq!(
+            hcm_config["@type"],
+            "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+        );
+        let logs = hcm_config["access_log"].as_array().expect("access_log");
+        assert_eq!(logs.len(), 1, "{logs:#?}");
+        logger_runs_in_envoy(&logs[0]);
+    }
+}
+
+/// `logger` (from the manifest) with the module built here: the entry
+/// `failures_only_logger` builds but for the configuration string, then
+/// loaded into Envoy behind a healthy and a dead cluster.
+fn logger_runs_in_envoy(logger: &Value) {
+    let mut logger = logger.clone();
+    let plugin = &mut logger["typed_config"]["config"];
+    plugin["vm_config"]["code"]["local"]["filename"] = filter_wasm().to_str().unwrap().into();
+    let configuration = plugin["configuration"]["value"]
+        .as_str()
+        .expect("configuration");
+    let config: Value = serde_json::from_str(configuration).expect("configuration is JSON");
+    let mut expected = failures_only_logger(&filter_wasm(), "connlab_log", Some(&config));
+    expected["typed_config"]["config"]["configuration"] = plugin["configuration"].clone();
+    assert_eq!(logger, expected);
+    assert_eq!(
+        logger["filter"]["extension_filter"]["typed_config"]["expression"],
+        FAILURES_ONLY
+    );
+
+    let healthy =
+        backend::spawn(any_local_port(), backend::Behaviour::default()).expect("start backend");
+    let routes = vec![route("/dead", "dead"), route("/", "healthy")];
+    let config = bootstrap(
+        vec![listener(
+            "main",
+            vec![hcm("main", vec![], routes, vec![logger])],
+        )],
+        vec![
+            cluster("healthy", &[healthy.addr()]),
+            cluster("dead", &[closed_port()]),
+        ],
+    );
+    let envoy = EnvoyProcess::start(&config).expect("start Envoy");
+    let timeout = Duration::from_secs(5);
+    let mut conn = http1::Conn::connect(envoy.listener("main").expect("listener"), timeout)
+        .expect("connect to Envoy");
+    conn.set_read_timeout(Some(timeout));
+    for _ in 0..5 {
+        assert_eq!(conn.get("/").expect("healthy request").status, 200);
+    }
+    assert_eq!(conn.get("/dead").expect("503 from Envoy").status, 503);
+    // One event, the refused connect's: the healthy requests logged nothing
+    // (a short wait for any event after the first).
+    envoy.wait_events(1, timeout);
+    std::thread::sleep(Duration::from_millis(300));
+    let events = envoy.events();
+    assert_eq!(events.len(), 1, "{events:#?}\n{}", envoy.log_tail());
+    assert_eq!(
+        events[0]["diagnosis"], "connect_refused",
+        "{:#?}",
+        events[0]
+    );
 }
 
 #[test]
