@@ -31,8 +31,8 @@ fn counter_after_flush(envoy: &EnvoyProcess, name: &str) -> u64 {
 
 #[test]
 fn only_failed_requests_reach_the_logger_and_are_judged_without_history() {
-    let healthy = backend::spawn(any_local_port(), backend::Behaviour::default())
-        .expect("start backend");
+    let healthy =
+        backend::spawn(any_local_port(), backend::Behaviour::default()).expect("start backend");
     let racing = raw_servers::reset_reused_connection();
     let logger = failures_only_logger(&filter_wasm(), "connlab_log", None);
     let routes = vec![
@@ -41,7 +41,10 @@ fn only_failed_requests_reach_the_logger_and_are_judged_without_history() {
         route("/", "healthy"),
     ];
     let config = bootstrap(
-        vec![listener("main", vec![hcm("main", vec![], routes, vec![logger])])],
+        vec![listener(
+            "main",
+            vec![hcm("main", vec![], routes, vec![logger])],
+        )],
         vec![
             cluster("healthy", &[healthy.addr()]),
             cluster("racing", &[racing.addr()]),
@@ -69,7 +72,11 @@ fn only_failed_requests_reach_the_logger_and_are_judged_without_history() {
     assert_eq!(conn.get("/dead").expect("503 from Envoy").status, 503);
     let events = envoy.wait_events(1, TIMEOUT);
     assert_eq!(events.len(), 1, "{events:#?}\n{}", envoy.log_tail());
-    assert_eq!(events[0]["diagnosis"], "connect_refused", "{:#?}", events[0]);
+    assert_eq!(
+        events[0]["diagnosis"], "connect_refused",
+        "{:#?}",
+        events[0]
+    );
     assert_eq!(events[0]["confidence"], "confirmed", "{:#?}", events[0]);
 
     // A keep-alive race made certain: the backend answers the first request
@@ -100,7 +107,10 @@ fn only_failed_requests_reach_the_logger_and_are_judged_without_history() {
         envoy.stat("wasmcustom.connlab_http_diagnosis_connect_refused_total"),
         1
     );
-    assert_eq!(envoy.stat("wasmcustom.connlab_upstream_nth_bucket_le_inf"), 0);
+    assert_eq!(
+        envoy.stat("wasmcustom.connlab_upstream_nth_bucket_le_inf"),
+        0
+    );
 }
 
 /// The filter expression is exactly the filter's idea of healthy: a retry
@@ -111,8 +121,7 @@ fn a_retry_that_hid_a_failure_reaches_the_logger() {
     let racing = raw_servers::reset_reused_connection();
     let logger = failures_only_logger(&filter_wasm(), "connlab_log", None);
     let mut retried = route("/", "racing");
-    retried["route"]["retry_policy"] =
-        serde_json::json!({"retry_on": "reset", "num_retries": 1});
+    retried["route"]["retry_policy"] = serde_json::json!({"retry_on": "reset", "num_retries": 1});
     let config = bootstrap(
         vec![listener(
             "main",
@@ -130,5 +139,9 @@ fn a_retry_that_hid_a_failure_reaches_the_logger() {
     let events = envoy.wait_events(1, TIMEOUT);
     assert_eq!(events.len(), 1, "{events:#?}\n{}", envoy.log_tail());
     assert_eq!(events[0]["attempts"], 2, "{:#?}", events[0]);
-    assert_eq!(events[0]["diagnosis"], "retried_then_ok", "{:#?}", events[0]);
+    assert_eq!(
+        events[0]["diagnosis"], "retried_then_ok",
+        "{:#?}",
+        events[0]
+    );
 }
