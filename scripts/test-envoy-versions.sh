@@ -6,7 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-tests=(filter_in_envoy filter_diagnosis filter_network filter_negative filter_negative_streams filter_dead_peer filter_config)
+tests=(filter_in_envoy filter_diagnosis filter_network filter_negative filter_negative_streams filter_dead_peer filter_config filter_logger)
 test_args=()
 for t in "${tests[@]}"; do test_args+=(--test "$t"); done
 
