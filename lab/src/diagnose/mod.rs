@@ -1,9 +1,10 @@
 //! `connlab diagnose`: the filter's diagnoses on logs people already have.
 //!
-//! Lines stream through in bounded memory (one line at a time, state only
-//! per live upstream connection, capped), each parsed in whatever format it
-//! is in (`line`), put on its upstream connection and judged by the
-//! filter's own rules (`connections`), and counted per diagnosis (`report`).
+//! Lines stream through in bounded memory (batches of 1 MiB read ahead and
+//! parsed on a second core, `input`; state only per live upstream
+//! connection, capped), each parsed in whatever format it is in (`line`),
+//! put on its upstream connection and judged by the filter's own rules
+//! (`connections`) in log order, and counted per diagnosis (`report`).
 //! `tcp` does the same for packet captures, over `crate::evidence::pcap`.
 //! Uses `evidence` (the capture and access-log parsers, the TIME_WAIT
 //! facts), `paths`, and the filter crate's `judge`, `reuse` and `diagnose`,
