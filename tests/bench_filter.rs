@@ -411,11 +411,16 @@ fn callgrind(backend: SocketAddr, dir: &std::path::Path) {
     std::fs::create_dir_all(dumps).expect("the dump dir");
     let out = dumps.join("callgrind");
     let wrapper = dir.join("envoy-under-callgrind");
+    // valgrind's gdbserver FIFOs (which callgrind_control talks through)
+    // go in the temp dir, not /tmp: Envoy is killed at the end, so
+    // valgrind never removes them itself.
+    let vgdb = dir.join("vgdb-pipe");
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\nexec valgrind --tool=callgrind --instr-atstart=no \
+            "#!/bin/sh\nexec valgrind --tool=callgrind --vgdb-prefix={} --instr-atstart=no \
              --smc-check=all-non-file --callgrind-out-file={}.%p {} \"$@\"\n",
+            vgdb.display(),
             out.display(),
             envoy_bin.display()
         ),
@@ -433,6 +438,7 @@ fn callgrind(backend: SocketAddr, dir: &std::path::Path) {
     let counter = Callgrind {
         pid: envoy.pid().to_string(),
         dir: dumps.to_path_buf(),
+        vgdb_prefix: vgdb.clone(),
     };
     // Every listener warmed up first, then rounds, each starting one
     // variant later than the last, so no variant is always counted first
@@ -519,6 +525,7 @@ fn callgrind(backend: SocketAddr, dir: &std::path::Path) {
     let counter = Callgrind {
         pid: envoy.pid().to_string(),
         dir: dumps.to_path_buf(),
+        vgdb_prefix: vgdb.clone(),
     };
     let addr = |name: &str| envoy.listener(name).expect("listener");
     let per_mib = |name: &str| -> f64 {
@@ -565,11 +572,14 @@ fn callgrind(backend: SocketAddr, dir: &std::path::Path) {
 struct Callgrind {
     pid: String,
     dir: std::path::PathBuf,
+    /// The `--vgdb-prefix` valgrind was started with.
+    vgdb_prefix: std::path::PathBuf,
 }
 
 impl Callgrind {
     fn control(&self, arg: &str) {
         let status = std::process::Command::new("callgrind_control")
+            .arg(format!("--vgdb-prefix={}", self.vgdb_prefix.display()))
             .arg(arg)
             .arg(&self.pid)
             .stdout(std::process::Stdio::null())
