@@ -18,7 +18,7 @@ use connlab::envoy::config::{
     FAILURES_ONLY,
 };
 use connlab_tests::envoy_process::EnvoyProcess;
-use connlab_tests::{any_local_port, backend, closed_port, filter_wasm, http1, paths};
+use connlab_tests::{any_local_port, backend, closed_port, filter_wasm, logger_envoy, paths};
 use serde_json::Value;
 
 fn deploy() -> PathBuf {
@@ -237,21 +237,13 @@ fn logger_runs_in_envoy(logger: &Value) {
     let healthy =
         backend::spawn(any_local_port(), backend::Behaviour::default()).expect("start backend");
     let routes = vec![route("/dead", "dead"), route("/", "healthy")];
-    let config = bootstrap(
-        vec![listener(
-            "main",
-            vec![hcm("main", vec![], routes, vec![logger])],
-        )],
-        vec![
-            cluster("healthy", &[healthy.addr()]),
-            cluster("dead", &[closed_port()]),
-        ],
-    );
-    let envoy = EnvoyProcess::start(&config).expect("start Envoy");
+    let clusters = vec![
+        cluster("healthy", &[healthy.addr()]),
+        cluster("dead", &[closed_port()]),
+    ];
+    let (envoy, addr) = logger_envoy::start(logger, routes, clusters);
     let timeout = Duration::from_secs(5);
-    let mut conn = http1::Conn::connect(envoy.listener("main").expect("listener"), timeout)
-        .expect("connect to Envoy");
-    conn.set_read_timeout(Some(timeout));
+    let mut conn = logger_envoy::connect(addr, timeout);
     for _ in 0..5 {
         assert_eq!(conn.get("/").expect("healthy request").status, 200);
     }

@@ -7,19 +7,17 @@
 
 use std::time::Duration;
 
-use connlab::envoy::config::{
-    bootstrap, cluster, failures_only_logger, hcm, listener, route, FAILURES_ONLY,
-};
+use connlab::envoy::config::{cluster, failures_only_logger, route, FAILURES_ONLY};
 use connlab_tests::envoy_process::EnvoyProcess;
-use connlab_tests::{any_local_port, backend, closed_port, filter_wasm, http1, raw_servers};
+use connlab_tests::{
+    any_local_port, backend, closed_port, filter_wasm, http1, logger_envoy, raw_servers,
+};
 use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn connect(addr: std::net::SocketAddr) -> http1::Conn {
-    let conn = http1::Conn::connect(addr, TIMEOUT).expect("connect to Envoy");
-    conn.set_read_timeout(Some(TIMEOUT));
-    conn
+    logger_envoy::connect(addr, TIMEOUT)
 }
 
 /// The counter after its next flush (connlab hands counters to Envoy on
@@ -40,19 +38,12 @@ fn only_failed_requests_reach_the_logger_and_are_judged_without_history() {
         route("/race", "racing"),
         route("/", "healthy"),
     ];
-    let config = bootstrap(
-        vec![listener(
-            "main",
-            vec![hcm("main", vec![], routes, vec![logger])],
-        )],
-        vec![
-            cluster("healthy", &[healthy.addr()]),
-            cluster("racing", &[racing.addr()]),
-            cluster("dead", &[closed_port()]),
-        ],
-    );
-    let envoy = EnvoyProcess::start(&config).expect("start Envoy");
-    let addr = envoy.listener("main").expect("listener address");
+    let clusters = vec![
+        cluster("healthy", &[healthy.addr()]),
+        cluster("racing", &[racing.addr()]),
+        cluster("dead", &[closed_port()]),
+    ];
+    let (envoy, addr) = logger_envoy::start(logger, routes, clusters);
 
     // Healthy keep-alive traffic: the VM is never entered.
     let mut conn = connect(addr);
@@ -122,15 +113,8 @@ fn a_retry_that_hid_a_failure_reaches_the_logger() {
     let logger = failures_only_logger(&filter_wasm(), "connlab_log", None);
     let mut retried = route("/", "racing");
     retried["route"]["retry_policy"] = serde_json::json!({"retry_on": "reset", "num_retries": 1});
-    let config = bootstrap(
-        vec![listener(
-            "main",
-            vec![hcm("main", vec![], vec![retried], vec![logger])],
-        )],
-        vec![cluster("racing", &[racing.addr()])],
-    );
-    let envoy = EnvoyProcess::start(&config).expect("start Envoy");
-    let addr = envoy.listener("main").expect("listener address");
+    let clusters = vec![cluster("racing", &[racing.addr()])];
+    let (envoy, addr) = logger_envoy::start(logger, vec![retried], clusters);
     let mut conn = connect(addr);
     assert_eq!(conn.get("/").expect("first request").status, 200);
     std::thread::sleep(Duration::from_millis(200));

@@ -5,6 +5,7 @@ use std::net::{SocketAddr, TcpListener};
 pub mod certs;
 pub mod filter_proxy;
 pub mod lab;
+pub mod logger_envoy;
 pub mod raw_servers;
 pub mod silent_peer;
 
